@@ -1,0 +1,155 @@
+//! Command-line interface: parses arguments, calls the library, prints, maps errors to exit
+//! codes. The only place besides `ui` and `report` that writes to the terminal.
+
+mod graph;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use crate::spec::{load, parse_var, LoadOptions, Loaded, SpecErrors};
+use crate::ui::style::ColorChoice;
+use crate::ui::{terminal_width, Palette};
+
+/// Exit codes, documented in docs/exit-codes.md.
+pub mod exit {
+    /// Everything asked for was done.
+    pub const SUCCESS: u8 = 0;
+    /// A step, probe or gate failed; the rollout stopped (and can be resumed).
+    pub const FAILED: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The definitions are invalid; nothing ran.
+    pub const DEFINITION: u8 = 3;
+    /// Another rollout holds the state directory's lock.
+    pub const LOCKED: u8 = 4;
+    /// milepost could not read or write what it needs (state directory, output file).
+    pub const IO: u8 = 5;
+    /// Stopped by Ctrl-C or SIGTERM; state is resumable.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "milepost", version, about = "Declarative rollouts: the plan is code", long_about = None)]
+struct Cli {
+    /// When to colour output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the definitions and print a one-screen summary.
+    Validate(validate::ValidateArgs),
+    /// Print the dependency graph as DOT, Mermaid or JSON.
+    Graph(graph::GraphArgs),
+}
+
+/// The workflow file and the values that complete it; shared by every command that loads.
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// The workflow file, e.g. workflows/phase2.kdl.
+    pub workflow: PathBuf,
+    /// Set a template variable, overriding the workflow's vars (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read variables from a KDL file of `name "value"` lines (repeatable).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+}
+
+impl DefinitionArgs {
+    fn options(&self) -> LoadOptions {
+        LoadOptions { vars: self.vars.clone(), vars_files: self.vars_files.clone(), env: None }
+    }
+
+    /// Loads the workflow; definition errors come back for `main` to render.
+    fn load(&self) -> Result<Loaded, CliError> {
+        load(&self.workflow, &self.options()).map_err(CliError::Definitions)
+    }
+}
+
+/// What every command gets: how to paint, where to print.
+pub struct Cx {
+    pub out: Palette,
+    pub err: Palette,
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Definitions with mistakes; each is a diagnostic.
+    #[error("{0}")]
+    Definitions(SpecErrors),
+    /// A file milepost writes or reads beside the definitions.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Definitions(_) => exit::DEFINITION,
+            CliError::Io { .. } => exit::IO,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
+        }
+    };
+    let cx = Cx {
+        out: Palette::detect(cli.color, &std::io::stdout()),
+        err: Palette::detect(cli.color, &std::io::stderr()),
+    };
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(&cx, args),
+        Command::Graph(args) => graph::run(&cx, args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let width = if std::io::stderr().is_terminal() { terminal_width() } else { 100 };
+            let text = match &err {
+                CliError::Definitions(errors) => render_spec_errors(errors, cx.err.color, width),
+                other => format!("{} {other}\n", cx.err.red("error:")),
+            };
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Every diagnostic in miette's graphical form, then a one-line count.
+pub fn render_spec_errors(errors: &SpecErrors, color: bool, width: usize) -> String {
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+    let mut out = String::new();
+    for diagnostic in &errors.diagnostics {
+        if handler.render_report(&mut out, diagnostic).is_err() {
+            out.push_str(&format!("{diagnostic}\n"));
+        }
+        out.push('\n');
+    }
+    let palette = Palette { color };
+    out.push_str(&format!("{} {errors}; nothing was run\n", palette.red("error:")));
+    out
+}
+
+/// Prints to stdout; a closed pipe (`milepost plan | head`) is not an error.
+pub fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

@@ -1,0 +1,116 @@
+//! `milepost validate`: the definitions checked, and a one-screen summary.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{exit, print, CliError, Cx, DefinitionArgs};
+use crate::graph::PlanGraph;
+use crate::spec::values::human;
+use crate::spec::{Loaded, NodeKind};
+use crate::ui::style::{pad, pad_left};
+use crate::ui::Palette;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    definitions: DefinitionArgs,
+    /// Only the exit code and errors; no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(cx: &Cx, args: &ValidateArgs) -> Result<u8, CliError> {
+    let loaded = args.definitions.load()?;
+    if !args.quiet {
+        print(&summary(&loaded, cx.out));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Modules, gates, phases, edges and budgets, aligned.
+pub fn summary(loaded: &Loaded, p: Palette) -> String {
+    let w = &loaded.workflow;
+    let graph = PlanGraph::new(w);
+    let sum = |kind: NodeKind, f: fn(&crate::spec::Node) -> Duration| -> Duration {
+        w.nodes.iter().filter(|n| n.kind == kind).map(f).sum()
+    };
+    let module_budget = sum(NodeKind::Module, |n| n.budget);
+    let module_planned = sum(NodeKind::Module, |n| n.planned);
+    let gate_budget = sum(NodeKind::Gate, |n| n.budget);
+    let files = loaded.sources_len();
+    let mut out = String::new();
+    let title = if w.title.is_empty() { String::new() } else { format!(" — {}", w.title) };
+    out.push_str(&format!("{} {}{title}\n", p.green("✓"), p.bold(&w.id)));
+    out.push_str(&format!(
+        "  {} ({} file{})\n\n",
+        crate::spec::source::display_path(&w.file),
+        files,
+        if files == 1 { "" } else { "s" }
+    ));
+    let modules = w.modules().count();
+    let gates = w.gates().count();
+    let phases: Vec<String> = w
+        .phases
+        .iter()
+        .map(|ph| match &ph.title {
+            Some(t) => format!("{} {t}", ph.id),
+            None => ph.id.clone(),
+        })
+        .collect();
+    let rows = [
+        (
+            "modules",
+            modules.to_string(),
+            format!("budget {} ({} with buffers)", human(module_budget), human(module_planned)),
+        ),
+        ("gates", gates.to_string(), format!("budget {}", human(gate_budget))),
+        ("phases", w.phases.len().to_string(), phases.join(" · ")),
+        ("edges", graph.edge_count().to_string(), String::new()),
+        ("parallelism", w.parallelism.to_string(), String::new()),
+    ];
+    for (label, count, detail) in rows {
+        out.push_str(format!("  {} {} {}\n", pad(label, 12), pad_left(&count, 4), p.dim(&detail)).trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    let header = ["phase", "node", "budget", "buffer", "planned", "after"];
+    let mut table: Vec<[String; 6]> = Vec::new();
+    for &n in graph.order() {
+        let node = &w.nodes[n];
+        let phase = w.phase_of(n).map(|ph| ph.id.clone()).unwrap_or_else(|| "—".into());
+        let label = match node.kind {
+            NodeKind::Module => node.label(),
+            NodeKind::Gate => format!("◆ {}", node.id),
+        };
+        let after: Vec<&str> = node.deps.iter().map(|&d| w.nodes[d].id.as_str()).collect();
+        let after = if after.is_empty() { "—".to_string() } else { after.join(", ") };
+        let buffer = node.buffer.map(|b| b.to_string()).unwrap_or_else(|| "—".into());
+        table.push([phase, label, human(node.budget), buffer, human(node.planned), after]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| table.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: [&str; 6], paint: &dyn Fn(&str) -> String| {
+        let mut s = String::from("  ");
+        for (c, cell) in cells.iter().enumerate() {
+            let padded = if (2..5).contains(&c) { pad_left(cell, widths[c]) } else { pad(cell, widths[c]) };
+            s.push_str(&paint(&padded));
+            s.push_str("  ");
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(header, &|s| p.dim(s)));
+    for row in &table {
+        let cells = [
+            row[0].as_str(),
+            row[1].as_str(),
+            row[2].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+            row[5].as_str(),
+        ];
+        out.push_str(&line(cells, &|s| s.to_string()));
+    }
+    out
+}

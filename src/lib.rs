@@ -1,0 +1,13 @@
+//! milepost: a declarative workflow executor for infrastructure rollouts.
+//!
+//! Data flows one way: [`spec`] turns KDL files into a validated [`spec::Workflow`],
+//! [`graph`] seals it into a DAG, [`plan`] simulates the schedule, and [`cli`] prints.
+
+pub mod cli;
+pub mod graph;
+pub mod plan;
+pub mod spec;
+pub mod template;
+#[cfg(test)]
+mod testing;
+pub mod ui;

@@ -1,0 +1,1 @@
+//! Schedule simulation and its renderings.

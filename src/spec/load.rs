@@ -1,0 +1,230 @@
+//! The entry point of `spec`: reads a workflow file and everything it includes, and returns
+//! the validated [`Workflow`] or every problem found.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kdl::KdlDocument;
+use miette::SourceSpan;
+
+use super::decode::decode_file;
+use super::diagnostic::{Problem, Problems, SpecErrors};
+use super::model::Workflow;
+use super::raw::RawNode;
+use super::source::{Location, SourceMap};
+use super::validate::{resolve, Inputs};
+
+/// What a command passes beside the workflow path.
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// `--var name=value`, later ones win.
+    pub vars: Vec<(String, String)>,
+    /// `--vars-file`: KDL files of `name "value"` lines, applied before `--var`.
+    pub vars_files: Vec<PathBuf>,
+    /// Environment for secrets; `None` reads the process environment.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// A loaded workflow with the sources it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub workflow: Workflow,
+    pub sources: SourceMap,
+}
+
+impl Loaded {
+    /// How many definition files were read.
+    pub fn sources_len(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Loads and validates `path`.
+///
+/// # Errors
+/// Every problem found in the definitions, in file order.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, SpecErrors> {
+    let mut sources = SourceMap::default();
+    let mut problems = Problems::default();
+    let result = load_into(path, options, &mut sources, &mut problems);
+    match result {
+        Some(workflow) if problems.is_empty() => Ok(Loaded { workflow, sources }),
+        _ => Err(problems.into_errors(&sources)),
+    }
+}
+
+fn load_into(
+    path: &Path,
+    options: &LoadOptions,
+    sources: &mut SourceMap,
+    problems: &mut Problems,
+) -> Option<Workflow> {
+    let path = absolute(path);
+    let entry = read(&path, sources, problems, None)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let text = sources.file(entry).text.clone();
+    let mut decoded = decode_file(&text, entry, &dir, problems);
+    if decoded.workflows.is_empty() {
+        if problems.is_empty() {
+            let name = sources.file(entry).name.clone();
+            problems.at(
+                Problem::NoWorkflow { file: name },
+                Location { file: entry, span: SourceSpan::from(0..0) },
+            );
+        }
+        return None;
+    }
+    for extra in decoded.workflows.iter().skip(1) {
+        problems.at(Problem::SecondWorkflow, extra.id.at());
+    }
+    let workflow = decoded.workflows.swap_remove(0);
+    let mut nodes: Vec<RawNode> = decoded.nodes;
+    for pattern in &workflow.includes {
+        for file in expand_include(&pattern.value, &dir, pattern.at(), problems) {
+            if sources.find(&file).is_some() {
+                continue;
+            }
+            let Some(id) = read(&file, sources, problems, Some(pattern.at())) else { continue };
+            let text = sources.file(id).text.clone();
+            let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            let included = decode_file(&text, id, &file_dir, problems);
+            for w in &included.workflows {
+                problems.at(Problem::SecondWorkflow, w.id.at());
+            }
+            nodes.extend(included.nodes);
+        }
+    }
+    let inputs = Inputs { vars: overrides(options, sources, problems), env: options.env.clone() };
+    resolve(workflow, path, nodes, &inputs, sources, problems)
+}
+
+/// The files an include pattern names, sorted so load order is the same everywhere.
+fn expand_include(pattern: &str, dir: &Path, at: Location, problems: &mut Problems) -> Vec<PathBuf> {
+    let full = dir.join(pattern);
+    let full_text = full.to_string_lossy().to_string();
+    let is_glob = pattern.contains(['*', '?', '[']);
+    if !is_glob {
+        if !full.exists() {
+            problems.at(Problem::MissingFile { what: "included file".into(), path: pattern.to_string() }, at);
+            return Vec::new();
+        }
+        return vec![normalize(&full)];
+    }
+    let paths = match glob::glob(&full_text) {
+        Ok(paths) => paths,
+        Err(e) => {
+            problems.at(Problem::BadInclude { pattern: pattern.to_string(), reason: e.msg.to_string() }, at);
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> =
+        paths.filter_map(Result::ok).filter(|p| p.is_file()).map(|p| normalize(&p)).collect();
+    files.sort();
+    if files.is_empty() {
+        let searched = super::source::display_path(&normalize(&full));
+        problems.at(Problem::IncludeMatchesNothing { pattern: pattern.to_string(), searched }, at);
+    }
+    files
+}
+
+fn read(
+    path: &Path,
+    sources: &mut SourceMap,
+    problems: &mut Problems,
+    at: Option<Location>,
+) -> Option<super::source::FileId> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(sources.add(path.to_path_buf(), text)),
+        Err(e) => {
+            let problem =
+                Problem::Unreadable { path: super::source::display_path(path), reason: e.to_string() };
+            match at {
+                Some(at) => problems.at(problem, at),
+                None => problems.nowhere(problem),
+            }
+            None
+        }
+    }
+}
+
+/// `--vars-file` contents, then `--var`, later ones winning.
+fn overrides(
+    options: &LoadOptions,
+    sources: &mut SourceMap,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for file in &options.vars_files {
+        let Some(id) = read(&absolute(file), sources, problems, None) else { continue };
+        let text = sources.file(id).text.clone();
+        match KdlDocument::parse_v2(&text) {
+            Err(err) => {
+                for d in err.diagnostics {
+                    let message = d.message.unwrap_or_else(|| "invalid KDL".into());
+                    problems.at(
+                        Problem::Syntax { message, label: d.label, help: d.help },
+                        Location { file: id, span: d.span },
+                    );
+                }
+            }
+            Ok(doc) => {
+                for node in doc.nodes() {
+                    let at = Location { file: id, span: node.name().span() };
+                    match node.entries() {
+                        [entry] if entry.name().is_none() && !entry.value().is_null() => {
+                            let value = match entry.value() {
+                                kdl::KdlValue::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            vars.insert(node.name().value().to_string(), value);
+                        }
+                        _ => problems.at(
+                            Problem::BadVarOverride {
+                                reason: format!(
+                                    "`{}` must have exactly one value: name \"value\"",
+                                    node.name().value()
+                                ),
+                            },
+                            at,
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    for (k, v) in &options.vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    vars
+}
+
+/// Parses `name=value` from `--var`.
+///
+/// # Errors
+/// A message naming the malformed argument.
+pub fn parse_var(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{arg}` is not name=value")),
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).map(|p| normalize(&p)).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Removes `.` and `..` components without touching the filesystem, so one file included
+/// through two spellings is read once.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

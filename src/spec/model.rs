@@ -1,0 +1,272 @@
+//! The validated workflow: names resolved, includes expanded, templates rendered.
+//! Only [`super::load`] builds one; everything after `spec` reads it and nothing changes it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use super::raw::{NodeKind, OnOverrun};
+use super::values::Percent;
+use crate::template::Text;
+
+/// Index of a module or gate in [`Workflow::nodes`].
+pub type NodeId = usize;
+
+#[derive(Debug, Serialize)]
+pub struct Workflow {
+    pub id: String,
+    pub title: String,
+    /// The workflow file, as given.
+    pub file: PathBuf,
+    /// The directory holding the workflow file: the default home of the state directory.
+    pub dir: PathBuf,
+    pub parallelism: u32,
+    /// The shell that runs `run` commands, split into words; the command is appended.
+    pub shell: Vec<String>,
+    pub on_overrun: OnOverrun,
+    pub vars: BTreeMap<String, String>,
+    pub secrets: Vec<Secret>,
+    pub resources: Vec<Resource>,
+    pub phases: Vec<Phase>,
+    pub nodes: Vec<Node>,
+    pub metrics: Vec<Metric>,
+    pub kubernetes: Kubernetes,
+}
+
+impl Workflow {
+    pub fn node(&self, id: &str) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    pub fn modules(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.kind == NodeKind::Module)
+    }
+
+    pub fn gates(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.kind == NodeKind::Gate)
+    }
+
+    /// Every dependency edge, `(before, after)`.
+    pub fn edges(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.nodes.iter().enumerate().flat_map(|(i, n)| n.deps.iter().map(move |&d| (d, i)))
+    }
+
+    pub fn phase_of(&self, node: NodeId) -> Option<&Phase> {
+        self.nodes[node].phase.map(|p| &self.phases[p])
+    }
+}
+
+/// A secret variable, read from the environment at load time.
+#[derive(Debug, Serialize)]
+pub struct Secret {
+    pub name: String,
+    pub env: String,
+    /// Whether the environment variable was set when the workflow loaded.
+    pub set: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resource {
+    pub name: String,
+    pub limit: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub id: String,
+    pub title: Option<String>,
+    pub modules: Vec<NodeId>,
+    pub gate: Option<NodeId>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metric {
+    pub id: String,
+    pub formula: String,
+    pub target: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Kubernetes {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// A module or a gate: a node of the DAG.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    pub number: Option<u32>,
+    pub title: String,
+    pub description: Option<String>,
+    #[serde(serialize_with = "secs")]
+    pub budget: Duration,
+    #[serde(serialize_with = "percent")]
+    pub buffer: Option<Percent>,
+    /// Budget plus buffer: the duration `plan` schedules and `apply` burns against.
+    #[serde(serialize_with = "secs")]
+    pub planned: Duration,
+    pub success_probability: f64,
+    pub domain: Option<String>,
+    /// Index into [`Workflow::phases`].
+    pub phase: Option<usize>,
+    /// What this node waits for: its `after` list, and for a gate, its phase's modules.
+    pub deps: Vec<NodeId>,
+    /// Indexes into [`Workflow::resources`].
+    pub uses: Vec<usize>,
+    pub on_overrun: OnOverrun,
+    pub install: Vec<Step>,
+    pub validate: Vec<Step>,
+    /// The directory of the defining file; relative paths in steps start here.
+    pub dir: PathBuf,
+    /// `file:line:col` of the definition, for messages.
+    pub defined_at: String,
+}
+
+impl Node {
+    pub fn steps(&self) -> impl Iterator<Item = (Stage, &Step)> {
+        let install = self.install.iter().map(|s| (Stage::Install, s));
+        install.chain(self.validate.iter().map(|s| (Stage::Validate, s)))
+    }
+
+    /// `#7 k8s-infra` for modules with a number, the id otherwise.
+    pub fn label(&self) -> String {
+        match self.number {
+            Some(n) => format!("#{n} {}", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+/// Install steps run once (with retries); validate steps poll until they pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Install,
+    Validate,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: StepKind,
+    #[serde(serialize_with = "opt_secs")]
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    #[serde(serialize_with = "secs")]
+    pub backoff: Duration,
+    #[serde(serialize_with = "secs")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepKind {
+    Run {
+        command: Text,
+        shell: Option<Vec<String>>,
+        cwd: PathBuf,
+        env: Vec<(String, Text)>,
+    },
+    Http {
+        method: String,
+        url: Text,
+        expect: u16,
+        body: Option<Text>,
+    },
+    Tcp {
+        address: Text,
+    },
+    /// `content` is the source file rendered at load time; the step writes it to `dest`.
+    Template {
+        source: PathBuf,
+        dest: PathBuf,
+        content: Text,
+    },
+    Apply {
+        path: PathBuf,
+        namespace: Option<String>,
+        force: bool,
+    },
+    Wait {
+        resource: String,
+        namespace: Option<String>,
+        until: WaitFor,
+    },
+}
+
+impl StepKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Run { .. } => "run",
+            StepKind::Http { .. } => "http",
+            StepKind::Tcp { .. } => "tcp",
+            StepKind::Template { .. } => "template",
+            StepKind::Apply { .. } => "apply",
+            StepKind::Wait { .. } => "wait",
+        }
+    }
+
+    /// The one line that tells a person what the step does, secrets masked.
+    pub fn summary(&self) -> String {
+        match self {
+            StepKind::Run { command, .. } => command.shown.clone(),
+            StepKind::Http { method, url, expect, .. } => format!("{method} {url} → {expect}"),
+            StepKind::Tcp { address } => format!("connect {address}"),
+            StepKind::Template { source, dest, .. } => format!("{} → {}", source.display(), dest.display()),
+            StepKind::Apply { path, namespace, .. } => match namespace {
+                Some(ns) => format!("apply {} -n {ns}", path.display()),
+                None => format!("apply {}", path.display()),
+            },
+            StepKind::Wait { resource, namespace, until } => {
+                let ns = namespace.as_ref().map(|n| format!(" -n {n}")).unwrap_or_default();
+                format!("wait {resource}{ns} until {until}")
+            }
+        }
+    }
+
+    /// Kubernetes steps need a cluster connection.
+    pub fn is_kubernetes(&self) -> bool {
+        matches!(self, StepKind::Apply { .. } | StepKind::Wait { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "until", content = "condition")]
+pub enum WaitFor {
+    Condition(String),
+    Rollout,
+    Deleted,
+}
+
+impl std::fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFor::Condition(c) => write!(f, "condition={c}"),
+            WaitFor::Rollout => f.write_str("rollout complete"),
+            WaitFor::Deleted => f.write_str("deleted"),
+        }
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+
+fn percent<S: serde::Serializer>(p: &Option<Percent>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.0),
+        None => s.serialize_none(),
+    }
+}

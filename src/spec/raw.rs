@@ -1,0 +1,158 @@
+//! Definitions as written: every user value spanned, names not yet resolved, templates
+//! not yet rendered. Built by [`super::decode`], consumed by [`super::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::source::{Location, Spanned};
+use super::values::Percent;
+
+/// Everything one KDL file defined.
+#[derive(Debug, Default)]
+pub struct RawFile {
+    pub workflows: Vec<RawWorkflow>,
+    pub nodes: Vec<RawNode>,
+}
+
+#[derive(Debug)]
+pub struct RawWorkflow {
+    pub id: Spanned<String>,
+    pub title: Option<Spanned<String>>,
+    pub includes: Vec<Spanned<String>>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub shell: Option<Spanned<String>>,
+    pub on_overrun: Option<Spanned<OnOverrun>>,
+    pub vars: Vec<(Spanned<String>, Spanned<String>)>,
+    pub secrets: Vec<RawSecret>,
+    pub resources: Vec<RawResource>,
+    pub phases: Vec<RawPhase>,
+    pub metrics: Vec<RawMetric>,
+    pub kubernetes: Option<RawKubernetes>,
+}
+
+/// A secret variable: read from the environment, masked everywhere it is shown.
+#[derive(Debug)]
+pub struct RawSecret {
+    pub name: Spanned<String>,
+    pub env: Spanned<String>,
+}
+
+/// A shared resource with a concurrency limit (`resource cluster-api limit=1`).
+#[derive(Debug)]
+pub struct RawResource {
+    pub name: Spanned<String>,
+    pub limit: Spanned<u32>,
+}
+
+#[derive(Debug)]
+pub struct RawPhase {
+    pub id: Spanned<String>,
+    pub title: Option<Spanned<String>>,
+    pub modules: Vec<Spanned<String>>,
+    pub gate: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+pub struct RawMetric {
+    pub id: Spanned<String>,
+    pub formula: Spanned<String>,
+    pub target: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawKubernetes {
+    pub context: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+}
+
+/// What a budget overrun does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOverrun {
+    #[default]
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    Module,
+    Gate,
+}
+
+impl NodeKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            NodeKind::Module => "module",
+            NodeKind::Gate => "gate",
+        }
+    }
+}
+
+/// A module or a gate, as written.
+#[derive(Debug)]
+pub struct RawNode {
+    pub kind: NodeKind,
+    pub id: Spanned<String>,
+    /// The directory of the file that defines it; relative paths start here.
+    pub dir: PathBuf,
+    pub number: Option<Spanned<u32>>,
+    pub title: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    pub budget: Option<Spanned<Duration>>,
+    pub buffer: Option<Spanned<Percent>>,
+    pub probability: Option<Spanned<f64>>,
+    pub domain: Option<Spanned<String>>,
+    pub after: Vec<Spanned<String>>,
+    pub uses: Vec<Spanned<String>>,
+    pub on_overrun: Option<Spanned<OnOverrun>>,
+    pub install: Vec<RawStep>,
+    pub validate: Vec<RawStep>,
+}
+
+#[derive(Debug)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    /// The step node's name, e.g. where `run` was written.
+    pub at: Location,
+    pub kind: RawStepKind,
+    pub timeout: Option<Spanned<Duration>>,
+    pub retries: Option<Spanned<u32>>,
+    pub backoff: Option<Spanned<Duration>>,
+    pub interval: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug)]
+pub enum RawStepKind {
+    Run {
+        command: Spanned<String>,
+        shell: Option<Spanned<String>>,
+        cwd: Option<Spanned<String>>,
+        env: Vec<(Spanned<String>, Spanned<String>)>,
+    },
+    Http {
+        url: Spanned<String>,
+        method: Option<Spanned<String>>,
+        expect: Option<Spanned<u16>>,
+        body: Option<Spanned<String>>,
+    },
+    Tcp {
+        address: Spanned<String>,
+    },
+    Template {
+        source: Spanned<String>,
+        dest: Spanned<String>,
+    },
+    Apply {
+        path: Spanned<String>,
+        namespace: Option<Spanned<String>>,
+        force: bool,
+    },
+    Wait {
+        resource: Spanned<String>,
+        namespace: Option<Spanned<String>>,
+        condition: Option<Spanned<String>>,
+        until: Option<Spanned<String>>,
+    },
+}

@@ -1,0 +1,689 @@
+//! Raw definitions → [`Workflow`]: cross-file checks (ids, `after`, phases, gates,
+//! resources, cycles), defaults, and template rendering. Each check adds problems and goes
+//! on, so one run reports every mistake it can see.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::diagnostic::{did_you_mean, Problem, Problems};
+use super::metrics::{self, RunFacts};
+use super::model::*;
+use super::raw::*;
+use super::source::{Location, SourceMap, Spanned};
+use crate::template::{Renderer, Scope, TemplateError, Text};
+
+/// Defaults where a definition is silent. Documented in docs/definitions.md.
+pub const DEFAULT_PARALLELISM: u32 = 4;
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(2);
+const DEFAULT_SHELL: &[&str] = &["sh", "-c"];
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Inputs beside the definition files.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    /// `--var` and `--vars-file` values; they override the workflow's `vars`.
+    pub vars: BTreeMap<String, String>,
+    /// Secret values by environment variable name. `None` reads the process environment.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// Builds the validated workflow, or adds to `problems` and returns `None`.
+pub fn resolve(
+    raw: RawWorkflow,
+    file: PathBuf,
+    nodes: Vec<RawNode>,
+    inputs: &Inputs,
+    sources: &SourceMap,
+    problems: &mut Problems,
+) -> Option<Workflow> {
+    let before = problems.len();
+    let ids = check_ids(&nodes, sources, problems);
+    let resources = resources(&raw, problems);
+    let (phases, phase_of) = phases(&raw, &nodes, &ids, problems);
+    let mut deps = dependencies(&nodes, &ids, &phases, problems);
+    check_cycles(&nodes, &mut deps, problems);
+
+    let vars = vars(&raw, inputs);
+    let (secrets, secret_values) = secrets(&raw, inputs);
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let workflow_scope = serde_json::json!({ "id": raw.id.value, "dir": dir });
+    let base_scope = Renderer::scope(&vars, &secret_values, &workflow_scope);
+    let mut renderer = Renderer::new();
+    let known_resources: Vec<&str> = raw.resources.iter().map(|r| r.name.value.as_str()).collect();
+
+    let workflow_overrun = raw.on_overrun.as_ref().map(|o| o.value).unwrap_or_default();
+    let mut built = Vec::with_capacity(nodes.len());
+    for (index, node) in nodes.into_iter().enumerate() {
+        let mut cx = NodeCx { renderer: &mut renderer, problems, rendered_earlier: Vec::new() };
+        let mut scope = base_scope.clone();
+        scope.insert("dir", &node.dir);
+        scope.insert(
+            "module",
+            &serde_json::json!({ "id": node.id.value, "number": node.number.as_ref().map(|n| n.value) }),
+        );
+        let install = cx.steps(&node.install, &node.dir, &scope, Stage::Install);
+        let validate = cx.steps(&node.validate, &node.dir, &scope, Stage::Validate);
+        check_node(&node, problems);
+        let uses = node
+            .uses
+            .iter()
+            .filter_map(|u| match known_resources.iter().position(|r| *r == u.value) {
+                Some(i) => Some(i),
+                None => {
+                    problems.at(
+                        Problem::UnknownResource { node: node.id.value.clone(), name: u.value.clone() },
+                        u.at(),
+                    );
+                    None
+                }
+            })
+            .collect();
+        let budget = node.budget.as_ref().map(|b| b.value).unwrap_or_default();
+        let buffer = node.buffer.as_ref().map(|b| b.value);
+        built.push(Node {
+            defined_at: sources.describe(node.id.at()),
+            title: node.title.map(|t| t.value).unwrap_or_else(|| node.id.value.clone()),
+            id: node.id.value,
+            kind: node.kind,
+            number: node.number.map(|n| n.value),
+            description: node.description.map(|d| d.value),
+            budget,
+            buffer,
+            planned: buffer.map_or(budget, |b| b.grow(budget)),
+            success_probability: node.probability.map_or(1.0, |p| p.value),
+            domain: node.domain.map(|d| d.value),
+            phase: phase_of.get(&index).copied(),
+            deps: std::mem::take(&mut deps[index]),
+            uses,
+            on_overrun: node.on_overrun.map_or(workflow_overrun, |o| o.value),
+            install,
+            validate,
+            dir: node.dir,
+        });
+    }
+
+    let domains: Vec<&str> = built.iter().filter_map(|n| n.domain.as_deref()).collect();
+    let facts = RunFacts::sample(domains);
+    for metric in &raw.metrics {
+        if let Err(reason) = metrics::evaluate(&mut renderer, &metric.formula.value, &facts) {
+            problems.at(Problem::BadMetric { metric: metric.id.value.clone(), reason }, metric.formula.at());
+        }
+    }
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(Workflow {
+        id: raw.id.value,
+        title: raw.title.map(|t| t.value).unwrap_or_default(),
+        dir,
+        file,
+        parallelism: raw.parallelism.map_or(DEFAULT_PARALLELISM, |p| p.value),
+        shell: raw
+            .shell
+            .map(|s| s.value.split_whitespace().map(String::from).collect())
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
+        on_overrun: workflow_overrun,
+        vars,
+        secrets,
+        resources,
+        phases,
+        nodes: built,
+        metrics: raw
+            .metrics
+            .into_iter()
+            .map(|m| Metric { id: m.id.value, formula: m.formula.value, target: m.target.map(|t| t.value) })
+            .collect(),
+        kubernetes: raw
+            .kubernetes
+            .map(|k| Kubernetes {
+                context: k.context.map(|c| c.value),
+                namespace: k.namespace.map(|n| n.value),
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Module and gate ids share one namespace, since `after` can name either.
+fn check_ids(nodes: &[RawNode], sources: &SourceMap, problems: &mut Problems) -> HashMap<String, NodeId> {
+    let mut ids: HashMap<String, NodeId> = HashMap::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some(&first) = ids.get(&node.id.value) {
+            let problem = Problem::Duplicate {
+                kind: node.kind.noun(),
+                id: node.id.value.clone(),
+                first: sources.describe(nodes[first].id.at()),
+            };
+            problems.at(problem, node.id.at());
+        } else {
+            ids.insert(node.id.value.clone(), i);
+        }
+    }
+    ids
+}
+
+fn resources(raw: &RawWorkflow, problems: &mut Problems) -> Vec<Resource> {
+    let mut out: Vec<Resource> = Vec::new();
+    for r in &raw.resources {
+        if out.iter().any(|o| o.name == r.name.value) {
+            let problem =
+                Problem::Duplicate { kind: "resource", id: r.name.value.clone(), first: "above".into() };
+            problems.at(problem, r.name.at());
+            continue;
+        }
+        out.push(Resource { name: r.name.value.clone(), limit: r.limit.value });
+    }
+    out
+}
+
+fn suggest(
+    name: &str,
+    ids: &HashMap<String, NodeId>,
+    nodes: &[RawNode],
+    kind: Option<NodeKind>,
+) -> Option<String> {
+    let candidates = ids.keys().filter(|k| kind.is_none_or(|kind| nodes[ids[*k]].kind == kind));
+    did_you_mean(name, candidates.map(String::as_str)).map(String::from)
+}
+
+/// Phases with their members resolved, and the phase of each node.
+fn phases(
+    raw: &RawWorkflow,
+    nodes: &[RawNode],
+    ids: &HashMap<String, NodeId>,
+    problems: &mut Problems,
+) -> (Vec<Phase>, HashMap<NodeId, usize>) {
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut phase_of: HashMap<NodeId, usize> = HashMap::new();
+    for raw_phase in &raw.phases {
+        let phase_id = raw_phase.id.value.clone();
+        if phases.iter().any(|p| p.id == phase_id) {
+            problems.at(Problem::DuplicatePhase { phase: phase_id }, raw_phase.id.at());
+            continue;
+        }
+        let index = phases.len();
+        let mut modules = Vec::new();
+        for name in &raw_phase.modules {
+            match ids.get(&name.value).copied().filter(|&i| nodes[i].kind == NodeKind::Module) {
+                None => {
+                    let problem = Problem::UnknownPhaseModule {
+                        phase: phase_id.clone(),
+                        name: name.value.clone(),
+                        suggestion: suggest(&name.value, ids, nodes, Some(NodeKind::Module)),
+                    };
+                    problems.at(problem, name.at());
+                }
+                Some(m) => match phase_of.get(&m) {
+                    Some(&other) => {
+                        let problem = Problem::ModuleInTwoPhases {
+                            module: name.value.clone(),
+                            first: phases.get(other).map_or_else(|| phase_id.clone(), |p| p.id.clone()),
+                            second: phase_id.clone(),
+                        };
+                        problems.at(problem, name.at());
+                    }
+                    None => {
+                        phase_of.insert(m, index);
+                        modules.push(m);
+                    }
+                },
+            }
+        }
+        let mut gate = None;
+        if let Some(name) = &raw_phase.gate {
+            match ids.get(&name.value).copied().filter(|&i| nodes[i].kind == NodeKind::Gate) {
+                None => {
+                    let problem = Problem::UnknownPhaseGate {
+                        phase: phase_id.clone(),
+                        name: name.value.clone(),
+                        suggestion: suggest(&name.value, ids, nodes, Some(NodeKind::Gate)),
+                    };
+                    problems.at(problem, name.at());
+                }
+                Some(g) => match phase_of.get(&g) {
+                    Some(&other) => {
+                        let problem = Problem::GateInTwoPhases {
+                            gate: name.value.clone(),
+                            first: phases[other].id.clone(),
+                            second: phase_id.clone(),
+                        };
+                        problems.at(problem, name.at());
+                    }
+                    None => {
+                        if raw_phase.modules.is_empty() {
+                            let problem = Problem::GateWithoutModules {
+                                phase: phase_id.clone(),
+                                gate: name.value.clone(),
+                            };
+                            problems.at(problem, raw_phase.id.at());
+                        }
+                        phase_of.insert(g, index);
+                        gate = Some(g);
+                    }
+                },
+            }
+        }
+        phases.push(Phase {
+            id: phase_id,
+            title: raw_phase.title.as_ref().map(|t| t.value.clone()),
+            modules,
+            gate,
+        });
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if node.kind == NodeKind::Gate && !phase_of.contains_key(&i) {
+            problems.at(Problem::OrphanGate { gate: node.id.value.clone() }, node.id.at());
+        }
+    }
+    (phases, phase_of)
+}
+
+/// Each node's dependencies, with where each edge was written (for cycle reports).
+struct Deps {
+    of: Vec<Vec<NodeId>>,
+    written_at: HashMap<(NodeId, NodeId), Location>,
+}
+
+impl std::ops::Index<usize> for Deps {
+    type Output = Vec<NodeId>;
+    fn index(&self, i: usize) -> &Vec<NodeId> {
+        &self.of[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Deps {
+    fn index_mut(&mut self, i: usize) -> &mut Vec<NodeId> {
+        &mut self.of[i]
+    }
+}
+
+fn dependencies(
+    nodes: &[RawNode],
+    ids: &HashMap<String, NodeId>,
+    phases: &[Phase],
+    problems: &mut Problems,
+) -> Deps {
+    let mut deps = Deps { of: vec![Vec::new(); nodes.len()], written_at: HashMap::new() };
+    for (i, node) in nodes.iter().enumerate() {
+        for after in &node.after {
+            match ids.get(&after.value) {
+                Some(&d) => {
+                    if !deps[i].contains(&d) {
+                        deps[i].push(d);
+                        deps.written_at.insert((d, i), after.at());
+                    }
+                }
+                None => {
+                    let problem = Problem::UnknownAfter {
+                        node: node.id.value.clone(),
+                        missing: after.value.clone(),
+                        suggestion: suggest(&after.value, ids, nodes, None),
+                    };
+                    problems.at(problem, after.at());
+                }
+            }
+        }
+    }
+    for phase in phases {
+        if let Some(gate) = phase.gate {
+            for &m in &phase.modules {
+                if !deps[gate].contains(&m) {
+                    deps[gate].push(m);
+                    deps.written_at.insert((m, gate), nodes[gate].id.at());
+                }
+            }
+        }
+    }
+    deps
+}
+
+/// Reports every cycle, each named in order, and removes one edge of each so later checks
+/// see a DAG.
+fn check_cycles(nodes: &[RawNode], deps: &mut Deps, problems: &mut Problems) {
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(nodes.len(), nodes.len() * 3);
+    for _ in nodes {
+        graph.add_node(());
+    }
+    for (i, ds) in deps.of.iter().enumerate() {
+        for &d in ds {
+            graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let start = *scc.iter().min().expect("tarjan never yields an empty component");
+        let self_loop = graph.contains_edge(start, start);
+        if scc.len() == 1 && !self_loop {
+            continue;
+        }
+        let cycle = shortest_cycle(&graph, start, &scc);
+        let names: Vec<String> = cycle.iter().map(|n| nodes[n.index()].id.value.clone()).collect();
+        let (from, to) = (cycle[cycle.len() - 2].index(), cycle[cycle.len() - 1].index());
+        let at = deps.written_at.get(&(from, to)).copied().unwrap_or_else(|| nodes[to].id.at());
+        problems.labelled(
+            Problem::Cycle { cycle: names },
+            at,
+            format!("`{}` waits for `{}` here", nodes[to].id.value, nodes[from].id.value),
+        );
+        deps[to].retain(|&d| d != from);
+    }
+}
+
+/// The shortest way from `start` back to itself inside one strongly connected component:
+/// `[start, …, start]`.
+fn shortest_cycle(graph: &DiGraph<(), ()>, start: NodeIndex, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+    let inside: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
+    let mut came_from: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for next in graph.neighbors(n) {
+            if !inside.contains(&next) {
+                continue;
+            }
+            if next == start {
+                let mut walk = vec![n];
+                let mut cur = n;
+                while cur != start {
+                    cur = came_from[&cur];
+                    walk.push(cur);
+                }
+                walk.reverse();
+                walk.push(start);
+                return walk;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = came_from.entry(next) {
+                e.insert(n);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+fn vars(raw: &RawWorkflow, inputs: &Inputs) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> =
+        raw.vars.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    vars.extend(inputs.vars.clone());
+    vars
+}
+
+/// Secrets as declared, and their values for rendering. An unset secret renders as an empty
+/// marker; `apply` refuses to start while any is unset.
+fn secrets(raw: &RawWorkflow, inputs: &Inputs) -> (Vec<Secret>, BTreeMap<String, String>) {
+    let mut declared = Vec::new();
+    let mut values = BTreeMap::new();
+    for s in &raw.secrets {
+        let value = match &inputs.env {
+            Some(env) => env.get(&s.env.value).cloned(),
+            None => std::env::var(&s.env.value).ok(),
+        };
+        declared.push(Secret { name: s.name.value.clone(), env: s.env.value.clone(), set: value.is_some() });
+        values.insert(s.name.value.clone(), value.unwrap_or_else(|| format!("<unset ${}>", s.env.value)));
+    }
+    (declared, values)
+}
+
+fn check_node(node: &RawNode, problems: &mut Problems) {
+    if let Some(budget) = &node.budget {
+        if budget.value.is_zero() {
+            problems.at(Problem::NonPositiveBudget { node: node.id.value.clone() }, budget.at());
+        }
+    }
+    if let Some(p) = &node.probability {
+        if !(0.0..=1.0).contains(&p.value) {
+            problems.at(Problem::ProbabilityOutOfRange { value: p.value }, p.at());
+        }
+    }
+    if node.install.is_empty() && node.validate.is_empty() {
+        problems.at(Problem::NoSteps { node: node.id.value.clone() }, node.id.at());
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for raw in node.install.iter().chain(&node.validate) {
+        if seen.contains(&raw.name.value.as_str()) {
+            let problem =
+                Problem::DuplicateStep { node: node.id.value.clone(), step: raw.name.value.clone() };
+            problems.at(problem, raw.name.at());
+        }
+        seen.push(&raw.name.value);
+    }
+}
+
+/// Rendering context for one node's steps.
+struct NodeCx<'a> {
+    renderer: &'a mut Renderer,
+    problems: &'a mut Problems,
+    /// Files written by this node's `template` steps so far.
+    rendered_earlier: Vec<PathBuf>,
+}
+
+impl NodeCx<'_> {
+    fn text(&mut self, value: &Spanned<String>, scope: &Scope) -> Option<Text> {
+        match self.renderer.render(&value.value, scope) {
+            Ok(text) => Some(text),
+            Err(TemplateError::Undefined { name }) => {
+                let problem = Problem::UndefinedVariable { name: name.clone(), known: scope.known_names() };
+                self.problems.labelled(problem, value.at(), format!("`{name}` is used here"));
+                None
+            }
+            Err(TemplateError::Invalid { reason }) => {
+                self.problems.at(Problem::Template { reason }, value.at());
+                None
+            }
+        }
+    }
+
+    fn opt_text(&mut self, value: &Option<Spanned<String>>, scope: &Scope) -> Option<Option<Text>> {
+        match value {
+            None => Some(None),
+            Some(v) => self.text(v, scope).map(Some),
+        }
+    }
+
+    /// A path relative to the node's file; with `must_exist`, a missing file is a problem.
+    fn path(
+        &mut self,
+        value: &Spanned<String>,
+        dir: &Path,
+        scope: &Scope,
+        what: &str,
+        must_exist: bool,
+    ) -> Option<PathBuf> {
+        let text = self.text(value, scope)?;
+        let path = dir.join(&text.exec);
+        if must_exist && !path.exists() {
+            let problem = Problem::MissingFile { what: what.to_string(), path: path.display().to_string() };
+            self.problems.at(problem, value.at());
+            return None;
+        }
+        Some(path)
+    }
+
+    fn steps(&mut self, raw: &[RawStep], dir: &Path, scope: &Scope, stage: Stage) -> Vec<Step> {
+        let mut steps: Vec<Step> = Vec::with_capacity(raw.len());
+        for r in raw {
+            // A manifest may be the output of an earlier `template` step of the same node.
+            let rendered: Vec<PathBuf> = steps
+                .iter()
+                .filter_map(|s| match &s.kind {
+                    StepKind::Template { dest, .. } => Some(dest.clone()),
+                    _ => None,
+                })
+                .chain(self.rendered_earlier.iter().cloned())
+                .collect();
+            if let Some(step) = self.step(r, dir, scope, stage, &rendered) {
+                steps.push(step);
+            }
+        }
+        self.rendered_earlier.extend(steps.iter().filter_map(|s| match &s.kind {
+            StepKind::Template { dest, .. } => Some(dest.clone()),
+            _ => None,
+        }));
+        steps
+    }
+
+    fn step(
+        &mut self,
+        raw: &RawStep,
+        dir: &Path,
+        scope: &Scope,
+        stage: Stage,
+        rendered: &[PathBuf],
+    ) -> Option<Step> {
+        let kind = match &raw.kind {
+            RawStepKind::Run { command, shell, cwd, env } => {
+                let command = self.text(command, scope);
+                let cwd = match cwd {
+                    Some(c) => self.path(c, dir, scope, "working directory", false),
+                    None => Some(dir.to_path_buf()),
+                };
+                let mut rendered_env = Vec::new();
+                for (k, v) in env {
+                    rendered_env.push((k.value.clone(), self.text(v, scope)?));
+                }
+                StepKind::Run {
+                    command: command?,
+                    shell: shell.as_ref().map(|s| s.value.split_whitespace().map(String::from).collect()),
+                    cwd: cwd?,
+                    env: rendered_env,
+                }
+            }
+            RawStepKind::Http { url, method, expect, body } => {
+                let url_text = self.text(url, scope);
+                let body = self.opt_text(body, scope);
+                let method = method.as_ref().map_or(Some("GET".to_string()), |m| {
+                    let upper = m.value.to_uppercase();
+                    if HTTP_METHODS.contains(&upper.as_str()) {
+                        Some(upper)
+                    } else {
+                        let problem = Problem::BadValue {
+                            what: "`method`".into(),
+                            reason: format!("`{}` is not an HTTP method", m.value),
+                            help: format!("one of: {}", HTTP_METHODS.join(", ")),
+                        };
+                        self.problems.at(problem, m.at());
+                        None
+                    }
+                });
+                let url_text = url_text?;
+                if !(url_text.exec.starts_with("http://") || url_text.exec.starts_with("https://")) {
+                    let problem = Problem::BadValue {
+                        what: "the URL".into(),
+                        reason: format!("`{}` does not start with http:// or https://", url_text.shown),
+                        help: "write the full URL, e.g. \"https://ingress.example.internal/healthz\"".into(),
+                    };
+                    self.problems.at(problem, url.at());
+                    return None;
+                }
+                StepKind::Http {
+                    method: method?,
+                    url: url_text,
+                    expect: expect.as_ref().map_or(200, |e| e.value),
+                    body: body?,
+                }
+            }
+            RawStepKind::Tcp { address } => {
+                let text = self.text(address, scope)?;
+                let port_ok = text
+                    .exec
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !port_ok {
+                    let problem = Problem::BadValue {
+                        what: "the address".into(),
+                        reason: format!("`{}` is not host:port", text.shown),
+                        help: "for example \"postgres.db.svc:5432\" or \"127.0.0.1:8080\"".into(),
+                    };
+                    self.problems.at(problem, address.at());
+                    return None;
+                }
+                StepKind::Tcp { address: text }
+            }
+            RawStepKind::Template { source: source_at, dest } => {
+                let source = self.path(source_at, dir, scope, "template", true);
+                let dest = self.path(dest, dir, scope, "destination", false);
+                let source = source?;
+                // Rendered now, so an undefined variable in the file is a definition error too.
+                let content = match std::fs::read_to_string(&source) {
+                    Ok(text) => self.text(&Spanned::new(text, source_at.file, source_at.span), scope)?,
+                    Err(e) => {
+                        let problem =
+                            Problem::Unreadable { path: source.display().to_string(), reason: e.to_string() };
+                        self.problems.at(problem, source_at.at());
+                        return None;
+                    }
+                };
+                StepKind::Template { source, dest: dest?, content }
+            }
+            RawStepKind::Apply { path, namespace, force } => {
+                let produced =
+                    self.path(path, dir, scope, "manifest", false).filter(|p| rendered.contains(p));
+                let path = match produced {
+                    Some(p) => Some(p),
+                    None => self.path(path, dir, scope, "manifest", true),
+                };
+                let namespace = self.opt_text(namespace, scope);
+                StepKind::Apply { path: path?, namespace: namespace?.map(|n| n.exec), force: *force }
+            }
+            RawStepKind::Wait { resource, namespace, condition, until } => {
+                let resource_text = self.text(resource, scope);
+                let namespace = self.opt_text(namespace, scope);
+                let until = match (condition, until) {
+                    (Some(c), None) => Some(WaitFor::Condition(c.value.clone())),
+                    (None, None) => Some(WaitFor::Rollout),
+                    (None, Some(u)) => match u.value.as_str() {
+                        "rollout" => Some(WaitFor::Rollout),
+                        "deleted" => Some(WaitFor::Deleted),
+                        other => {
+                            let problem = Problem::BadValue {
+                                what: "`until`".into(),
+                                reason: format!("must be `rollout` or `deleted`, found `{other}`"),
+                                help: "for a condition, write condition=Available instead".into(),
+                            };
+                            self.problems.at(problem, u.at());
+                            None
+                        }
+                    },
+                    (Some(_), Some(u)) => {
+                        let problem = Problem::BadValue {
+                            what: "`until`".into(),
+                            reason: "cannot be combined with `condition`".into(),
+                            help: "keep one: condition=Ready, until=rollout or until=deleted".into(),
+                        };
+                        self.problems.at(problem, u.at());
+                        None
+                    }
+                };
+                let resource_text = resource_text?;
+                if !resource_text.exec.contains('/') {
+                    let problem = Problem::BadValue {
+                        what: "the resource".into(),
+                        reason: format!("`{}` is not kind/name", resource_text.shown),
+                        help: "for example \"deployment/istiod\"".into(),
+                    };
+                    self.problems.at(problem, resource.at());
+                    return None;
+                }
+                StepKind::Wait {
+                    resource: resource_text.exec,
+                    namespace: namespace?.map(|n| n.exec),
+                    until: until?,
+                }
+            }
+        };
+        // Validate steps poll, so they need an end; http, tcp and wait poll wherever they are.
+        let probe = stage == Stage::Validate
+            || matches!(kind, StepKind::Http { .. } | StepKind::Tcp { .. } | StepKind::Wait { .. });
+        Some(Step {
+            name: raw.name.value.clone(),
+            timeout: raw.timeout.as_ref().map(|t| t.value).or(probe.then_some(DEFAULT_PROBE_TIMEOUT)),
+            retries: raw.retries.as_ref().map_or(0, |r| r.value),
+            backoff: raw.backoff.as_ref().map_or(DEFAULT_BACKOFF, |b| b.value),
+            interval: raw.interval.as_ref().map_or(DEFAULT_INTERVAL, |i| i.value),
+            kind,
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! Tera rendering of a workflow's strings: commands, URLs, paths, manifests.
+//!
+//! Strict: an undefined variable is an error, never an empty string. Every string renders
+//! twice when secrets are about: once with their values, to run, and once with `***`, to
+//! show, hash and store. No global state: one [`Renderer`] per workflow.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tera::{Context, Tera};
+
+/// What a secret looks like wherever milepost shows it.
+pub const MASK: &str = "***";
+
+/// A rendered string: the value to run, and the same with secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text {
+    /// What the step runs with. Never logged, stored or printed.
+    pub exec: String,
+    /// What people and the journal see.
+    pub shown: String,
+}
+
+impl Text {
+    pub fn plain(s: impl Into<String>) -> Self {
+        let s = s.into();
+        Self { exec: s.clone(), shown: s }
+    }
+}
+
+impl Serialize for Text {
+    // Only the masked form is ever serialized: JSON output, hashes and the journal.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.shown.serialize(s)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// Why a string did not render.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    /// The template names a variable that is not in the context.
+    #[error("undefined variable `{name}`")]
+    Undefined { name: String },
+    /// Any other tera failure: syntax, a filter's error.
+    #[error("{reason}")]
+    Invalid { reason: String },
+}
+
+/// The variables every string of one node can use, with and without secret values.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    exec: Context,
+    shown: Option<Context>,
+}
+
+impl Scope {
+    /// Adds a variable visible to this scope only, like a node's `dir`.
+    pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.exec.insert(key, value);
+        if let Some(shown) = &mut self.shown {
+            shown.insert(key, value);
+        }
+    }
+
+    /// The names a template can use, for "did you mean" help: `vars.x`, `dir`, …
+    pub fn known_names(&self) -> Vec<String> {
+        let json = self.exec.clone().into_json();
+        let mut names = Vec::new();
+        if let Some(map) = json.as_object() {
+            for (key, value) in map {
+                match value.as_object() {
+                    Some(inner) => names.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+                    None => names.push(key.clone()),
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+}
+
+/// Renders strings for one workflow.
+pub struct Renderer {
+    tera: Tera,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Self {
+        Self { tera: Tera::default() }
+    }
+
+    /// The workflow-wide scope: `vars.*`, `secrets.*` and `workflow.*`.
+    pub fn scope(
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        workflow: &impl Serialize,
+    ) -> Scope {
+        let mut exec = Context::new();
+        exec.insert("vars", vars);
+        exec.insert("workflow", workflow);
+        exec.insert("secrets", secrets);
+        let shown = (!secrets.is_empty()).then(|| {
+            let masked: BTreeMap<&str, &str> = secrets.keys().map(|k| (k.as_str(), MASK)).collect();
+            let mut shown = exec.clone();
+            shown.insert("secrets", &masked);
+            shown
+        });
+        Scope { exec, shown }
+    }
+
+    /// Renders `text` in `scope`. Text without template syntax is returned as it is.
+    ///
+    /// # Errors
+    /// [`TemplateError::Undefined`] names the missing variable; anything else is `Invalid`.
+    pub fn render(&mut self, text: &str, scope: &Scope) -> Result<Text, TemplateError> {
+        if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
+            return Ok(Text::plain(text));
+        }
+        let exec = self.render_one(text, &scope.exec)?;
+        let shown = match &scope.shown {
+            Some(ctx) if text.contains("secrets") => self.render_one(text, ctx)?,
+            _ => exec.clone(),
+        };
+        Ok(Text { exec, shown })
+    }
+
+    /// Renders `text` against an arbitrary context (metric formulas, template files).
+    ///
+    /// # Errors
+    /// As [`Renderer::render`].
+    pub fn render_with(&mut self, text: &str, context: &Context) -> Result<String, TemplateError> {
+        self.render_one(text, context)
+    }
+
+    fn render_one(&mut self, text: &str, context: &Context) -> Result<String, TemplateError> {
+        self.tera.render_str(text, context).map_err(classify)
+    }
+}
+
+/// Turns tera's error chain into the one fact a person needs.
+fn classify(err: tera::Error) -> TemplateError {
+    let mut reasons = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = current {
+        let message = e.to_string();
+        if let Some(rest) = message.strip_prefix("Variable `") {
+            if let Some(end) = rest.find('`') {
+                return TemplateError::Undefined { name: rest[..end].to_string() };
+            }
+        }
+        if !message.contains("__tera_one_off") {
+            reasons.push(message);
+        }
+        current = e.source();
+    }
+    let reason = if reasons.is_empty() { err.to_string() } else { reasons.join(": ") };
+    TemplateError::Invalid { reason: reason.replace('\n', " ").trim().to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope_with_secret() -> Scope {
+        let vars = BTreeMap::from([("host".to_string(), "db.internal".to_string())]);
+        let secrets = BTreeMap::from([("token".to_string(), "s3cr3t".to_string())]);
+        Renderer::scope(&vars, &secrets, &serde_json::json!({ "id": "w" }))
+    }
+
+    #[test]
+    fn secrets_render_for_running_and_masked_for_showing() {
+        let mut r = Renderer::new();
+        let text =
+            r.render("curl -H 'X: {{ secrets.token }}' {{ vars.host }}", &scope_with_secret()).unwrap();
+        assert_eq!(text.exec, "curl -H 'X: s3cr3t' db.internal");
+        assert_eq!(text.shown, "curl -H 'X: ***' db.internal");
+        assert_eq!(serde_json::to_string(&text).unwrap(), "\"curl -H 'X: ***' db.internal\"");
+    }
+
+    #[test]
+    fn undefined_variables_are_named() {
+        let mut r = Renderer::new();
+        let err = r.render("{{ vars.nope }}", &scope_with_secret()).unwrap_err();
+        assert_eq!(err, TemplateError::Undefined { name: "vars.nope".into() });
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_not_rendered() {
+        let mut r = Renderer::new();
+        let err = r.render("{{ vars.host ", &scope_with_secret()).unwrap_err();
+        assert!(matches!(err, TemplateError::Invalid { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn plain_text_is_left_alone() {
+        let mut r = Renderer::new();
+        assert_eq!(
+            r.render("echo {not a template}", &scope_with_secret()).unwrap(),
+            Text::plain("echo {not a template}")
+        );
+    }
+}
