@@ -1,1 +1,7 @@
+//! One integration test binary: topic files below.
 
+mod cli;
+mod corpus;
+mod examples;
+mod fuzz;
+mod support;

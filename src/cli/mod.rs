@@ -2,6 +2,7 @@
 //! codes. The only place besides `ui` and `report` that writes to the terminal.
 
 mod graph;
+mod plan;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -47,6 +48,8 @@ struct Cli {
 enum Command {
     /// Check the definitions and print a one-screen summary.
     Validate(validate::ValidateArgs),
+    /// Preview the rollout: Gantt chart, critical path, totals, risk. Runs nothing.
+    Plan(plan::PlanArgs),
     /// Print the dependency graph as DOT, Mermaid or JSON.
     Graph(graph::GraphArgs),
 }
@@ -87,6 +90,9 @@ pub enum CliError {
     /// Definitions with mistakes; each is a diagnostic.
     #[error("{0}")]
     Definitions(SpecErrors),
+    /// Arguments that parse but do not make sense together.
+    #[error("{message}")]
+    Usage { message: String },
     /// A file milepost writes or reads beside the definitions.
     #[error("cannot {action} `{path}`: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
@@ -97,6 +103,7 @@ impl CliError {
         match self {
             CliError::Definitions(_) => exit::DEFINITION,
             CliError::Io { .. } => exit::IO,
+            CliError::Usage { .. } => exit::USAGE,
         }
     }
 }
@@ -115,6 +122,7 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cx, args),
+        Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
     };
     match result {

@@ -76,7 +76,10 @@ pub fn summary(loaded: &Loaded, p: Palette) -> String {
     out.push('\n');
     let header = ["phase", "node", "budget", "buffer", "planned", "after"];
     let mut table: Vec<[String; 6]> = Vec::new();
-    for &n in graph.order() {
+    // Grouped by phase (in definition order), dependencies first within each.
+    let mut rows: Vec<usize> = graph.order().to_vec();
+    rows.sort_by_key(|&n| w.nodes[n].phase.unwrap_or(usize::MAX));
+    for n in rows {
         let node = &w.nodes[n];
         let phase = w.phase_of(n).map(|ph| ph.id.clone()).unwrap_or_else(|| "—".into());
         let label = match node.kind {
