@@ -166,7 +166,12 @@ fn classify(err: tera::Error) -> TemplateError {
         current = e.source();
     }
     let reason = if reasons.is_empty() { err.to_string() } else { reasons.join(": ") };
-    TemplateError::Invalid { reason: reason.replace('\n', " ").trim().to_string() }
+    // Tera's parse errors draw their own arrow over several lines; the `= …` line is the fact.
+    let reason = match reason.lines().find_map(|l| l.trim().strip_prefix("= ")) {
+        Some(fact) => fact.to_string(),
+        None => reason.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    TemplateError::Invalid { reason }
 }
 
 #[cfg(test)]

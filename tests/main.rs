@@ -4,4 +4,5 @@ mod cli;
 mod corpus;
 mod examples;
 mod fuzz;
+mod plan;
 mod support;

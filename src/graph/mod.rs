@@ -21,20 +21,22 @@ pub struct PlanGraph {
 
 impl PlanGraph {
     pub fn new(workflow: &Workflow) -> Self {
-        let n = workflow.nodes.len();
+        Self::from_edges(workflow.nodes.len(), workflow.edges())
+            .expect("spec::validate rejects every cycle before a graph is built")
+    }
+
+    /// A graph of `n` nodes from `(before, after)` edges; `None` when they form a cycle.
+    /// For generated graphs (tests, benchmarks); workflows go through [`PlanGraph::new`].
+    pub fn from_edges(n: usize, edges: impl IntoIterator<Item = (NodeId, NodeId)>) -> Option<Self> {
         let mut graph = DiGraph::with_capacity(n, n * 3);
         for i in 0..n {
             graph.add_node(i);
         }
-        for (before, after) in workflow.edges() {
+        for (before, after) in edges {
             graph.add_edge(NodeIndex::new(before), NodeIndex::new(after), ());
         }
-        let order = petgraph::algo::toposort(&graph, None)
-            .expect("spec::validate rejects every cycle before a graph is built")
-            .into_iter()
-            .map(NodeIndex::index)
-            .collect();
-        Self { graph, order }
+        let order = petgraph::algo::toposort(&graph, None).ok()?.into_iter().map(NodeIndex::index).collect();
+        Some(Self { graph, order })
     }
 
     pub fn len(&self) -> usize {

@@ -239,4 +239,49 @@ mod tests {
         assert_eq!(c.slack[w.node("c").unwrap()], hours(2.0));
         assert_eq!(c.length, hours(5.0));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// A random DAG: each node depends on up to 3 earlier ones; durations 0–10h.
+        fn dag() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<Duration>)> {
+            (1usize..40).prop_flat_map(|n| {
+                let edges = proptest::collection::vec((0..n, 0..n), 0..n * 3).prop_map(|pairs| {
+                    let mut e: Vec<(usize, usize)> = pairs.into_iter().filter(|(a, b)| a < b).collect();
+                    e.sort();
+                    e.dedup();
+                    e
+                });
+                let durations = proptest::collection::vec((0u64..36_000).prop_map(Duration::from_secs), n);
+                (Just(n), edges, durations)
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn schedules_respect_dependencies_and_limits((n, edges, durations) in dag(), parallelism in 1u32..6) {
+                let graph = PlanGraph::from_edges(n, edges.iter().copied()).expect("edges go forward");
+                let s = simulate(&graph, &durations, &Limits::parallelism(parallelism, n));
+                for &(a, b) in &edges {
+                    prop_assert!(s.slots[b].start >= s.slots[a].end, "{b} started before {a} ended");
+                }
+                // At every start, no more than `parallelism` nodes of non-zero length overlap.
+                for i in 0..n {
+                    let t = s.slots[i].start;
+                    let running = (0..n)
+                        .filter(|&j| s.slots[j].start <= t && t < s.slots[j].end)
+                        .count();
+                    prop_assert!(running <= parallelism as usize);
+                }
+                let c = cpm(&graph, &durations);
+                prop_assert!(s.finish >= c.length);
+                let unlimited = simulate(&graph, &durations, &Limits::parallelism(n as u32, n));
+                prop_assert_eq!(unlimited.finish, c.length);
+                let again = simulate(&graph, &durations, &Limits::parallelism(parallelism, n));
+                prop_assert_eq!(again.slots, s.slots);
+            }
+        }
+    }
 }

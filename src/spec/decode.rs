@@ -50,7 +50,8 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
         Err(err) => {
             for d in err.diagnostics {
                 let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                let problem = Problem::Syntax { message, label: d.label.clone(), help: d.help };
+                let help = bare_word_help(text, d.span.offset()).or(d.help);
+                let problem = Problem::Syntax { message, label: d.label.clone(), help };
                 let at = Location { file, span: d.span };
                 match d.label {
                     Some(label) => problems.labelled(problem, at, label),
@@ -490,6 +491,7 @@ impl Cx<'_> {
 
     fn node(&mut self, node: &KdlNode, kind: NodeKind, dir: &Path) -> Option<RawNode> {
         let noun = kind.noun();
+        let problems_before = self.problems.len();
         self.check_shape(node, 1, "one name", &[]);
         let id = self.id(node, &format!("{noun} my-{noun} {{ … }}"))?;
         let mut raw = RawNode {
@@ -508,6 +510,7 @@ impl Cx<'_> {
             on_overrun: None,
             install: Vec::new(),
             validate: Vec::new(),
+            flawed: false,
         };
         let allowed = match kind {
             NodeKind::Module => MODULE_CHILDREN,
@@ -574,8 +577,14 @@ impl Cx<'_> {
             }
         }
         if raw.budget.is_none() && !has_child(node, "budget") {
-            self.missing(node, "budget", "budget \"4h\"");
+            let problem = Problem::Missing {
+                node: format!("{noun} {}", raw.id.value),
+                what: "budget".into(),
+                example: "budget \"4h\"".into(),
+            };
+            self.problems.at(problem, raw.id.at());
         }
+        raw.flawed = self.problems.len() > problems_before;
         Some(raw)
     }
 
@@ -728,6 +737,19 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// KDL v2 reads `4h` or `20%` as a broken number; the fix is quotes, which its own help
+/// does not say.
+fn bare_word_help(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let start = before.rfind(|c: char| c.is_whitespace() || c == '=').map_or(0, |i| i + 1);
+    let word: String =
+        text.get(start..)?.chars().take_while(|c| !c.is_whitespace() && *c != ';' && *c != '}').collect();
+    let starts_with_digit = word.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-');
+    let has_letters = word.chars().any(|c| c.is_ascii_alphabetic() || c == '%');
+    (starts_with_digit && has_letters)
+        .then(|| format!("values that start with a digit are numbers in KDL v2; quote it: \"{word}\""))
 }
 
 fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {

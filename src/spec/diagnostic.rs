@@ -169,13 +169,23 @@ impl Problem {
             UnknownNode { name, expected, .. } | UnknownProperty { name, expected, .. } => {
                 match did_you_mean(name, expected.iter().copied()) {
                     Some(near) => format!("did you mean `{near}`?"),
+                    None if expected.is_empty() => match self {
+                        UnknownNode { .. } => "this place takes no child nodes".into(),
+                        _ => "this node takes no properties".into(),
+                    },
                     None => format!("expected one of: {}", expected.join(", ")),
                 }
             }
             DuplicateProperty { .. } => "keep one; the second would silently win".into(),
             ExtraArgument { .. } => "remove the extra value, or name it as a property".into(),
             Missing { example, .. } => format!("for example: {example}"),
-            WrongType { .. } => "strings are quoted: \"4h30m\", \"2A\"; numbers are not".into(),
+            WrongType { expected, .. } if expected.contains("#true") => {
+                "booleans are written #true and #false".into()
+            }
+            WrongType { expected, .. } if expected.contains("string") => {
+                "strings are quoted: \"4h30m\", \"2A\"".into()
+            }
+            WrongType { .. } => "numbers are written without quotes: 2, 0.94".into(),
             BadValue { help, .. } => help.clone(),
             BadDuration { .. } => "write durations like \"4h30m\", \"90s\" or \"500ms\"".into(),
             BadPercent { .. } => "write percentages like \"20%\"".into(),
@@ -203,8 +213,10 @@ impl Problem {
             BadInclude { .. } => "use * and ? wildcards, e.g. \"../modules/*.kdl\"".into(),
             Unreadable { .. } => "check the path and its permissions".into(),
             MissingFile { .. } => "paths are relative to the file that names them".into(),
-            UndefinedVariable { known, .. } => {
-                if known.is_empty() {
+            UndefinedVariable { name, known } => {
+                if let Some(near) = did_you_mean(name, known.iter().map(String::as_str)) {
+                    format!("did you mean `{near}`?")
+                } else if known.is_empty() {
                     "define it in the workflow's vars block, or pass --var name=value".into()
                 } else {
                     format!(

@@ -109,6 +109,9 @@ pub struct RawNode {
     pub on_overrun: Option<Spanned<OnOverrun>>,
     pub install: Vec<RawStep>,
     pub validate: Vec<RawStep>,
+    /// Decoding reported problems inside this node, so checks that would only repeat them
+    /// (no steps, no phase) stay quiet.
+    pub flawed: bool,
 }
 
 #[derive(Debug)]

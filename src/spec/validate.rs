@@ -43,7 +43,7 @@ pub fn resolve(
 ) -> Option<Workflow> {
     let before = problems.len();
     let ids = check_ids(&nodes, sources, problems);
-    let resources = resources(&raw, problems);
+    let resources = resources(&raw, sources, problems);
     let (phases, phase_of) = phases(&raw, &nodes, &ids, problems);
     let mut deps = dependencies(&nodes, &ids, &phases, problems);
     check_cycles(&nodes, &mut deps, problems);
@@ -167,12 +167,12 @@ fn check_ids(nodes: &[RawNode], sources: &SourceMap, problems: &mut Problems) ->
     ids
 }
 
-fn resources(raw: &RawWorkflow, problems: &mut Problems) -> Vec<Resource> {
+fn resources(raw: &RawWorkflow, sources: &SourceMap, problems: &mut Problems) -> Vec<Resource> {
     let mut out: Vec<Resource> = Vec::new();
-    for r in &raw.resources {
-        if out.iter().any(|o| o.name == r.name.value) {
-            let problem =
-                Problem::Duplicate { kind: "resource", id: r.name.value.clone(), first: "above".into() };
+    for (i, r) in raw.resources.iter().enumerate() {
+        if let Some(first) = raw.resources[..i].iter().find(|o| o.name.value == r.name.value) {
+            let first = sources.describe(first.name.at());
+            let problem = Problem::Duplicate { kind: "resource", id: r.name.value.clone(), first };
             problems.at(problem, r.name.at());
             continue;
         }
@@ -200,6 +200,7 @@ fn phases(
 ) -> (Vec<Phase>, HashMap<NodeId, usize>) {
     let mut phases: Vec<Phase> = Vec::new();
     let mut phase_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut named_badly = false;
     for raw_phase in &raw.phases {
         let phase_id = raw_phase.id.value.clone();
         if phases.iter().any(|p| p.id == phase_id) {
@@ -210,6 +211,14 @@ fn phases(
         let mut modules = Vec::new();
         for name in &raw_phase.modules {
             match ids.get(&name.value).copied().filter(|&i| nodes[i].kind == NodeKind::Module) {
+                None if ids.contains_key(&name.value) => {
+                    let problem = Problem::BadValue {
+                        what: format!("`{}`", name.value),
+                        reason: "is a gate, not a module".into(),
+                        help: format!("name it as the phase's gate instead: gate {}", name.value),
+                    };
+                    problems.at(problem, name.at());
+                }
                 None => {
                     let problem = Problem::UnknownPhaseModule {
                         phase: phase_id.clone(),
@@ -237,7 +246,17 @@ fn phases(
         let mut gate = None;
         if let Some(name) = &raw_phase.gate {
             match ids.get(&name.value).copied().filter(|&i| nodes[i].kind == NodeKind::Gate) {
+                None if ids.contains_key(&name.value) => {
+                    named_badly = true;
+                    let problem = Problem::BadValue {
+                        what: format!("`{}`", name.value),
+                        reason: "is a module, not a gate".into(),
+                        help: format!("list it with the phase's modules instead: modules {}", name.value),
+                    };
+                    problems.at(problem, name.at());
+                }
                 None => {
+                    named_badly = true;
                     let problem = Problem::UnknownPhaseGate {
                         phase: phase_id.clone(),
                         name: name.value.clone(),
@@ -275,8 +294,15 @@ fn phases(
             gate,
         });
     }
+    // A gate that a phase tried to name (misspelt, or the wrong kind) is already reported.
     for (i, node) in nodes.iter().enumerate() {
-        if node.kind == NodeKind::Gate && !phase_of.contains_key(&i) {
+        let first_with_id = ids.get(&node.id.value) == Some(&i);
+        if node.kind == NodeKind::Gate
+            && !phase_of.contains_key(&i)
+            && !named_badly
+            && !node.flawed
+            && first_with_id
+        {
             problems.at(Problem::OrphanGate { gate: node.id.value.clone() }, node.id.at());
         }
     }
@@ -438,7 +464,7 @@ fn check_node(node: &RawNode, problems: &mut Problems) {
             problems.at(Problem::ProbabilityOutOfRange { value: p.value }, p.at());
         }
     }
-    if node.install.is_empty() && node.validate.is_empty() {
+    if node.install.is_empty() && node.validate.is_empty() && !node.flawed {
         problems.at(Problem::NoSteps { node: node.id.value.clone() }, node.id.at());
     }
     let mut seen: Vec<&str> = Vec::new();
@@ -495,7 +521,8 @@ impl NodeCx<'_> {
         let text = self.text(value, scope)?;
         let path = dir.join(&text.exec);
         if must_exist && !path.exists() {
-            let problem = Problem::MissingFile { what: what.to_string(), path: path.display().to_string() };
+            let problem =
+                Problem::MissingFile { what: what.to_string(), path: super::source::display_path(&path) };
             self.problems.at(problem, value.at());
             return None;
         }
