@@ -98,7 +98,13 @@ impl Default for Renderer {
 
 impl Renderer {
     pub fn new() -> Self {
-        Self { tera: Tera::default() }
+        let mut tera = Tera::default();
+        // Reading the environment from a template would bypass secret masking: secrets are
+        // declared with `secret`, and only those reach templates.
+        tera.register_function("get_env", |_: &std::collections::HashMap<String, tera::Value>| {
+            Err(tera::Error::msg("get_env is disabled; declare a `secret` and use {{ secrets.name }}"))
+        });
+        Self { tera }
     }
 
     /// The workflow-wide scope: `vars.*`, `secrets.*` and `workflow.*`.
@@ -129,9 +135,11 @@ impl Renderer {
             return Ok(Text::plain(text));
         }
         let exec = self.render_one(text, &scope.exec)?;
+        // Always the second render when secrets exist: `{{ __tera_context }}` or a macro can
+        // reach them without the word "secrets" in the text.
         let shown = match &scope.shown {
-            Some(ctx) if text.contains("secrets") => self.render_one(text, ctx)?,
-            _ => exec.clone(),
+            Some(ctx) => self.render_one(text, ctx)?,
+            None => exec.clone(),
         };
         Ok(Text { exec, shown })
     }

@@ -1,6 +1,7 @@
 //! KDL → raw definitions. Checks one value at a time (types, durations, unknown names);
 //! everything that needs more than one node is [`super::validate`]'s job.
 
+use std::ops::Range;
 use std::path::Path;
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
@@ -43,8 +44,22 @@ const GATE_CHILDREN: &[&str] =
     &["title", "description", "budget", "success-probability", "after", "uses", "on-overrun", "validate"];
 const STEP_KINDS: &[&str] = &["run", "http", "tcp", "template", "apply", "wait"];
 
+/// Large files are parsed in chunks of about this many bytes, on all cores.
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// Parses one file's text and decodes what it defines.
+///
+/// A large file is cut between top-level nodes and its chunks parsed in parallel, each
+/// KDL tree dropped as soon as it is decoded; if any chunk fails to parse, the whole file is
+/// parsed again so syntax errors are reported exactly as for a small file.
 pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems) -> RawFile {
+    let chunks = split_top_level(text, CHUNK_BYTES);
+    if chunks.len() > 1 {
+        if let Some((out, found)) = decode_chunks(text, &chunks, file, dir) {
+            problems.extend(found);
+            return out;
+        }
+    }
     let doc = match KdlDocument::parse_v2(text) {
         Ok(doc) => doc,
         Err(err) => {
@@ -62,39 +77,203 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
         }
     };
     let mut out = RawFile::default();
-    let mut cx = Cx { file, problems };
-    for node in doc.nodes() {
-        match node.name().value() {
-            "workflow" => {
-                if let Some(w) = cx.workflow(node) {
-                    out.workflows.push(w);
+    Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
+    out
+}
+
+/// Parses and decodes chunks on every core; `None` when a chunk is not valid KDL on its own.
+fn decode_chunks(
+    text: &str,
+    chunks: &[Range<usize>],
+    file: FileId,
+    dir: &Path,
+) -> Option<(RawFile, Problems)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+    let per_thread = chunks.len().div_ceil(threads);
+    let results: Vec<Option<(RawFile, Problems)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .chunks(per_thread)
+            .map(|group| {
+                scope.spawn(move || {
+                    let mut out = RawFile::default();
+                    let mut problems = Problems::default();
+                    for range in group {
+                        let doc = KdlDocument::parse_v2(&text[range.clone()]).ok()?;
+                        Cx { file, offset: range.start, problems: &mut problems }
+                            .document(&doc, dir, &mut out);
+                    }
+                    Some((out, problems))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+    });
+    let mut out = RawFile::default();
+    let mut problems = Problems::default();
+    for result in results {
+        let (part, found) = result?;
+        out.workflows.extend(part.workflows);
+        out.nodes.extend(part.nodes);
+        problems.extend(found);
+    }
+    Some((out, problems))
+}
+
+/// Byte ranges of `text`, each ending after a newline between top-level nodes, each at least
+/// `target` bytes (but the last). One range covering everything when the text is small or the
+/// scan meets something it cannot follow; the KDL parser then has the last word.
+pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
+    let whole = vec![0..text.len()];
+    if text.len() < 2 * target {
+        return whole;
+    }
+    let b = text.as_bytes();
+    let mut ranges = Vec::new();
+    let (mut i, mut start, mut depth, mut continued) = (0usize, 0usize, 0i64, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => match skip_string(b, i, 0) {
+                Some(end) => i = end,
+                None => return whole,
+            },
+            b'#' => {
+                let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + hashes) == Some(&b'"') {
+                    match skip_string(b, i + hashes, hashes) {
+                        Some(end) => i = end,
+                        None => return whole,
+                    }
+                } else {
+                    i += hashes;
                 }
             }
-            "module" => {
-                if let Some(m) = cx.node(node, NodeKind::Module, dir) {
-                    out.nodes.push(m);
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut nesting = 0;
+                loop {
+                    if i + 1 >= b.len() {
+                        return whole;
+                    }
+                    if b[i] == b'/' && b[i + 1] == b'*' {
+                        nesting += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b[i + 1] == b'/' {
+                        nesting -= 1;
+                        i += 2;
+                        if nesting == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
                 }
             }
-            "gate" => {
-                if let Some(g) = cx.node(node, NodeKind::Gate, dir) {
-                    out.nodes.push(g);
-                }
+            b'/' if b.get(i + 1) == Some(&b'-') => {
+                continued = true;
+                i += 2;
             }
-            other => cx.unknown_node(node, other, "a definition file", TOP_LEVEL),
+            b'\\' => {
+                continued = true;
+                i += 1;
+            }
+            b'{' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' => {
+                depth -= 1;
+                if depth < 0 {
+                    return whole;
+                }
+                i += 1;
+            }
+            b'\n' => {
+                if depth == 0 && !continued && i + 1 - start >= target {
+                    ranges.push(start..i + 1);
+                    start = i + 1;
+                }
+                continued = false;
+                i += 1;
+            }
+            _ => i += 1,
         }
     }
-    out
+    if depth != 0 {
+        return whole;
+    }
+    if start < b.len() {
+        ranges.push(start..b.len());
+    }
+    ranges
+}
+
+/// The index just past a string starting at `open` (its first `"`): quoted, multi-line
+/// (`"""`), or raw with `hashes` leading `#`s.
+fn skip_string(b: &[u8], open: usize, hashes: usize) -> Option<usize> {
+    let triple = b[open..].starts_with(b"\"\"\"");
+    let mut i = open + if triple { 3 } else { 1 };
+    while i < b.len() {
+        match b[i] {
+            b'\\' if hashes == 0 => i += 2,
+            b'"' => {
+                let quotes_ok = !triple || b[i..].starts_with(b"\"\"\"");
+                let close = i + if triple { 3 } else { 1 };
+                if quotes_ok
+                    && b.len() >= close + hashes
+                    && b[close..close + hashes].iter().all(|&c| c == b'#')
+                {
+                    return Some(close + hashes);
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Decoding context: which file we are in and where problems go.
 struct Cx<'p> {
     file: FileId,
+    /// Where the parsed text starts in the file (non-zero for chunks of a large file).
+    offset: usize,
     problems: &'p mut Problems,
 }
 
 impl Cx<'_> {
+    fn document(&mut self, doc: &KdlDocument, dir: &Path, out: &mut RawFile) {
+        for node in doc.nodes() {
+            match node.name().value() {
+                "workflow" => {
+                    if let Some(w) = self.workflow(node) {
+                        out.workflows.push(w);
+                    }
+                }
+                "module" => {
+                    if let Some(m) = self.node(node, NodeKind::Module, dir) {
+                        out.nodes.push(m);
+                    }
+                }
+                "gate" => {
+                    if let Some(g) = self.node(node, NodeKind::Gate, dir) {
+                        out.nodes.push(g);
+                    }
+                }
+                other => self.unknown_node(node, other, "a definition file", TOP_LEVEL),
+            }
+        }
+    }
+
+    /// A location in the whole file: spans from a chunk's parse are shifted by its offset.
     fn at(&self, span: SourceSpan) -> Location {
-        Location { file: self.file, span }
+        Location { file: self.file, span: SourceSpan::new((span.offset() + self.offset).into(), span.len()) }
+    }
+
+    fn spanned<T>(&self, value: T, span: SourceSpan) -> Spanned<T> {
+        let at = self.at(span);
+        Spanned::new(value, at.file, at.span)
     }
 
     fn name_at(&self, node: &KdlNode) -> Location {
@@ -179,7 +358,7 @@ impl Cx<'_> {
 
     fn string(&mut self, entry: &KdlEntry, what: &str) -> Option<Spanned<String>> {
         match entry.value() {
-            KdlValue::String(s) => Some(Spanned::new(s.clone(), self.file, entry.span())),
+            KdlValue::String(s) => Some(self.spanned(s.clone(), entry.span())),
             other => {
                 self.wrong_type(entry, what, "a string", other);
                 None
@@ -199,7 +378,7 @@ impl Cx<'_> {
     fn unsigned(&mut self, entry: &KdlEntry, what: &str, min: i128) -> Option<Spanned<u32>> {
         match entry.value() {
             KdlValue::Integer(n) if *n >= min && *n <= i128::from(u32::MAX) => {
-                Some(Spanned::new(*n as u32, self.file, entry.span()))
+                Some(self.spanned(*n as u32, entry.span()))
             }
             KdlValue::Integer(n) => {
                 let problem = Problem::BadValue {
@@ -219,8 +398,8 @@ impl Cx<'_> {
 
     fn number(&mut self, entry: &KdlEntry, what: &str) -> Option<Spanned<f64>> {
         match entry.value() {
-            KdlValue::Integer(n) => Some(Spanned::new(*n as f64, self.file, entry.span())),
-            KdlValue::Float(x) => Some(Spanned::new(*x, self.file, entry.span())),
+            KdlValue::Integer(n) => Some(self.spanned(*n as f64, entry.span())),
+            KdlValue::Float(x) => Some(self.spanned(*x, entry.span())),
             other => {
                 self.wrong_type(entry, what, "a number", other);
                 None
@@ -255,7 +434,7 @@ impl Cx<'_> {
             }
         };
         match parse_duration(text) {
-            Ok(d) => Some(Spanned::new(d, self.file, entry.span())),
+            Ok(d) => Some(self.spanned(d, entry.span())),
             Err(reason) => {
                 let problem = Problem::BadDuration { value: text.clone(), reason };
                 self.problems.at(problem, self.at(entry.span()));
@@ -270,7 +449,7 @@ impl Cx<'_> {
             return None;
         };
         match parse_percent(text) {
-            Ok(p) => Some(Spanned::new(p, self.file, entry.span())),
+            Ok(p) => Some(self.spanned(p, entry.span())),
             Err(reason) => {
                 let problem = Problem::BadPercent { value: text.clone(), reason };
                 self.problems.at(problem, self.at(entry.span()));
@@ -362,7 +541,7 @@ impl Cx<'_> {
                 "vars" => {
                     self.check_shape(child, 0, "no values", &[]);
                     for var in children(child) {
-                        let name = Spanned::new(var.name().value().to_string(), self.file, var.name().span());
+                        let name = self.spanned(var.name().value().to_string(), var.name().span());
                         if let Some(value) =
                             self.leaf(var, "istio_profile \"default\"").and_then(|e| self.var_value(e))
                         {
@@ -449,7 +628,7 @@ impl Cx<'_> {
                 return None;
             }
         };
-        Some(Spanned::new(text, self.file, entry.span()))
+        Some(self.spanned(text, entry.span()))
     }
 
     fn phase(&mut self, node: &KdlNode) -> Option<RawPhase> {
@@ -651,7 +830,7 @@ impl Cx<'_> {
                     for entry in child.entries() {
                         match entry.name() {
                             Some(key) => {
-                                let key = Spanned::new(key.value().to_string(), self.file, key.span());
+                                let key = self.spanned(key.value().to_string(), key.span());
                                 if let Some(value) = self.var_value(entry) {
                                     env.push((key, value));
                                 }
@@ -719,9 +898,7 @@ impl Cx<'_> {
 
     fn status(&mut self, entry: &KdlEntry) -> Option<Spanned<u16>> {
         match entry.value() {
-            KdlValue::Integer(n) if (100..=599).contains(n) => {
-                Some(Spanned::new(*n as u16, self.file, entry.span()))
-            }
+            KdlValue::Integer(n) if (100..=599).contains(n) => Some(self.spanned(*n as u16, entry.span())),
             KdlValue::Integer(n) => {
                 let problem = Problem::BadValue {
                     what: "`expect`".into(),
@@ -771,5 +948,66 @@ fn describe_value(value: &KdlValue) -> String {
         KdlValue::Float(x) => format!("the number {x}"),
         KdlValue::Bool(b) => format!("#{b}"),
         KdlValue::Null => "#null".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRICKY: &str = r####"// a comment with { braces
+module a { budget "1h"; install { run x "echo '}' \"{\"" } }
+/* block { comment /* nested */ } */
+module b { budget "1h"
+    install { run x #"raw "}" string"# } }
+module c { budget "1h"; install { run x """
+    multi } line
+    """ } }
+module d \
+    { budget "1h"; install { run x "true" } }
+/-module skipped { budget "1h" }
+module e { budget "1h"; install { run x ##"two "# hashes"## } }
+"####;
+
+    #[test]
+    fn chunks_end_between_top_level_nodes_only() {
+        let text = TRICKY.repeat(50);
+        let chunks = split_top_level(&text, 64);
+        assert!(chunks.len() > 10, "{}", chunks.len());
+        assert_eq!(chunks.first().unwrap().start, 0);
+        assert_eq!(chunks.last().unwrap().end, text.len());
+        for pair in chunks.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        for range in &chunks {
+            assert!(KdlDocument::parse_v2(&text[range.clone()]).is_ok(), "chunk {range:?} is not valid KDL");
+        }
+    }
+
+    #[test]
+    fn chunked_decoding_equals_whole_decoding() {
+        let text = TRICKY.repeat(2000);
+        let mut chunked_problems = Problems::default();
+        let chunked = decode_file(&text, FileId(0), Path::new("."), &mut chunked_problems);
+        let doc = KdlDocument::parse_v2(&text).unwrap();
+        let mut whole = RawFile::default();
+        let mut whole_problems = Problems::default();
+        Cx { file: FileId(0), offset: 0, problems: &mut whole_problems }.document(
+            &doc,
+            Path::new("."),
+            &mut whole,
+        );
+        assert_eq!(chunked.nodes.len(), 10_000);
+        assert_eq!(chunked.nodes.len(), whole.nodes.len());
+        for (a, b) in chunked.nodes.iter().zip(&whole.nodes) {
+            assert_eq!((&a.id.value, a.id.span), (&b.id.value, b.id.span));
+            assert_eq!(a.install.len(), b.install.len());
+        }
+    }
+
+    #[test]
+    fn unbalanced_text_is_left_whole() {
+        let text = format!("{}module z {{", TRICKY.repeat(100));
+        assert_eq!(split_top_level(&text, 64), vec![0..text.len()]);
     }
 }

@@ -270,6 +270,10 @@ impl Problems {
         self.found.is_empty()
     }
 
+    pub fn extend(&mut self, other: Problems) {
+        self.found.extend(other.found);
+    }
+
     pub fn len(&self) -> usize {
         self.found.len()
     }

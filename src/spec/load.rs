@@ -174,6 +174,7 @@ fn overrides(
                         [entry] if entry.name().is_none() && !entry.value().is_null() => {
                             let value = match entry.value() {
                                 kdl::KdlValue::String(s) => s.clone(),
+                                kdl::KdlValue::Bool(b) => b.to_string(),
                                 other => other.to_string(),
                             };
                             vars.insert(node.name().value().to_string(), value);

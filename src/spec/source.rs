@@ -52,6 +52,8 @@ pub struct SourceFile {
     /// The path as shown in diagnostics: relative to the working directory where possible.
     pub name: String,
     pub text: Arc<str>,
+    /// Byte offset where each line starts, so locating a span is a binary search.
+    line_starts: Vec<usize>,
 }
 
 /// All files read while loading one workflow.
@@ -63,7 +65,8 @@ pub struct SourceMap {
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: String) -> FileId {
         let name = display_path(&path);
-        self.files.push(SourceFile { path, name, text: text.into() });
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        self.files.push(SourceFile { path, name, text: text.into(), line_starts });
         FileId((self.files.len() - 1) as u32)
     }
 
@@ -90,11 +93,11 @@ impl SourceMap {
 
     /// 1-based line and column of a byte offset, for one-line messages.
     pub fn line_col(&self, at: Location) -> (usize, usize) {
-        let text = &self.file(at.file).text;
-        let offset = at.span.offset().min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let file = self.file(at.file);
+        let offset = at.span.offset().min(file.text.len());
+        let line = file.line_starts.partition_point(|&start| start <= offset);
+        let line_start = file.line_starts[line - 1];
+        let col = file.text.get(line_start..offset).map_or(offset - line_start, |t| t.chars().count()) + 1;
         (line, col)
     }
 

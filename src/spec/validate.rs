@@ -509,6 +509,34 @@ impl NodeCx<'_> {
         }
     }
 
+    /// A value that is shown and stored as it is (paths, namespaces, resources), so it must
+    /// not carry a secret.
+    fn public_text(&mut self, value: &Spanned<String>, scope: &Scope, what: &str) -> Option<Text> {
+        let text = self.text(value, scope)?;
+        if text.exec != text.shown {
+            let problem = Problem::BadValue {
+                what: format!("the {what}"),
+                reason: "uses a secret".into(),
+                help: "secrets belong in commands, URLs, bodies and env values, where they are masked".into(),
+            };
+            self.problems.at(problem, value.at());
+            return None;
+        }
+        Some(text)
+    }
+
+    fn opt_public(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        scope: &Scope,
+        what: &str,
+    ) -> Option<Option<Text>> {
+        match value {
+            None => Some(None),
+            Some(v) => self.public_text(v, scope, what).map(Some),
+        }
+    }
+
     /// A path relative to the node's file; with `must_exist`, a missing file is a problem.
     fn path(
         &mut self,
@@ -518,7 +546,7 @@ impl NodeCx<'_> {
         what: &str,
         must_exist: bool,
     ) -> Option<PathBuf> {
-        let text = self.text(value, scope)?;
+        let text = self.public_text(value, scope, what)?;
         let path = dir.join(&text.exec);
         if must_exist && !path.exists() {
             let problem =
@@ -652,12 +680,12 @@ impl NodeCx<'_> {
                     Some(p) => Some(p),
                     None => self.path(path, dir, scope, "manifest", true),
                 };
-                let namespace = self.opt_text(namespace, scope);
+                let namespace = self.opt_public(namespace, scope, "namespace");
                 StepKind::Apply { path: path?, namespace: namespace?.map(|n| n.exec), force: *force }
             }
             RawStepKind::Wait { resource, namespace, condition, until } => {
-                let resource_text = self.text(resource, scope);
-                let namespace = self.opt_text(namespace, scope);
+                let resource_text = self.public_text(resource, scope, "resource");
+                let namespace = self.opt_public(namespace, scope, "namespace");
                 let until = match (condition, until) {
                     (Some(c), None) => Some(WaitFor::Condition(c.value.clone())),
                     (None, None) => Some(WaitFor::Rollout),

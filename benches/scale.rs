@@ -1,0 +1,69 @@
+//! Scale: load + validate, and plan, for generated workflows of 1k, 10k and 100k modules
+//! with 3 dependencies each. Targets (issues 2 and 3): 10k under 1 s, 100k under 10 s.
+//!
+//! `cargo bench --bench scale` (release profile). Peak memory: `bench/scale-memory.sh`.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use milepost::plan::{Plan, PlanOptions};
+use milepost::spec::{load, LoadOptions};
+
+fn main() {
+    divan::main();
+}
+
+/// A workflow of `n` modules in one file; module i runs after three earlier modules chosen
+/// by a fixed rule, has a budget and buffer, and one templated install and validate step.
+pub fn generate(n: usize) -> String {
+    let mut text = String::with_capacity(n * 260);
+    text.push_str("workflow generated {\n    parallelism 8\n    vars { host \"svc.internal\" }\n}\n");
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..n {
+        let _ = write!(text, "module m{i} {{\n    budget \"{}m\" buffer=\"10%\"\n", 10 + i % 50);
+        if i > 0 {
+            text.push_str("    after");
+            for _ in 0..3.min(i) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let back = 1 + (seed as usize) % 50.min(i);
+                let _ = write!(text, " m{}", i - back);
+            }
+            text.push('\n');
+        }
+        let _ = write!(
+            text,
+            "    install {{ run deploy \"kubectl apply -f {{{{ dir }}}}/m{i}.yaml\" timeout=\"5m\" retries=1 }}\n    validate {{ http health \"https://{{{{ vars.host }}}}/m{i}/healthz\" expect=200 }}\n}}\n"
+        );
+    }
+    text
+}
+
+fn write_workflow(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("generated.kdl");
+    std::fs::write(&path, generate(n)).expect("write workflow");
+    (dir, path)
+}
+
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 3, sample_size = 1)]
+fn load_and_validate(bencher: divan::Bencher, n: usize) {
+    let (_dir, path) = write_workflow(n);
+    bencher.bench(|| {
+        let loaded = load(&path, &LoadOptions::default()).expect("generated workflow is valid");
+        assert_eq!(loaded.workflow.nodes.len(), n);
+        loaded
+    });
+}
+
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 3, sample_size = 1)]
+fn plan(bencher: divan::Bencher, n: usize) {
+    let (_dir, path) = write_workflow(n);
+    let loaded = load(&path, &LoadOptions::default()).expect("generated workflow is valid");
+    bencher.bench(|| {
+        let plan = Plan::new(&loaded.workflow, &PlanOptions::default());
+        assert!(!plan.totals.finish.is_zero());
+        plan.totals
+    });
+}
