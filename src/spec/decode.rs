@@ -123,7 +123,7 @@ fn decode_chunks(
 /// `target` bytes (but the last). One range covering everything when the text is small or the
 /// scan meets something it cannot follow; the KDL parser then has the last word.
 pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
-    let whole = vec![0..text.len()];
+    let whole: Vec<Range<usize>> = std::iter::once(0..text.len()).collect();
     if text.len() < 2 * target {
         return whole;
     }
@@ -1008,6 +1008,6 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
     #[test]
     fn unbalanced_text_is_left_whole() {
         let text = format!("{}module z {{", TRICKY.repeat(100));
-        assert_eq!(split_top_level(&text, 64), vec![0..text.len()]);
+        assert_eq!(split_top_level(&text, 64), [0..text.len()]);
     }
 }
