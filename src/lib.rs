@@ -4,6 +4,7 @@
 //! [`graph`] seals it into a DAG, [`plan`] simulates the schedule, and [`cli`] prints.
 
 pub mod cli;
+pub mod exec;
 pub mod graph;
 pub mod plan;
 pub mod spec;

@@ -163,7 +163,9 @@ fn classify(err: tera::Error) -> TemplateError {
     let mut current: Option<&dyn std::error::Error> = Some(&err);
     while let Some(e) = current {
         let message = e.to_string();
-        if let Some(rest) = message.strip_prefix("Variable `") {
+        if let Some(rest) =
+            message.strip_prefix("Variable `").filter(|_| message.contains("not found in context"))
+        {
             if let Some(end) = rest.find('`') {
                 return TemplateError::Undefined { name: rest[..end].to_string() };
             }

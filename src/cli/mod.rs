@@ -1,6 +1,7 @@
 //! Command-line interface: parses arguments, calls the library, prints, maps errors to exit
 //! codes. The only place besides `ui` and `report` that writes to the terminal.
 
+mod apply;
 mod graph;
 mod plan;
 mod validate;
@@ -30,6 +31,8 @@ pub mod exit {
     pub const LOCKED: u8 = 4;
     /// milepost could not read or write what it needs (state directory, output file).
     pub const IO: u8 = 5;
+    /// Preflight found the rollout could not finish (missing program, secret, cluster); nothing ran.
+    pub const PREFLIGHT: u8 = 6;
     /// Stopped by Ctrl-C or SIGTERM; state is resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -46,6 +49,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Roll the whole plan out: every module and gate, independent ones in parallel.
+    Apply(apply::ApplyArgs),
     /// Check the definitions and print a one-screen summary.
     Validate(validate::ValidateArgs),
     /// Preview the rollout: Gantt chart, critical path, totals, risk. Runs nothing.
@@ -121,6 +126,7 @@ pub fn main() -> ExitCode {
         err: Palette::detect(cli.color, &std::io::stderr()),
     };
     let result = match &cli.command {
+        Command::Apply(args) => apply::run(&cx, args),
         Command::Validate(args) => validate::run(&cx, args),
         Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),

@@ -214,7 +214,8 @@ impl Problem {
             Unreadable { .. } => "check the path and its permissions".into(),
             MissingFile { .. } => "paths are relative to the file that names them".into(),
             UndefinedVariable { name, known } => {
-                if let Some(near) = did_you_mean(name, known.iter().map(String::as_str)) {
+                if let Some(near) = did_you_mean(name, known.iter().map(String::as_str).filter(|k| k != name))
+                {
                     format!("did you mean `{near}`?")
                 } else if known.is_empty() {
                     "define it in the workflow's vars block, or pass --var name=value".into()

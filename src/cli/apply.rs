@@ -1,0 +1,199 @@
+//! `milepost apply`: the whole rollout, one command.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{exit, CliError, Cx, DefinitionArgs};
+use crate::exec::{self, preflight, ApplyOptions, ExecEvent};
+use crate::graph::PlanGraph;
+use crate::spec::values::{human, parse_duration};
+use crate::spec::Workflow;
+use crate::ui::progress::{ProgressMode, Reporter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    definitions: DefinitionArgs,
+    /// Override the workflow's parallelism.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..))]
+    parallelism: Option<u32>,
+    /// After a failure, run everything that does not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+    /// Run only this phase's modules and gate.
+    #[arg(long, value_name = "PHASE")]
+    phase: Option<String>,
+    /// Run only these nodes (repeatable).
+    #[arg(long, value_name = "ID")]
+    only: Vec<String>,
+    /// Run this node and everything downstream of it.
+    #[arg(long, value_name = "ID")]
+    from: Option<String>,
+    /// End of the maintenance window, as a duration from now ("6h"): a node whose planned
+    /// end would pass it does not start, and the rollout stops there.
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Where runs are recorded (default: .milepost beside the workflow).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// `json` writes events as JSON lines (tracing) instead of text.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
+    let loaded = args.definitions.load()?;
+    let workflow = Arc::new(loaded.workflow);
+    let selected = selection(&workflow, args)?;
+    let is_selected = |i: usize| selected.is_empty() || selected[i];
+
+    let found = preflight::check(&workflow, is_selected);
+    let p = cx.err;
+    for w in &found.warnings {
+        eprintln!("{} {w}", p.yellow("warning:"));
+    }
+    if !found.errors.is_empty() {
+        for e in &found.errors {
+            eprintln!("{} {e}", p.red("error:"));
+        }
+        eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
+        return Ok(exit::PREFLIGHT);
+    }
+
+    let deadline = match &args.deadline {
+        None => None,
+        Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
+            message: format!("--deadline `{text}` is not a duration such as \"6h\": {reason}"),
+        })?),
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    let run_id =
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string() + &format!("-{}", std::process::id());
+    let run_dir = state_dir.join("runs").join(&run_id);
+    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io {
+        action: "create",
+        path: run_dir.clone(),
+        source,
+    })?;
+
+    let mode = match args.log_format {
+        LogFormat::Json => ProgressMode::Json,
+        LogFormat::Text => args.progress,
+    };
+    if mode == ProgressMode::Json {
+        let _ =
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
+    }
+    let options = ApplyOptions {
+        parallelism: args.parallelism.unwrap_or(workflow.parallelism).max(1),
+        keep_going: args.keep_going,
+        selected,
+        done: Vec::new(),
+        deadline,
+        run_dir: run_dir.clone(),
+        run_id,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io { action: "start the runtime for", path: run_dir.clone(), source })?;
+    let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
+    let summary = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = tokio::spawn(exec::execute(workflow.clone(), options, tx));
+        while let Some(event) = rx.recv().await {
+            reporter.handle(&event);
+        }
+        let summary = run.await.unwrap_or_default();
+        reporter.handle(&ExecEvent::RunFinished { summary: summary.clone() });
+        summary
+    });
+
+    for failure in &reporter.failures {
+        eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
+        eprintln!("  log: {}", crate::spec::source::display_path(&failure.log));
+        for line in tail(&failure.log, 20) {
+            eprintln!("  {} {line}", p.dim("│"));
+        }
+    }
+    let verdict = if summary.failed > 0 || summary.interrupted || summary.deadline_stop {
+        p.red("rollout stopped")
+    } else {
+        p.green("rollout complete")
+    };
+    eprintln!(
+        "\n{verdict}: {} passed, {} failed, {} skipped in {}",
+        summary.passed,
+        summary.failed,
+        summary.skipped,
+        human(summary.took)
+    );
+    if summary.deadline_stop {
+        eprintln!("the next node would end after the --deadline; the rollout stopped before it");
+    }
+    Ok(if summary.interrupted {
+        exit::INTERRUPTED
+    } else if summary.failed > 0 || summary.deadline_stop {
+        exit::FAILED
+    } else {
+        exit::SUCCESS
+    })
+}
+
+/// Which nodes this invocation runs; empty means all.
+fn selection(workflow: &Workflow, args: &ApplyArgs) -> Result<Vec<bool>, CliError> {
+    let find = |id: &str| {
+        workflow.node(id).ok_or_else(|| CliError::Usage {
+            message: format!(
+                "no module or gate `{id}` in {}; known: {}",
+                workflow.id,
+                workflow.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    };
+    let mut selected = vec![false; workflow.nodes.len()];
+    let mut any = false;
+    if let Some(phase) = &args.phase {
+        let ph = workflow.phases.iter().find(|p| &p.id == phase).ok_or_else(|| CliError::Usage {
+            message: format!(
+                "no phase `{phase}`; known: {}",
+                workflow.phases.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        for &n in ph.modules.iter().chain(&ph.gate) {
+            selected[n] = true;
+        }
+        any = true;
+    }
+    for id in &args.only {
+        selected[find(id)?] = true;
+        any = true;
+    }
+    if let Some(from) = &args.from {
+        let graph = PlanGraph::new(workflow);
+        for n in graph.downstream(&[find(from)?]) {
+            selected[n] = true;
+        }
+        any = true;
+    }
+    Ok(if any { selected } else { Vec::new() })
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
+}

@@ -1,0 +1,194 @@
+//! One node (module or gate): its install steps once each with retries, then its validate
+//! steps as probes, against its budget. Reports through events; never prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::events::{ExecEvent, Outcome};
+use super::step::{self, StepContext};
+use crate::spec::{NodeId, OnOverrun, Stage, Step, StepKind, Workflow};
+
+pub struct NodeRun {
+    pub workflow: Arc<Workflow>,
+    pub node: NodeId,
+    pub log_dir: PathBuf,
+    pub events: mpsc::UnboundedSender<ExecEvent>,
+    /// Set by the dispatcher on a second Ctrl-C or SIGTERM.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// Runs the node to its end and returns how it ended.
+pub async fn run_node(run: NodeRun) -> Outcome {
+    let started = Instant::now();
+    let node = &run.workflow.nodes[run.node];
+    let _ = run
+        .events
+        .send(ExecEvent::NodeStarted { node: run.node, steps: node.install.len() + node.validate.len() });
+    // The node's own cancel: the operator's, or a fatal overrun.
+    let (local_cancel, local_rx) = watch::channel(false);
+    let mut global = run.cancel.clone();
+    let forward = {
+        let local_cancel = local_cancel.clone();
+        tokio::spawn(async move {
+            step::wait_cancelled(&mut global).await;
+            let _ = local_cancel.send(true);
+        })
+    };
+    let steps = run_steps(&run, local_rx);
+    tokio::pin!(steps);
+    let planned = node.planned;
+    let fatal = node.on_overrun == OnOverrun::Fail;
+    let outcome = tokio::select! {
+        outcome = &mut steps => outcome,
+        _ = tokio::time::sleep(planned) => {
+            let _ = run.events.send(ExecEvent::Overrun { node: run.node, planned, fatal });
+            if fatal {
+                let _ = local_cancel.send(true);
+                let _ = (&mut steps).await;
+                Outcome::Failed { reason: format!("ran past its budget of {} (on-overrun fail)", crate::spec::values::human(planned)) }
+            } else {
+                (&mut steps).await
+            }
+        }
+    };
+    forward.abort();
+    let _ = run.events.send(ExecEvent::NodeFinished {
+        node: run.node,
+        outcome: outcome.clone(),
+        took: started.elapsed(),
+    });
+    outcome
+}
+
+async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
+    let node = &run.workflow.nodes[run.node];
+    for (index, (stage, step)) in node.steps().enumerate() {
+        let log = run.log_dir.join(format!("{:02}-{}.log", index + 1, sanitize(&step.name)));
+        let started = Instant::now();
+        let mut cx = StepContext { shell: &run.workflow.shell, log: &log, cancel: cancel.clone() };
+        let outcome = match run_step(run, index, stage, step, &mut cx).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
+        };
+        let _ = run.events.send(ExecEvent::StepFinished {
+            node: run.node,
+            index,
+            step: step.name.clone(),
+            outcome: outcome.clone(),
+            took: started.elapsed(),
+            log: log.clone(),
+        });
+        if !outcome.passed() {
+            return outcome;
+        }
+    }
+    Outcome::Passed
+}
+
+/// Install steps run once with retries; validate steps, and http/tcp probes anywhere, poll
+/// at their interval until they pass or their timeout ends.
+async fn run_step(
+    run: &NodeRun,
+    index: usize,
+    stage: Stage,
+    step: &Step,
+    cx: &mut StepContext<'_>,
+) -> std::io::Result<Outcome> {
+    let polls = stage == Stage::Validate || matches!(step.kind, StepKind::Http { .. } | StepKind::Tcp { .. });
+    let start_event = |attempt| ExecEvent::StepStarted {
+        node: run.node,
+        index,
+        stage,
+        step: step.name.clone(),
+        attempt,
+        log: cx.log.to_path_buf(),
+    };
+    if polls {
+        let limit = step.timeout.unwrap_or(crate::spec::validate::DEFAULT_PROBE_TIMEOUT);
+        let deadline = Instant::now() + limit;
+        let _ = run.events.send(start_event(1));
+        let mut attempt = 1;
+        loop {
+            let outcome = attempt_once(step, cx, Some(step::remaining(deadline))).await?;
+            if outcome.passed() || matches!(outcome, Outcome::Cancelled { .. }) {
+                return Ok(outcome);
+            }
+            let reason = outcome.reason().unwrap_or_default().to_string();
+            append_log(cx.log, &format!("attempt {attempt}: {reason}"));
+            if Instant::now() + step.interval >= deadline {
+                let reason = format!("still failing after {}: {reason}", crate::spec::values::human(limit));
+                return Ok(Outcome::TimedOut { reason });
+            }
+            let _ = run.events.send(ExecEvent::ProbeRetry {
+                node: run.node,
+                step: step.name.clone(),
+                attempt,
+                reason,
+            });
+            if pause(step.interval, cx).await {
+                return Ok(Outcome::Cancelled { reason: "terminated by the operator".into() });
+            }
+            attempt += 1;
+        }
+    }
+    let attempts = step.retries + 1;
+    let mut outcome = Outcome::Passed;
+    for attempt in 1..=attempts {
+        let _ = run.events.send(start_event(attempt));
+        outcome = attempt_once(step, cx, step.timeout).await?;
+        if outcome.passed() || matches!(outcome, Outcome::Cancelled { .. }) || attempt == attempts {
+            break;
+        }
+        append_log(
+            cx.log,
+            &format!("attempt {attempt} of {attempts}: {}", outcome.reason().unwrap_or_default()),
+        );
+        // Exponential backoff: 1×, 2×, 4× … the configured backoff.
+        let wait = step.backoff.saturating_mul(1 << (attempt - 1).min(10));
+        if pause(wait, cx).await {
+            return Ok(Outcome::Cancelled { reason: "terminated by the operator".into() });
+        }
+    }
+    Ok(outcome)
+}
+
+async fn attempt_once(
+    step: &Step,
+    cx: &mut StepContext<'_>,
+    limit: Option<Duration>,
+) -> std::io::Result<Outcome> {
+    let probe_limit = limit.unwrap_or(Duration::from_secs(30));
+    Ok(match &step.kind {
+        StepKind::Run { .. } => step::run_command(step, cx, limit).await?,
+        StepKind::Http { .. } => step::http_once(step, probe_limit.min(Duration::from_secs(30))).await,
+        StepKind::Tcp { .. } => step::tcp_once(step, probe_limit.min(Duration::from_secs(10))).await,
+        StepKind::Template { .. } => step::write_template(step),
+        StepKind::Apply { .. } | StepKind::Wait { .. } => {
+            Outcome::Failed { reason: "Kubernetes steps are not available in this build".into() }
+        }
+    })
+}
+
+/// Sleeps, unless cancelled first (then returns true).
+async fn pause(d: Duration, cx: &mut StepContext<'_>) -> bool {
+    let mut cancel = cx.cancel.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = step::wait_cancelled(&mut cancel) => true,
+    }
+}
+
+fn append_log(path: &std::path::Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::File::options().create(true).append(true).open(path) {
+        let _ = writeln!(f, "milepost: {line}");
+    }
+}
+
+/// A step name as a file name.
+pub fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}

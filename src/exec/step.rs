@@ -1,0 +1,219 @@
+//! One step attempt: a command in its own process group, an HTTP or TCP probe, a template
+//! written atomically. Returns an [`Outcome`]; `Err` is reserved for milepost's own failures
+//! (cannot create a log file).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::events::Outcome;
+use crate::spec::{Step, StepKind};
+
+/// What a step needs beside its definition.
+pub struct StepContext<'a> {
+    pub shell: &'a [String],
+    pub log: &'a Path,
+    /// Becomes true when running children must be terminated.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// Grace between SIGTERM and SIGKILL for a process group being stopped.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs a command once under `limit`. The child and everything it starts share a new process
+/// group, so a timeout or cancel kills them all.
+pub async fn run_command(
+    step: &Step,
+    cx: &mut StepContext<'_>,
+    limit: Option<Duration>,
+) -> std::io::Result<Outcome> {
+    let StepKind::Run { command, shell, cwd, env } = &step.kind else {
+        unreachable!("run_command is only called for run steps")
+    };
+    let shell = shell.as_deref().unwrap_or(cx.shell);
+    let log = File::options().create(true).append(true).open(cx.log)?;
+    let attempt_starts = log.metadata()?.len();
+    let mut header = log.try_clone()?;
+    writeln!(header, "$ {}", command.shown)?;
+    let mut cmd = tokio::process::Command::new(&shell[0]);
+    cmd.args(&shell[1..])
+        .arg(&command.exec)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, &v.exec);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let reason = format!("cannot start `{}`: {e}", shell.join(" "));
+            return Ok(Outcome::Failed { reason });
+        }
+    };
+    let pid = child.id().map(|p| p as i32);
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut cancel = cx.cancel.clone();
+    let outcome = tokio::select! {
+        status = child.wait() => {
+            let status = status?;
+            if status.success() {
+                Outcome::Passed
+            } else {
+                let mut reason = match status.code() {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "killed by a signal".to_string(),
+                };
+                if let Some(line) = last_output_line(cx.log, attempt_starts) {
+                    reason = format!("{reason}: {line}");
+                }
+                Outcome::Failed { reason }
+            }
+        }
+        _ = &mut sleep => {
+            stop_group(pid, &mut child).await;
+            Outcome::TimedOut { reason: format!("timed out after {}", crate::spec::values::human(limit.unwrap_or_default())) }
+        }
+        _ = wait_cancelled(&mut cancel) => {
+            stop_group(pid, &mut child).await;
+            Outcome::Cancelled { reason: "terminated by the operator".into() }
+        }
+    };
+    // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
+    // only a timeout or a cancel kills the group.
+    Ok(outcome)
+}
+
+/// The last non-empty line the command wrote in this attempt, cut to one screen line.
+fn last_output_line(log: &Path, from: u64) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let attempt = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
+    let line = attempt.lines().skip(1).filter(|l| !l.trim().is_empty()).last()?.trim().to_string();
+    Some(crate::ui::style::truncate(&line, 160))
+}
+
+/// SIGTERM to the group, then SIGKILL after a grace period.
+async fn stop_group(pid: Option<i32>, child: &mut tokio::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    let Some(pid) = pid else { return };
+    let group = nix::unistd::Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+pub async fn wait_cancelled(cancel: &mut watch::Receiver<bool>) {
+    while !*cancel.borrow() {
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// One HTTP request; passes when the status matches and, if asked, the body contains text.
+pub async fn http_once(step: &Step, limit: Duration) -> Outcome {
+    let StepKind::Http { method, url, expect, body } = &step.kind else {
+        unreachable!("http_once is only called for http steps")
+    };
+    let (method, url_exec, url_shown, expect) =
+        (method.clone(), url.exec.clone(), url.shown.clone(), *expect);
+    let needle = body.as_ref().map(|b| (b.exec.clone(), b.shown.clone()));
+    let wants_body = needle.is_some();
+    let shown_for_errors = url_shown.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(limit.max(Duration::from_millis(100))))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let request = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url_exec)
+            .body(Vec::<u8>::new())
+            .map_err(|e| format!("bad request: {e}"))?;
+        let mut response =
+            agent.run(request).map_err(|e| e.to_string().replace(&url_exec, &shown_for_errors))?;
+        let status = response.status().as_u16();
+        let text =
+            if wants_body { response.body_mut().read_to_string().unwrap_or_default() } else { String::new() };
+        Ok::<_, String>((status, text))
+    })
+    .await;
+    match result {
+        Err(e) => Outcome::Failed { reason: format!("probe task failed: {e}") },
+        Ok(Err(reason)) => Outcome::Failed { reason: format!("{} {url_shown}: {reason}", step_method(step)) },
+        Ok(Ok((status, _))) if status != expect => {
+            Outcome::Failed { reason: format!("{url_shown} answered {status}, expected {expect}") }
+        }
+        Ok(Ok((_, text))) => match needle {
+            Some((exec, shown)) if !text.contains(&exec) => {
+                Outcome::Failed { reason: format!("{url_shown} answered without \"{shown}\" in its body") }
+            }
+            _ => Outcome::Passed,
+        },
+    }
+}
+
+fn step_method(step: &Step) -> &str {
+    match &step.kind {
+        StepKind::Http { method, .. } => method,
+        _ => "",
+    }
+}
+
+/// One TCP connect.
+pub async fn tcp_once(step: &Step, limit: Duration) -> Outcome {
+    let StepKind::Tcp { address } = &step.kind else { unreachable!("tcp_once is only called for tcp steps") };
+    match tokio::time::timeout(limit, tokio::net::TcpStream::connect(&address.exec)).await {
+        Ok(Ok(_)) => Outcome::Passed,
+        Ok(Err(e)) => Outcome::Failed { reason: format!("connect {}: {e}", address.shown) },
+        Err(_) => {
+            Outcome::Failed { reason: format!("connect {}: no answer within {:?}", address.shown, limit) }
+        }
+    }
+}
+
+/// Writes the rendered template next to its destination, then renames it into place, so a
+/// reader never sees half a file.
+pub fn write_template(step: &Step) -> Outcome {
+    let StepKind::Template { dest, content, .. } = &step.kind else {
+        unreachable!("write_template is only called for template steps")
+    };
+    let result = (|| -> std::io::Result<()> {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = dest.with_extension(format!("milepost-tmp-{}", std::process::id()));
+        {
+            let mut file = File::create(&tmp)?;
+            file.write_all(content.exec.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, dest)
+    })();
+    match result {
+        Ok(()) => Outcome::Passed,
+        Err(e) => Outcome::Failed { reason: format!("cannot write {}: {e}", dest.display()) },
+    }
+}
+
+/// Remaining time before `deadline`, at least a millisecond.
+pub fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
