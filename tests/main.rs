@@ -1,5 +1,6 @@
 //! One integration test binary: topic files below.
 
+mod apply;
 mod cli;
 mod corpus;
 mod examples;
