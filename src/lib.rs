@@ -8,6 +8,7 @@ pub mod exec;
 pub mod graph;
 pub mod plan;
 pub mod spec;
+pub mod state;
 pub mod template;
 #[cfg(test)]
 mod testing;

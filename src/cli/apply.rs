@@ -1,13 +1,18 @@
 //! `milepost apply`: the whole rollout, one command.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
 use super::{exit, CliError, Cx, DefinitionArgs};
-use crate::exec::{self, preflight, ApplyOptions, ExecEvent};
+use crate::exec::{self, preflight, ApplyOptions, ExecEvent, SharedRecorder};
+use crate::state::format::{now, Record, FORMAT_VERSION};
+use crate::state::journal::Journal;
+use crate::state::lock;
+use crate::state::recorder::JournalRecorder;
+use crate::state::definition_hash;
 use crate::graph::PlanGraph;
 use crate::spec::values::{human, parse_duration};
 use crate::spec::Workflow;
@@ -23,12 +28,6 @@ pub enum LogFormat {
 pub struct ApplyArgs {
     #[command(flatten)]
     definitions: DefinitionArgs,
-    /// Override the workflow's parallelism.
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..))]
-    parallelism: Option<u32>,
-    /// After a failure, run everything that does not depend on it.
-    #[arg(long)]
-    keep_going: bool,
     /// Run only this phase's modules and gate.
     #[arg(long, value_name = "PHASE")]
     phase: Option<String>,
@@ -38,29 +37,56 @@ pub struct ApplyArgs {
     /// Run this node and everything downstream of it.
     #[arg(long, value_name = "ID")]
     from: Option<String>,
-    /// End of the maintenance window, as a duration from now ("6h"): a node whose planned
-    /// end would pass it does not start, and the rollout stops there.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// How a rollout runs; shared by `apply` and `resume`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Override the workflow's parallelism.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelism: Option<u32>,
+    /// After a failure, run everything that does not depend on it.
     #[arg(long)]
-    deadline: Option<String>,
+    pub keep_going: bool,
+    /// End of the maintenance window, as a duration from now ("6h"): a node whose planned
+    /// end would pass it does not start, and the rollout stops there, resumable.
+    #[arg(long)]
+    pub deadline: Option<String>,
     /// Where runs are recorded (default: .milepost beside the workflow).
     #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    progress: ProgressMode,
+    pub progress: ProgressMode,
     /// `json` writes events as JSON lines (tracing) instead of text.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    pub log_format: LogFormat,
 }
 
 pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
     let workflow = Arc::new(loaded.workflow);
     let selected = selection(&workflow, args)?;
-    let is_selected = |i: usize| selected.is_empty() || selected[i];
+    let state_dir = args.run.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    let plan = Rollout { command: "apply", selected, done: Vec::new(), skip_steps: Vec::new() };
+    rollout(cx, workflow, &args.run, &state_dir, plan)
+}
 
-    let found = preflight::check(&workflow, is_selected);
+/// What one invocation runs.
+pub struct Rollout {
+    pub command: &'static str,
+    pub selected: Vec<bool>,
+    pub done: Vec<bool>,
+    pub skip_steps: Vec<usize>,
+}
+
+/// Preflight, lock, journal, run, report. Shared by `apply` and `resume`.
+pub fn rollout(cx: &Cx, workflow: Arc<Workflow>, args: &RunArgs, state_dir: &Path, plan: Rollout) -> Result<u8, CliError> {
     let p = cx.err;
+    let will_run = |i: usize| (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false);
+    let found = preflight::check(&workflow, will_run);
     for w in &found.warnings {
         eprintln!("{} {w}", p.yellow("warning:"));
     }
@@ -71,39 +97,54 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
         eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
-
     let deadline = match &args.deadline {
         None => None,
         Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
             message: format!("--deadline `{text}` is not a duration such as \"6h\": {reason}"),
         })?),
     };
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
-    let run_id =
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string() + &format!("-{}", std::process::id());
-    let run_dir = state_dir.join("runs").join(&run_id);
-    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io {
-        action: "create",
-        path: run_dir.clone(),
-        source,
+
+    let _lock = lock::acquire(state_dir, plan.command).map_err(|e| match e {
+        held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
+        other => CliError::State { message: other.to_string() },
     })?;
+    let run_id =
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "") + &format!("-{}", std::process::id());
+    let run_dir = state_dir.join("runs").join(&run_id);
+    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io { action: "create", path: run_dir.clone(), source })?;
+    let journal = Journal::create(&run_dir.join("journal.jsonl")).map_err(|e| CliError::State { message: e.to_string() })?;
+    let mut recorder = JournalRecorder::new(journal, workflow.clone());
+    let start = Record::RunStart {
+        format_version: FORMAT_VERSION,
+        run_id: run_id.clone(),
+        workflow: workflow.id.clone(),
+        workflow_file: std::path::absolute(&workflow.file).unwrap_or_else(|_| workflow.file.clone()).display().to_string(),
+        definition_hash: definition_hash(&workflow),
+        started_at: now(),
+        pid: std::process::id(),
+        host: lock::hostname(),
+        command: plan.command.to_string(),
+    };
+    recorder.append(&start, true).map_err(|message| CliError::State { message })?;
+    let recorder = Arc::new(Mutex::new(recorder));
 
     let mode = match args.log_format {
         LogFormat::Json => ProgressMode::Json,
         LogFormat::Text => args.progress,
     };
     if mode == ProgressMode::Json {
-        let _ =
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
+        let _ = tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
     }
     let options = ApplyOptions {
         parallelism: args.parallelism.unwrap_or(workflow.parallelism).max(1),
         keep_going: args.keep_going,
-        selected,
-        done: Vec::new(),
+        selected: plan.selected,
+        done: plan.done,
         deadline,
         run_dir: run_dir.clone(),
         run_id,
+        skip_steps: plan.skip_steps,
+        recorder: Some(recorder.clone() as SharedRecorder),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -120,6 +161,15 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
         reporter.handle(&ExecEvent::RunFinished { summary: summary.clone() });
         summary
     });
+    let end = Record::RunEnd {
+        passed: summary.passed,
+        failed: summary.failed,
+        skipped: summary.skipped,
+        interrupted: summary.interrupted,
+        took_ms: summary.took.as_millis() as u64,
+        at: now(),
+    };
+    let end_recorded = recorder.lock().map_err(|_| "the journal writer broke".to_string()).and_then(|mut r| r.append(&end, true));
 
     for failure in &reporter.failures {
         eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
@@ -128,11 +178,8 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
             eprintln!("  {} {line}", p.dim("│"));
         }
     }
-    let verdict = if summary.failed > 0 || summary.interrupted || summary.deadline_stop {
-        p.red("rollout stopped")
-    } else {
-        p.green("rollout complete")
-    };
+    let stopped = summary.failed > 0 || summary.interrupted || summary.deadline_stop || summary.record_failed;
+    let verdict = if stopped { p.red("rollout stopped") } else { p.green("rollout complete") };
     eprintln!(
         "\n{verdict}: {} passed, {} failed, {} skipped in {}",
         summary.passed,
@@ -143,9 +190,17 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     if summary.deadline_stop {
         eprintln!("the next node would end after the --deadline; the rollout stopped before it");
     }
+    if stopped {
+        eprintln!("{}", p.dim("fix the cause, then `milepost resume` continues from the failed step"));
+    }
+    if let Err(message) = end_recorded {
+        return Err(CliError::State { message });
+    }
     Ok(if summary.interrupted {
         exit::INTERRUPTED
-    } else if summary.failed > 0 || summary.deadline_stop {
+    } else if summary.record_failed {
+        exit::IO
+    } else if stopped {
         exit::FAILED
     } else {
         exit::SUCCESS

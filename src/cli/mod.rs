@@ -4,6 +4,7 @@
 mod apply;
 mod graph;
 mod plan;
+mod state;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -51,6 +52,12 @@ struct Cli {
 enum Command {
     /// Roll the whole plan out: every module and gate, independent ones in parallel.
     Apply(apply::ApplyArgs),
+    /// Continue the last rollout from its failed step or gate.
+    Resume(state::ResumeArgs),
+    /// Where the last rollout stands: nodes, budgets, gates, metrics.
+    Status(state::StatusArgs),
+    /// The runs recorded in the state directory.
+    History(state::HistoryArgs),
     /// Check the definitions and print a one-screen summary.
     Validate(validate::ValidateArgs),
     /// Preview the rollout: Gantt chart, critical path, totals, risk. Runs nothing.
@@ -95,6 +102,12 @@ pub enum CliError {
     /// Definitions with mistakes; each is a diagnostic.
     #[error("{0}")]
     Definitions(SpecErrors),
+    /// Another rollout holds the state directory.
+    #[error("{message}")]
+    Locked { message: String },
+    /// The state directory could not be read or written.
+    #[error("{message}")]
+    State { message: String },
     /// Arguments that parse but do not make sense together.
     #[error("{message}")]
     Usage { message: String },
@@ -109,6 +122,8 @@ impl CliError {
             CliError::Definitions(_) => exit::DEFINITION,
             CliError::Io { .. } => exit::IO,
             CliError::Usage { .. } => exit::USAGE,
+            CliError::Locked { .. } => exit::LOCKED,
+            CliError::State { .. } => exit::IO,
         }
     }
 }
@@ -127,6 +142,9 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Apply(args) => apply::run(&cx, args),
+        Command::Resume(args) => state::resume(&cx, args),
+        Command::Status(args) => state::status(&cx, args),
+        Command::History(args) => state::history(&cx, args),
         Command::Validate(args) => validate::run(&cx, args),
         Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),

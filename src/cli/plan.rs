@@ -9,6 +9,8 @@ use super::{exit, print, CliError, Cx, DefinitionArgs};
 use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
 use crate::plan::{Plan, PlanOptions};
+use crate::state::history::History;
+use crate::state::resume::decide;
 use crate::spec::values::parse_duration;
 use crate::ui::terminal_width;
 
@@ -44,6 +46,13 @@ pub struct PlanArgs {
     /// Monte Carlo trials for --risk.
     #[arg(long, default_value_t = DEFAULT_TRIALS)]
     trials: u32,
+    /// Where runs are recorded (default: .milepost beside the workflow). When it holds an
+    /// earlier run, the plan shows what `resume` would do: done, re-run, pending.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Ignore earlier runs: plan the whole rollout from scratch.
+    #[arg(long)]
+    fresh: bool,
     /// Random seed for --risk; the same seed gives the same figures.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -52,7 +61,16 @@ pub struct PlanArgs {
 pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
     let (start, deadline) = window(args)?;
-    let options = PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
+    let mut options = PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
+    if !args.fresh {
+        let workflow = &loaded.workflow;
+        let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+        let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+        if !history.runs.is_empty() {
+            let graph = crate::graph::PlanGraph::new(workflow);
+            options.status = decide(workflow, &graph, &history).into_iter().map(|d| d.status).collect();
+        }
+    }
     let plan = Plan::new(&loaded.workflow, &options);
     let risk = args.risk.then(|| risk::assess(&plan, args.trials, args.seed));
     let text = match args.format {

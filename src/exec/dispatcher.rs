@@ -16,7 +16,7 @@ use super::node::{run_node, sanitize, NodeRun};
 use crate::graph::PlanGraph;
 use crate::spec::{NodeId, Workflow};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApplyOptions {
     pub parallelism: u32,
     /// Run everything that does not depend on a failure, instead of stopping new starts.
@@ -30,6 +30,9 @@ pub struct ApplyOptions {
     /// This run's folder in the state directory; logs go below it.
     pub run_dir: PathBuf,
     pub run_id: String,
+    /// Leading steps to skip per node (resume); empty: none.
+    pub skip_steps: Vec<usize>,
+    pub recorder: Option<super::SharedRecorder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,12 @@ pub async fn execute(
 
     let mut state = vec![State::Waiting; n];
     let mut summary = RunSummary::default();
+    let planned_finish = tails.iter().copied().max().unwrap_or_default();
+    let _ = events.send(ExecEvent::RunStarted {
+        run_id: options.run_id.clone(),
+        nodes: (0..n).filter(|&i| !done(i) && selected(i)).count(),
+        planned_finish,
+    });
     // Nodes not run in this invocation count as passed for ordering purposes.
     for (i, s) in state.iter_mut().enumerate() {
         if done(i) || !selected(i) {
@@ -66,12 +75,6 @@ pub async fn execute(
             let _ = events.send(ExecEvent::NodeSkipped { node: i, reason });
         }
     }
-    let planned_finish = tails.iter().copied().max().unwrap_or_default();
-    let _ = events.send(ExecEvent::RunStarted {
-        run_id: options.run_id.clone(),
-        nodes: (0..n).filter(|&i| state[i] == State::Waiting).count(),
-        planned_finish,
-    });
 
     let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> = BinaryHeap::new();
     let promote = |state: &mut Vec<State>, ready: &mut BinaryHeap<(Duration, Reverse<NodeId>)>| {
@@ -124,6 +127,8 @@ pub async fn execute(
                 log_dir: options.run_dir.join("logs").join(sanitize(&node.id)),
                 events: events.clone(),
                 cancel: cancel_rx.clone(),
+                skip_steps: options.skip_steps.get(i).copied().unwrap_or(0),
+                recorder: options.recorder.clone(),
             };
             if let Err(e) = std::fs::create_dir_all(&run.log_dir) {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
@@ -148,10 +153,35 @@ pub async fn execute(
                         continue;
                     }
                 };
-                running_since[i] = None;
+                let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default();
                 for &r in &workflow.nodes[i].uses {
                     in_use[r] -= 1;
                 }
+                // Every node that ended by now is recorded, then one sync covers them all:
+                // durable before any dependent starts, one fsync per batch.
+                let mut ended = vec![(i, outcome, took)];
+                while let Some(Ok((more, outcome))) = running.try_join_next() {
+                    let took = running_since[more].take().map(|t| t.elapsed()).unwrap_or_default();
+                    for &r in &workflow.nodes[more].uses {
+                        in_use[r] -= 1;
+                    }
+                    ended.push((more, outcome, took));
+                }
+                let last = ended.len() - 1;
+                let mut record_failed = None;
+                for (k, (node, outcome, took)) in ended.iter().enumerate() {
+                    let took = *took;
+                    let event = ExecEvent::NodeRecorded { node: *node, outcome: outcome.clone(), took };
+                    if let Err(reason) = super::record(&options.recorder, &event, k == last) {
+                        record_failed = Some(reason);
+                    }
+                }
+                if let Some(reason) = record_failed {
+                    let _ = events.send(ExecEvent::RecordFailed { reason });
+                    summary.record_failed = true;
+                    stopping = true;
+                }
+                for (i, outcome, _) in ended {
                 if outcome.passed() {
                     state[i] = State::Passed;
                     summary.passed += 1;
@@ -165,10 +195,13 @@ pub async fn execute(
                         if matches!(state[d], State::Waiting | State::Ready) {
                             state[d] = State::Skipped;
                             let upstream = workflow.nodes[i].id.clone();
-                            let _ = events.send(ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } });
+                            let event = ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
+                            let _ = super::record(&options.recorder, &event, false);
+                            let _ = events.send(event);
                         }
                     }
                     ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                }
                 }
                 promote(&mut state, &mut ready);
             }

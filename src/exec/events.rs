@@ -126,6 +126,10 @@ pub enum ExecEvent {
     },
     /// First Ctrl-C: nothing new starts, running nodes finish.
     Draining,
+    /// Only for the recorder: a node's end, with the time the dispatcher measured.
+    NodeRecorded { node: NodeId, outcome: Outcome, took: Duration },
+    /// The journal could not be written; nothing new starts.
+    RecordFailed { reason: String },
     RunFinished {
         summary: RunSummary,
     },
@@ -140,4 +144,6 @@ pub struct RunSummary {
     pub took: Duration,
     pub interrupted: bool,
     pub deadline_stop: bool,
+    /// The journal could not be written; the run stopped.
+    pub record_failed: bool,
 }

@@ -18,6 +18,9 @@ pub struct NodeRun {
     pub events: mpsc::UnboundedSender<ExecEvent>,
     /// Set by the dispatcher on a second Ctrl-C or SIGTERM.
     pub cancel: watch::Receiver<bool>,
+    /// Leading steps that completed unchanged in an earlier run.
+    pub skip_steps: usize,
+    pub recorder: Option<super::SharedRecorder>,
 }
 
 /// Runs the node to its end and returns how it ended.
@@ -65,7 +68,7 @@ pub async fn run_node(run: NodeRun) -> Outcome {
 
 async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
     let node = &run.workflow.nodes[run.node];
-    for (index, (stage, step)) in node.steps().enumerate() {
+    for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
         let log = run.log_dir.join(format!("{:02}-{}.log", index + 1, sanitize(&step.name)));
         let started = Instant::now();
         let mut cx = StepContext { shell: &run.workflow.shell, log: &log, cancel: cancel.clone() };
@@ -73,14 +76,20 @@ async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
         };
-        let _ = run.events.send(ExecEvent::StepFinished {
+        let finished = ExecEvent::StepFinished {
             node: run.node,
             index,
             step: step.name.clone(),
             outcome: outcome.clone(),
             took: started.elapsed(),
             log: log.clone(),
-        });
+        };
+        // Durable before the next step of this node starts.
+        let recorded = super::record(&run.recorder, &finished, true);
+        let _ = run.events.send(finished);
+        if let Err(reason) = recorded {
+            return Outcome::Failed { reason };
+        }
         if !outcome.passed() {
             return outcome;
         }
@@ -98,13 +107,18 @@ async fn run_step(
     cx: &mut StepContext<'_>,
 ) -> std::io::Result<Outcome> {
     let polls = stage == Stage::Validate || matches!(step.kind, StepKind::Http { .. } | StepKind::Tcp { .. });
-    let start_event = |attempt| ExecEvent::StepStarted {
+    let start_event = |attempt| {
+        let event = ExecEvent::StepStarted {
         node: run.node,
         index,
         stage,
         step: step.name.clone(),
         attempt,
         log: cx.log.to_path_buf(),
+        };
+        // Not synced: a start without an end already means "in flight" on resume.
+        let _ = super::record(&run.recorder, &event, false);
+        event
     };
     if polls {
         let limit = step.timeout.unwrap_or(crate::spec::validate::DEFAULT_PROBE_TIMEOUT);

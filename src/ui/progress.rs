@@ -227,6 +227,10 @@ impl<'w> Reporter<'w> {
                     overall.set_message(self.pace().trim_start_matches(" · ").to_string());
                 }
             }
+            ExecEvent::NodeRecorded { .. } => {}
+            ExecEvent::RecordFailed { reason } => {
+                self.line(format!("{} {reason}; no new nodes start", p.red("✗")));
+            }
             ExecEvent::Draining => {
                 self.line(format!(
                     "{} interrupted: no new nodes start; running ones finish (Ctrl-C again to terminate them)",
@@ -289,6 +293,8 @@ impl<'w> Reporter<'w> {
             }
             ExecEvent::Tick { .. } => {}
             ExecEvent::Draining => tracing::warn!(event = "draining"),
+            ExecEvent::NodeRecorded { .. } => {}
+            ExecEvent::RecordFailed { reason } => tracing::error!(event = "record_failed", reason = %reason),
             ExecEvent::RunFinished { summary } => {
                 tracing::info!(
                     event = "run_finished",

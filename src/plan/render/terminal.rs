@@ -110,6 +110,11 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         let names: Vec<String> = group.iter().map(|&n| node_name(plan, n)).collect();
         let _ = writeln!(out, "  {} {}", pad("in parallel", 14), names.join(" ∥ "));
     }
+    for (n, status) in plan.status.iter().enumerate() {
+        if let NodeStatus::Rerun(why) = status {
+            let _ = writeln!(out, "  {} {} runs again: {why}", pad("resume", 14), node_name(plan, n));
+        }
+    }
     if let Some(d) = plan.deadline {
         out.push_str(&deadline(plan, d, p));
     }

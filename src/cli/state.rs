@@ -1,0 +1,320 @@
+//! `resume`, `status` and `history`: commands that read the state directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::apply::{rollout, Rollout, RunArgs};
+use super::{exit, print, CliError, Cx};
+use crate::graph::PlanGraph;
+use crate::plan::NodeStatus;
+use crate::spec::metrics::{self, DomainFacts, RunFacts};
+use crate::spec::values::human;
+use crate::spec::{load, parse_var, LoadOptions, NodeKind, Stage, Workflow};
+use crate::state::history::History;
+use crate::state::resume::{decide, Decision};
+use crate::state::step_hash;
+use crate::template::Renderer;
+use crate::ui::style::pad;
+
+/// The workflow and state directory a state command works on.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The workflow file; default: the one the last run used.
+    pub workflow: Option<PathBuf>,
+    /// Set a template variable (repeatable); use the same values as the run.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read variables from a KDL file (repeatable).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Run this node and everything downstream of it again, done or not.
+    #[arg(long, value_name = "ID")]
+    from: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Where runs are recorded (default: .milepost beside the workflow, or here).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print JSON for machines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The workflow whose state directory to read.
+    workflow: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn state_dir(explicit: Option<&Path>, workflow: Option<&Path>) -> PathBuf {
+    match (explicit, workflow) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(w)) => w.parent().unwrap_or(Path::new(".")).join(".milepost"),
+        (None, None) => PathBuf::from(".milepost"),
+    }
+}
+
+/// The history, and the workflow (given, or the last run's).
+fn open(args: &StateArgs, explicit_dir: Option<&Path>) -> Result<(PathBuf, History, Workflow), CliError> {
+    let dir = state_dir(explicit_dir, args.workflow.as_deref());
+    let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let Some(last) = history.runs.last() else {
+        return Err(CliError::State {
+            message: format!("no earlier run in {}; start one with `milepost apply <workflow>`", dir.display()),
+        });
+    };
+    let file = args.workflow.clone().unwrap_or_else(|| PathBuf::from(&last.workflow_file));
+    let options = LoadOptions { vars: args.vars.clone(), vars_files: args.vars_files.clone(), env: None };
+    let workflow = load(&file, &options).map_err(CliError::Definitions)?.workflow;
+    Ok((dir, history, workflow))
+}
+
+pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
+    let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let graph = PlanGraph::new(&workflow);
+    let mut decisions = decide(&workflow, &graph, &history);
+    if let Some(from) = &args.from {
+        let start = workflow.node(from).ok_or_else(|| CliError::Usage { message: format!("no module or gate `{from}`") })?;
+        for n in graph.downstream(&[start]) {
+            decisions[n] = Decision { status: NodeStatus::Rerun(format!("--from {from}")), skip_steps: 0 };
+        }
+    }
+    let p = cx.err;
+    let done = decisions.iter().filter(|d| d.status == NodeStatus::Done).count();
+    if done == workflow.nodes.len() {
+        eprintln!("{} nothing to resume: every node of {} is done", p.green("✓"), workflow.id);
+        return Ok(exit::SUCCESS);
+    }
+    eprintln!("{} resuming {} from {}: {done} done, kept", p.bold("↻"), workflow.id, dir.display());
+    for (n, d) in decisions.iter().enumerate() {
+        let node = &workflow.nodes[n];
+        match &d.status {
+            NodeStatus::Rerun(why) => {
+                let skip = if d.skip_steps > 0 { format!(" (first {} steps kept)", d.skip_steps) } else { String::new() };
+                eprintln!("  {} {} runs again: {why}{skip}", p.yellow("↻"), node.id);
+            }
+            NodeStatus::Pending => eprintln!("  {} {} runs", p.dim("·"), node.id),
+            NodeStatus::Done => {}
+        }
+    }
+    let plan = Rollout {
+        command: "resume",
+        selected: Vec::new(),
+        done: decisions.iter().map(|d| d.status == NodeStatus::Done).collect(),
+        skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
+    };
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan)
+}
+
+#[derive(Serialize)]
+struct StatusNode<'a> {
+    id: &'a str,
+    kind: NodeKind,
+    phase: Option<&'a str>,
+    status: String,
+    reason: Option<String>,
+    took_secs: Option<f64>,
+    planned_secs: u64,
+    over_budget: bool,
+}
+
+#[derive(Serialize)]
+struct StatusMetric<'a> {
+    id: &'a str,
+    value: Option<f64>,
+    target: Option<f64>,
+    met: Option<bool>,
+    error: Option<String>,
+}
+
+pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
+    let (_, history, workflow) = open(&args.state, args.state_dir.as_deref())?;
+    let graph = PlanGraph::new(&workflow);
+    let decisions = decide(&workflow, &graph, &history);
+    let mut nodes = Vec::new();
+    for &n in graph.order() {
+        let node = &workflow.nodes[n];
+        let last = history.nodes.get(&node.id);
+        let (status, reason) = match &decisions[n].status {
+            NodeStatus::Done => ("done".to_string(), None),
+            NodeStatus::Rerun(why) if why.starts_with("failed") => {
+                let detail = history.step_failures.get(&node.id).map(|(step, r)| format!("{step}: {r}"));
+                ("failed".into(), detail.or(Some(why.clone())))
+            }
+            NodeStatus::Rerun(why) if why.starts_with("interrupted") => ("interrupted".into(), Some(why.clone())),
+            NodeStatus::Rerun(why) => ("changed".into(), Some(why.clone())),
+            NodeStatus::Pending => ("pending".into(), None),
+        };
+        let took = last.map(|r| r.took);
+        nodes.push(StatusNode {
+            id: &node.id,
+            kind: node.kind,
+            phase: workflow.phase_of(n).map(|p| p.id.as_str()),
+            status,
+            reason,
+            took_secs: took.map(|t| t.as_secs_f64()),
+            planned_secs: node.planned.as_secs(),
+            over_budget: took.is_some_and(|t| t > node.planned),
+        });
+    }
+    let facts = facts(&workflow, &history, &decisions);
+    let mut renderer = Renderer::new();
+    let metrics: Vec<StatusMetric> = workflow
+        .metrics
+        .iter()
+        .map(|m| match metrics::evaluate(&mut renderer, &m.formula, &facts) {
+            Ok(value) => StatusMetric {
+                id: &m.id,
+                value: Some(value),
+                target: m.target,
+                met: m.target.map(|t| value >= t - 1e-9),
+                error: None,
+            },
+            Err(e) => StatusMetric { id: &m.id, value: None, target: m.target, met: None, error: Some(e) },
+        })
+        .collect();
+    if args.json {
+        let out = serde_json::json!({
+            "workflow": workflow.id,
+            "last_run": history.runs.last().map(|r| &r.run_id),
+            "nodes": nodes,
+            "gates_passed": workflow.gates().filter(|g| history.nodes.get(&g.id).is_some_and(|r| r.outcome.passed())).map(|g| &g.id).collect::<Vec<_>>(),
+            "metrics": metrics,
+            "facts": facts,
+        });
+        print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"));
+        return Ok(exit::SUCCESS);
+    }
+    let p = cx.out;
+    let mut out = String::new();
+    let last = history.runs.last().expect("open() checked there is a run");
+    out.push_str(&format!("{} · last run {} ({}, {})\n\n", p.bold(&workflow.id), last.run_id, last.command, last.started_at));
+    for node in &nodes {
+        let mark = match node.status.as_str() {
+            "done" => p.green("✓"),
+            "failed" => p.red("✗"),
+            "interrupted" | "changed" => p.yellow("↻"),
+            _ => p.dim("·"),
+        };
+        let took = node.took_secs.map(|t| human(std::time::Duration::from_secs_f64(t))).unwrap_or_else(|| "—".into());
+        let budget = format!("{took} of {}", human(std::time::Duration::from_secs(node.planned_secs)));
+        let budget = if node.over_budget { p.yellow(&budget) } else { budget };
+        let reason = node.reason.as_deref().map(|r| format!("  {}", p.dim(r))).unwrap_or_default();
+        out.push_str(&format!(
+            "  {mark} {} {} {} {}{reason}\n",
+            pad(node.phase.unwrap_or("—"), 4),
+            pad(node.id, 28),
+            pad(&node.status, 11),
+            budget
+        ));
+    }
+    if !metrics.is_empty() {
+        out.push_str(&format!("\n{}\n", p.bold("Metrics")));
+        for m in &metrics {
+            let target = m.target.map(|t| format!(" (target {t})")).unwrap_or_default();
+            let line = match (m.value, m.met) {
+                (Some(v), Some(true)) => p.green(&format!("{v:.1}{target} met")),
+                (Some(v), Some(false)) => p.red(&format!("{v:.1}{target} not met")),
+                (Some(v), None) => format!("{v:.1}"),
+                (None, _) => p.dim(&format!("n/a: {}", m.error.as_deref().unwrap_or(""))),
+            };
+            out.push_str(&format!("  {} {line}\n", pad(m.id, 30)));
+        }
+    }
+    print(&out);
+    Ok(exit::SUCCESS)
+}
+
+/// The run variables metric formulas read, from the state directory.
+fn facts(workflow: &Workflow, history: &History, decisions: &[Decision]) -> RunFacts {
+    let mut f = RunFacts::default();
+    let mut actual = 0.0;
+    let mut planned = 0.0;
+    for (n, node) in workflow.nodes.iter().enumerate() {
+        let done = decisions[n].status == NodeStatus::Done;
+        let failed = history.nodes.get(&node.id).is_some_and(|r| !r.outcome.passed());
+        match node.kind {
+            NodeKind::Module => {
+                f.total_modules += 1;
+                f.completed_modules += u32::from(done);
+                f.failed_modules += u32::from(failed);
+            }
+            NodeKind::Gate => {
+                f.total_gates += 1;
+                f.completed_gates += u32::from(done);
+            }
+        }
+        if done {
+            if let Some(r) = history.nodes.get(&node.id) {
+                actual += r.took.as_secs_f64();
+                planned += node.planned.as_secs_f64();
+            }
+        }
+        for (index, (stage, step)) in node.steps().enumerate() {
+            if stage != Stage::Validate {
+                continue;
+            }
+            let passed = history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
+            f.validations_total += 1;
+            f.validations_passed += u32::from(passed);
+            if let Some(domain) = &node.domain {
+                let d = f.domains.entry(domain.clone()).or_insert(DomainFacts::default());
+                d.total += 1;
+                d.passed += u32::from(passed);
+            }
+        }
+    }
+    for d in f.domains.values_mut() {
+        d.rate = if d.total == 0 { 0.0 } else { f64::from(d.passed) / f64::from(d.total) };
+    }
+    f.total_runs = history.runs.len() as u32;
+    f.successful_runs = history.runs.iter().filter(|r| r.finished == Some(true)).count() as u32;
+    f.budget_ratio = if planned > 0.0 { actual / planned } else { 0.0 };
+    f
+}
+
+pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
+    let dir = state_dir(args.state_dir.as_deref(), args.workflow.as_deref());
+    let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let p = cx.out;
+    let mut out = String::new();
+    if history.runs.is_empty() {
+        out.push_str(&format!("no runs in {}\n", dir.display()));
+    }
+    for r in &history.runs {
+        let verdict = match r.finished {
+            Some(true) => p.green("complete"),
+            Some(false) => p.red("stopped "),
+            None => p.yellow("killed? "),
+        };
+        let took = r.took.map(human).unwrap_or_else(|| "—".into());
+        out.push_str(&format!(
+            "{} {} {} {verdict} {} passed, {} failed, {} skipped · {took}\n",
+            pad(&r.run_id, 30),
+            pad(&r.command, 7),
+            pad(&r.started_at, 24),
+            r.passed,
+            r.failed,
+            r.skipped
+        ));
+    }
+    print(&out);
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,77 @@
+//! The journal's on-disk format: JSON Lines, one [`Record`] per line, the first a
+//! `run-start` carrying `format_version`. Fields added later get `#[serde(default)]`; a
+//! journal with a newer version is read-only to this build. Documented in docs/state.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::{Outcome, SkipReason};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    RunStart {
+        format_version: u32,
+        run_id: String,
+        workflow: String,
+        /// Absolute path of the workflow file, so `resume` needs no argument.
+        workflow_file: String,
+        /// Hash of every node's definition, in order.
+        definition_hash: String,
+        started_at: String,
+        pid: u32,
+        host: String,
+        /// `apply` or `resume`.
+        command: String,
+    },
+    StepStart {
+        node: String,
+        step: String,
+        index: usize,
+        attempt: u32,
+        at: String,
+    },
+    StepEnd {
+        node: String,
+        step: String,
+        index: usize,
+        #[serde(flatten)]
+        outcome: Outcome,
+        took_ms: u64,
+        /// Hash of the rendered step (kind, command/URL/manifest, parameters); secrets masked.
+        step_hash: String,
+        at: String,
+        /// The last lines of the step's output, for validate steps: what proved it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
+    },
+    NodeEnd {
+        node: String,
+        #[serde(flatten)]
+        outcome: Outcome,
+        took_ms: u64,
+        node_hash: String,
+        at: String,
+    },
+    NodeSkipped {
+        node: String,
+        reason: SkipReason,
+    },
+    GatePassed {
+        gate: String,
+        at: String,
+    },
+    RunEnd {
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+        interrupted: bool,
+        took_ms: u64,
+        at: String,
+    },
+}
+
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}

@@ -1,0 +1,140 @@
+//! What earlier runs did, folded from their journals, oldest first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::format::Record;
+use super::journal::{self, JournalError};
+use crate::exec::Outcome;
+
+/// The last word on one node across runs.
+#[derive(Debug, Clone)]
+pub struct NodeRecord {
+    pub outcome: Outcome,
+    pub node_hash: String,
+    pub took: Duration,
+    pub run_id: String,
+}
+
+/// One run, summarised.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub command: String,
+    pub workflow: String,
+    pub workflow_file: String,
+    pub started_at: String,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// `None` while a run has no `run-end`: it was killed, or still runs.
+    pub finished: Option<bool>,
+    pub took: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    pub runs: Vec<RunRecord>,
+    /// Last node end per node id.
+    pub nodes: HashMap<String, NodeRecord>,
+    /// Step hashes that passed, per (node, index), most recent.
+    pub steps: HashMap<(String, usize), String>,
+    /// Nodes started in the last run without an end: in flight at a crash.
+    pub in_flight: Vec<String>,
+    /// Failure reasons of the last end of each failed node's steps.
+    pub step_failures: HashMap<String, (String, String)>,
+    /// Completed durations per node over all runs, for calibration.
+    pub durations: HashMap<String, Vec<Duration>>,
+}
+
+/// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
+pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("journal.jsonl").exists()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+impl History {
+    pub fn load(state_dir: &Path) -> Result<Self, JournalError> {
+        let mut history = History::default();
+        for dir in run_dirs(state_dir) {
+            let records = journal::read(&dir.join("journal.jsonl"))?;
+            history.fold(&records);
+        }
+        Ok(history)
+    }
+
+    fn fold(&mut self, records: &[Record]) {
+        let mut started: Vec<String> = Vec::new();
+        let mut ended: Vec<String> = Vec::new();
+        let mut run: Option<RunRecord> = None;
+        for record in records {
+            match record {
+                Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
+                    run = Some(RunRecord {
+                        run_id: run_id.clone(),
+                        command: command.clone(),
+                        workflow: workflow.clone(),
+                        workflow_file: workflow_file.clone(),
+                        started_at: started_at.clone(),
+                        passed: 0,
+                        failed: 0,
+                        skipped: 0,
+                        finished: None,
+                        took: None,
+                    });
+                }
+                Record::StepStart { node, .. } => {
+                    if !started.contains(node) {
+                        started.push(node.clone());
+                    }
+                }
+                Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
+                    if outcome.passed() {
+                        self.steps.insert((node.clone(), *index), step_hash.clone());
+                        self.step_failures.remove(node);
+                    } else {
+                        self.steps.remove(&(node.clone(), *index));
+                        let reason = outcome.reason().unwrap_or_default().to_string();
+                        self.step_failures.insert(node.clone(), (step.clone(), reason));
+                    }
+                }
+                Record::NodeEnd { node, outcome, took_ms, node_hash, .. } => {
+                    ended.push(node.clone());
+                    let took = Duration::from_millis(*took_ms);
+                    if let Some(r) = run.as_mut() {
+                        if outcome.passed() {
+                            r.passed += 1;
+                        } else {
+                            r.failed += 1;
+                        }
+                    }
+                    if outcome.passed() {
+                        self.durations.entry(node.clone()).or_default().push(took);
+                    }
+                    let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
+                    self.nodes.insert(node.clone(), NodeRecord { outcome: outcome.clone(), node_hash: node_hash.clone(), took, run_id });
+                }
+                Record::NodeSkipped { .. } => {
+                    if let Some(r) = run.as_mut() {
+                        r.skipped += 1;
+                    }
+                }
+                Record::GatePassed { .. } => {}
+                Record::RunEnd { took_ms, failed, interrupted, .. } => {
+                    if let Some(r) = run.as_mut() {
+                        r.finished = Some(*failed == 0 && !interrupted);
+                        r.took = Some(Duration::from_millis(*took_ms));
+                    }
+                }
+            }
+        }
+        self.in_flight = started.into_iter().filter(|n| !ended.contains(n)).collect();
+        if let Some(r) = run {
+            self.runs.push(r);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! State: the run journal, the state-directory lock, what earlier runs completed, and the
+//! resume decision. Layout of a state directory (docs/state.md):
+//!
+//! ```text
+//! .milepost/lock                          held by the running apply/resume
+//! .milepost/runs/<run-id>/journal.jsonl   the run's records
+//! .milepost/runs/<run-id>/logs/<node>/NN-<step>.log
+//! ```
+
+pub mod format;
+pub mod history;
+pub mod journal;
+pub mod lock;
+pub mod recorder;
+pub mod resume;
+
+use sha2::{Digest, Sha256};
+
+use crate::spec::{Node, Step, Workflow};
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What identifies a step's definition: its node, kind and every rendered parameter, with
+/// secrets masked (so a secret never reaches the journal, even hashed).
+pub fn step_hash(node: &Node, step: &Step) -> String {
+    let json = serde_json::to_vec(&(&node.id, step)).expect("steps always serialize");
+    hex(&Sha256::digest(json))
+}
+
+/// A node's definition: its steps, in order, and the budget it runs against.
+pub fn node_hash(node: &Node) -> String {
+    let mut h = Sha256::new();
+    h.update(node.id.as_bytes());
+    h.update(node.planned.as_secs().to_le_bytes());
+    for (_, step) in node.steps() {
+        h.update(step_hash(node, step).as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+pub fn definition_hash(workflow: &Workflow) -> String {
+    let mut h = Sha256::new();
+    for node in &workflow.nodes {
+        h.update(node_hash(node).as_bytes());
+    }
+    hex(&h.finalize())
+}

@@ -1,0 +1,91 @@
+//! Turns execution events into journal records, with the definition hashes resume needs.
+
+use std::sync::Arc;
+
+use super::format::{now, Record};
+use super::journal::Journal;
+use super::{node_hash, step_hash};
+use crate::exec::{ExecEvent, Recorder};
+use crate::spec::{NodeKind, Workflow};
+
+/// How much of a validate step's output is kept as evidence.
+const EVIDENCE_LINES: usize = 5;
+
+pub struct JournalRecorder {
+    journal: Journal,
+    workflow: Arc<Workflow>,
+    step_hashes: Vec<Vec<String>>,
+    node_hashes: Vec<String>,
+}
+
+impl JournalRecorder {
+    pub fn new(journal: Journal, workflow: Arc<Workflow>) -> Self {
+        let step_hashes =
+            workflow.nodes.iter().map(|n| n.steps().map(|(_, s)| step_hash(n, s)).collect()).collect();
+        let node_hashes = workflow.nodes.iter().map(node_hash).collect();
+        Self { journal, workflow, step_hashes, node_hashes }
+    }
+
+    pub fn append(&mut self, record: &Record, durable: bool) -> Result<(), String> {
+        self.journal.append(record).map_err(|e| e.to_string())?;
+        if durable {
+            self.journal.sync().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Recorder for JournalRecorder {
+    fn record(&mut self, event: &ExecEvent, durable: bool) -> Result<(), String> {
+        let w = self.workflow.clone();
+        let record = match event {
+            ExecEvent::StepStarted { node, index, step, attempt, .. } => Record::StepStart {
+                node: w.nodes[*node].id.clone(),
+                step: step.clone(),
+                index: *index,
+                attempt: *attempt,
+                at: now(),
+            },
+            ExecEvent::StepFinished { node, index, step, outcome, took, log } => {
+                let is_validate = *index >= w.nodes[*node].install.len();
+                let evidence = is_validate.then(|| tail(log, EVIDENCE_LINES)).flatten();
+                Record::StepEnd {
+                    node: w.nodes[*node].id.clone(),
+                    step: step.clone(),
+                    index: *index,
+                    outcome: outcome.clone(),
+                    took_ms: took.as_millis() as u64,
+                    step_hash: self.step_hashes[*node][*index].clone(),
+                    at: now(),
+                    evidence,
+                }
+            }
+            ExecEvent::NodeRecorded { node, outcome, took } => {
+                let id = w.nodes[*node].id.clone();
+                if outcome.passed() && w.nodes[*node].kind == NodeKind::Gate {
+                    self.append(&Record::GatePassed { gate: id.clone(), at: now() }, false)?;
+                }
+                Record::NodeEnd {
+                    node: id,
+                    outcome: outcome.clone(),
+                    took_ms: took.as_millis() as u64,
+                    node_hash: self.node_hashes[*node].clone(),
+                    at: now(),
+                }
+            }
+            ExecEvent::NodeSkipped { node, reason } => {
+                Record::NodeSkipped { node: w.nodes[*node].id.clone(), reason: reason.clone() }
+            }
+            _ => return Ok(()),
+        };
+        self.append(&record, durable)
+    }
+}
+
+/// The last lines of a log, secrets already masked by the commands' own rendering.
+fn tail(path: &std::path::Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    Some(lines[start..].join("\n")).filter(|s| !s.is_empty())
+}
