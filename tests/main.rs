@@ -6,4 +6,5 @@ mod corpus;
 mod examples;
 mod fuzz;
 mod plan;
+mod state;
 mod support;

@@ -8,14 +8,14 @@ use clap::Args;
 
 use super::{exit, CliError, Cx, DefinitionArgs};
 use crate::exec::{self, preflight, ApplyOptions, ExecEvent, SharedRecorder};
+use crate::graph::PlanGraph;
+use crate::spec::values::{human, parse_duration};
+use crate::spec::Workflow;
+use crate::state::definition_hash;
 use crate::state::format::{now, Record, FORMAT_VERSION};
 use crate::state::journal::Journal;
 use crate::state::lock;
 use crate::state::recorder::JournalRecorder;
-use crate::state::definition_hash;
-use crate::graph::PlanGraph;
-use crate::spec::values::{human, parse_duration};
-use crate::spec::Workflow;
 use crate::ui::progress::{ProgressMode, Reporter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,9 +83,17 @@ pub struct Rollout {
 }
 
 /// Preflight, lock, journal, run, report. Shared by `apply` and `resume`.
-pub fn rollout(cx: &Cx, workflow: Arc<Workflow>, args: &RunArgs, state_dir: &Path, plan: Rollout) -> Result<u8, CliError> {
+pub fn rollout(
+    cx: &Cx,
+    workflow: Arc<Workflow>,
+    args: &RunArgs,
+    state_dir: &Path,
+    plan: Rollout,
+) -> Result<u8, CliError> {
     let p = cx.err;
-    let will_run = |i: usize| (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false);
+    let will_run = |i: usize| {
+        (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false)
+    };
     let found = preflight::check(&workflow, will_run);
     for w in &found.warnings {
         eprintln!("{} {w}", p.yellow("warning:"));
@@ -108,17 +116,25 @@ pub fn rollout(cx: &Cx, workflow: Arc<Workflow>, args: &RunArgs, state_dir: &Pat
         held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
         other => CliError::State { message: other.to_string() },
     })?;
-    let run_id =
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "") + &format!("-{}", std::process::id());
+    let run_id = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "")
+        + &format!("-{}", std::process::id());
     let run_dir = state_dir.join("runs").join(&run_id);
-    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io { action: "create", path: run_dir.clone(), source })?;
-    let journal = Journal::create(&run_dir.join("journal.jsonl")).map_err(|e| CliError::State { message: e.to_string() })?;
+    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io {
+        action: "create",
+        path: run_dir.clone(),
+        source,
+    })?;
+    let journal = Journal::create(&run_dir.join("journal.jsonl"))
+        .map_err(|e| CliError::State { message: e.to_string() })?;
     let mut recorder = JournalRecorder::new(journal, workflow.clone());
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
         run_id: run_id.clone(),
         workflow: workflow.id.clone(),
-        workflow_file: std::path::absolute(&workflow.file).unwrap_or_else(|_| workflow.file.clone()).display().to_string(),
+        workflow_file: std::path::absolute(&workflow.file)
+            .unwrap_or_else(|_| workflow.file.clone())
+            .display()
+            .to_string(),
         definition_hash: definition_hash(&workflow),
         started_at: now(),
         pid: std::process::id(),
@@ -133,7 +149,8 @@ pub fn rollout(cx: &Cx, workflow: Arc<Workflow>, args: &RunArgs, state_dir: &Pat
         LogFormat::Text => args.progress,
     };
     if mode == ProgressMode::Json {
-        let _ = tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
+        let _ =
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
     }
     let options = ApplyOptions {
         parallelism: args.parallelism.unwrap_or(workflow.parallelism).max(1),
@@ -169,7 +186,10 @@ pub fn rollout(cx: &Cx, workflow: Arc<Workflow>, args: &RunArgs, state_dir: &Pat
         took_ms: summary.took.as_millis() as u64,
         at: now(),
     };
-    let end_recorded = recorder.lock().map_err(|_| "the journal writer broke".to_string()).and_then(|mut r| r.append(&end, true));
+    let end_recorded = recorder
+        .lock()
+        .map_err(|_| "the journal writer broke".to_string())
+        .and_then(|mut r| r.append(&end, true));
 
     for failure in &reporter.failures {
         eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);

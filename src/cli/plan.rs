@@ -9,9 +9,9 @@ use super::{exit, print, CliError, Cx, DefinitionArgs};
 use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
 use crate::plan::{Plan, PlanOptions};
+use crate::spec::values::parse_duration;
 use crate::state::history::History;
 use crate::state::resume::decide;
-use crate::spec::values::parse_duration;
 use crate::ui::terminal_width;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,7 +61,8 @@ pub struct PlanArgs {
 pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
     let (start, deadline) = window(args)?;
-    let mut options = PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
+    let mut options =
+        PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
     if !args.fresh {
         let workflow = &loaded.workflow;
         let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));

@@ -77,7 +77,10 @@ fn open(args: &StateArgs, explicit_dir: Option<&Path>) -> Result<(PathBuf, Histo
     let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
     let Some(last) = history.runs.last() else {
         return Err(CliError::State {
-            message: format!("no earlier run in {}; start one with `milepost apply <workflow>`", dir.display()),
+            message: format!(
+                "no earlier run in {}; start one with `milepost apply <workflow>`",
+                dir.display()
+            ),
         });
     };
     let file = args.workflow.clone().unwrap_or_else(|| PathBuf::from(&last.workflow_file));
@@ -91,7 +94,9 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     let graph = PlanGraph::new(&workflow);
     let mut decisions = decide(&workflow, &graph, &history);
     if let Some(from) = &args.from {
-        let start = workflow.node(from).ok_or_else(|| CliError::Usage { message: format!("no module or gate `{from}`") })?;
+        let start = workflow
+            .node(from)
+            .ok_or_else(|| CliError::Usage { message: format!("no module or gate `{from}`") })?;
         for n in graph.downstream(&[start]) {
             decisions[n] = Decision { status: NodeStatus::Rerun(format!("--from {from}")), skip_steps: 0 };
         }
@@ -107,7 +112,11 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         let node = &workflow.nodes[n];
         match &d.status {
             NodeStatus::Rerun(why) => {
-                let skip = if d.skip_steps > 0 { format!(" (first {} steps kept)", d.skip_steps) } else { String::new() };
+                let skip = if d.skip_steps > 0 {
+                    format!(" (first {} steps kept)", d.skip_steps)
+                } else {
+                    String::new()
+                };
                 eprintln!("  {} {} runs again: {why}{skip}", p.yellow("↻"), node.id);
             }
             NodeStatus::Pending => eprintln!("  {} {} runs", p.dim("·"), node.id),
@@ -158,7 +167,9 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 let detail = history.step_failures.get(&node.id).map(|(step, r)| format!("{step}: {r}"));
                 ("failed".into(), detail.or(Some(why.clone())))
             }
-            NodeStatus::Rerun(why) if why.starts_with("interrupted") => ("interrupted".into(), Some(why.clone())),
+            NodeStatus::Rerun(why) if why.starts_with("interrupted") => {
+                ("interrupted".into(), Some(why.clone()))
+            }
             NodeStatus::Rerun(why) => ("changed".into(), Some(why.clone())),
             NodeStatus::Pending => ("pending".into(), None),
         };
@@ -205,7 +216,13 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let p = cx.out;
     let mut out = String::new();
     let last = history.runs.last().expect("open() checked there is a run");
-    out.push_str(&format!("{} · last run {} ({}, {})\n\n", p.bold(&workflow.id), last.run_id, last.command, last.started_at));
+    out.push_str(&format!(
+        "{} · last run {} ({}, {})\n\n",
+        p.bold(&workflow.id),
+        last.run_id,
+        last.command,
+        last.started_at
+    ));
     for node in &nodes {
         let mark = match node.status.as_str() {
             "done" => p.green("✓"),
@@ -213,7 +230,10 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "interrupted" | "changed" => p.yellow("↻"),
             _ => p.dim("·"),
         };
-        let took = node.took_secs.map(|t| human(std::time::Duration::from_secs_f64(t))).unwrap_or_else(|| "—".into());
+        let took = node
+            .took_secs
+            .map(|t| human(std::time::Duration::from_secs_f64(t)))
+            .unwrap_or_else(|| "—".into());
         let budget = format!("{took} of {}", human(std::time::Duration::from_secs(node.planned_secs)));
         let budget = if node.over_budget { p.yellow(&budget) } else { budget };
         let reason = node.reason.as_deref().map(|r| format!("  {}", p.dim(r))).unwrap_or_default();
@@ -271,7 +291,8 @@ fn facts(workflow: &Workflow, history: &History, decisions: &[Decision]) -> RunF
             if stage != Stage::Validate {
                 continue;
             }
-            let passed = history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
+            let passed =
+                history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
             f.validations_total += 1;
             f.validations_passed += u32::from(passed);
             if let Some(domain) = &node.domain {

@@ -127,9 +127,15 @@ pub enum ExecEvent {
     /// First Ctrl-C: nothing new starts, running nodes finish.
     Draining,
     /// Only for the recorder: a node's end, with the time the dispatcher measured.
-    NodeRecorded { node: NodeId, outcome: Outcome, took: Duration },
+    NodeRecorded {
+        node: NodeId,
+        outcome: Outcome,
+        took: Duration,
+    },
     /// The journal could not be written; nothing new starts.
-    RecordFailed { reason: String },
+    RecordFailed {
+        reason: String,
+    },
     RunFinished {
         summary: RunSummary,
     },

@@ -28,7 +28,9 @@ pub type SharedRecorder = Arc<Mutex<dyn Recorder>>;
 pub fn record(recorder: &Option<SharedRecorder>, event: &ExecEvent, durable: bool) -> Result<(), String> {
     match recorder {
         None => Ok(()),
-        Some(r) => r.lock().map_err(|_| "the recorder broke earlier in this run".to_string())?.record(event, durable),
+        Some(r) => {
+            r.lock().map_err(|_| "the recorder broke earlier in this run".to_string())?.record(event, durable)
+        }
     }
 }
 pub use events::{ExecEvent, Outcome, RunSummary, SkipReason};

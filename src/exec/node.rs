@@ -68,10 +68,18 @@ pub async fn run_node(run: NodeRun) -> Outcome {
 
 async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
     let node = &run.workflow.nodes[run.node];
+    let secrets: Vec<String> = run
+        .workflow
+        .secrets
+        .iter()
+        .filter_map(|s| std::env::var(&s.env).ok())
+        .filter(|v| !v.is_empty())
+        .collect();
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
         let log = run.log_dir.join(format!("{:02}-{}.log", index + 1, sanitize(&step.name)));
         let started = Instant::now();
-        let mut cx = StepContext { shell: &run.workflow.shell, log: &log, cancel: cancel.clone() };
+        let mut cx =
+            StepContext { shell: &run.workflow.shell, log: &log, secrets: &secrets, cancel: cancel.clone() };
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
@@ -109,12 +117,12 @@ async fn run_step(
     let polls = stage == Stage::Validate || matches!(step.kind, StepKind::Http { .. } | StepKind::Tcp { .. });
     let start_event = |attempt| {
         let event = ExecEvent::StepStarted {
-        node: run.node,
-        index,
-        stage,
-        step: step.name.clone(),
-        attempt,
-        log: cx.log.to_path_buf(),
+            node: run.node,
+            index,
+            stage,
+            step: step.name.clone(),
+            attempt,
+            log: cx.log.to_path_buf(),
         };
         // Not synced: a start without an end already means "in flight" on resume.
         let _ = super::record(&run.recorder, &event, false);

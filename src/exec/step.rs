@@ -17,6 +17,8 @@ use crate::spec::{Step, StepKind};
 pub struct StepContext<'a> {
     pub shell: &'a [String],
     pub log: &'a Path,
+    /// Secret values to mask in what the command prints; empty when there are none.
+    pub secrets: &'a [String],
     /// Becomes true when running children must be terminated.
     pub cancel: watch::Receiver<bool>,
 }
@@ -44,10 +46,16 @@ pub async fn run_command(
         .arg(&command.exec)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
         .process_group(0)
         .kill_on_drop(true);
+    // With secrets about, output passes through milepost to be masked; otherwise it goes
+    // straight to the log file.
+    let masking = !cx.secrets.is_empty();
+    if masking {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log.try_clone()?));
+    }
     for (k, v) in env {
         cmd.env(k, &v.exec);
     }
@@ -59,6 +67,17 @@ pub async fn run_command(
         }
     };
     let pid = child.id().map(|p| p as i32);
+    let mut copies = Vec::new();
+    if masking {
+        let sink = std::sync::Arc::new(std::sync::Mutex::new(log));
+        let secrets: std::sync::Arc<Vec<String>> = std::sync::Arc::new(cx.secrets.to_vec());
+        if let Some(out) = child.stdout.take() {
+            copies.push(tokio::spawn(copy_masked(out, sink.clone(), secrets.clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            copies.push(tokio::spawn(copy_masked(err, sink, secrets)));
+        }
+    }
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
         match deadline {
@@ -93,9 +112,51 @@ pub async fn run_command(
             Outcome::Cancelled { reason: "terminated by the operator".into() }
         }
     };
+    // A daemon left behind may hold the pipes open; its output after this is not the step's.
+    for copy in copies {
+        let _ = tokio::time::timeout(Duration::from_secs(1), copy).await;
+    }
+    let outcome = match outcome {
+        Outcome::Failed { reason } if reason.starts_with("exited") && masking => {
+            let line = last_output_line(cx.log, attempt_starts);
+            Outcome::Failed {
+                reason: match line {
+                    Some(l) if !reason.contains(&l) => format!("{reason}: {l}"),
+                    _ => reason,
+                },
+            }
+        }
+        other => other,
+    };
     // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
     // only a timeout or a cancel kills the group.
     Ok(outcome)
+}
+
+/// Copies a child's output to the log, line by line, with every secret value masked.
+async fn copy_masked(
+    from: impl tokio::io::AsyncRead + Unpin,
+    sink: std::sync::Arc<std::sync::Mutex<File>>,
+    secrets: std::sync::Arc<Vec<String>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(from);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let mut text = String::from_utf8_lossy(&buf).into_owned();
+                for secret in secrets.iter() {
+                    text = text.replace(secret.as_str(), crate::template::MASK);
+                }
+                if let Ok(mut file) = sink.lock() {
+                    let _ = file.write_all(text.as_bytes());
+                }
+            }
+        }
+    }
 }
 
 /// The last non-empty line the command wrote in this attempt, cut to one screen line.

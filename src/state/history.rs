@@ -51,7 +51,9 @@ pub struct History {
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
 pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("journal.jsonl").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("journal.jsonl").exists()).collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs
@@ -116,7 +118,10 @@ impl History {
                         self.durations.entry(node.clone()).or_default().push(took);
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
-                    self.nodes.insert(node.clone(), NodeRecord { outcome: outcome.clone(), node_hash: node_hash.clone(), took, run_id });
+                    self.nodes.insert(
+                        node.clone(),
+                        NodeRecord { outcome: outcome.clone(), node_hash: node_hash.clone(), took, run_id },
+                    );
                 }
                 Record::NodeSkipped { .. } => {
                     if let Some(r) = run.as_mut() {

@@ -67,7 +67,9 @@ pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
     let mut number = 0;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
         if n == 0 {
             break;
         }
@@ -83,14 +85,19 @@ pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
             Ok(record) if complete || !is_last => {
                 if let Record::RunStart { format_version, .. } = &record {
                     if *format_version > FORMAT_VERSION {
-                        return Err(JournalError::TooNew { path: path.to_path_buf(), found: *format_version });
+                        return Err(JournalError::TooNew {
+                            path: path.to_path_buf(),
+                            found: *format_version,
+                        });
                     }
                 }
                 records.push(record);
             }
             Ok(_) => {} // parsed but never finished with its newline: treat as torn
             Err(_) if is_last => {}
-            Err(e) => return Err(JournalError::Damaged { path: path.to_path_buf(), line, reason: e.to_string() }),
+            Err(e) => {
+                return Err(JournalError::Damaged { path: path.to_path_buf(), line, reason: e.to_string() })
+            }
         }
     }
     Ok(records)
@@ -124,7 +131,13 @@ mod tests {
                 at: "t".into(),
                 evidence: None,
             },
-            Record::NodeEnd { node: "a".into(), outcome: Outcome::Failed { reason: "r".into() }, took_ms: 5, node_hash: "n".into(), at: "t".into() },
+            Record::NodeEnd {
+                node: "a".into(),
+                outcome: Outcome::Failed { reason: "r".into() },
+                took_ms: 5,
+                node_hash: "n".into(),
+                at: "t".into(),
+            },
         ]
     }
 
@@ -152,7 +165,8 @@ mod tests {
     fn damage_before_the_last_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
-        std::fs::write(&path, "{not json}\n{\"type\":\"gate-passed\",\"gate\":\"g\",\"at\":\"t\"}\n").unwrap();
+        std::fs::write(&path, "{not json}\n{\"type\":\"gate-passed\",\"gate\":\"g\",\"at\":\"t\"}\n")
+            .unwrap();
         assert!(matches!(read(&path), Err(JournalError::Damaged { line: 1, .. })));
     }
 }

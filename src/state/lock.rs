@@ -14,7 +14,9 @@ pub struct StateLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds the lock.
-    #[error("{dir} is in use by another rollout ({holder}); wait for it to finish, or use another --state-dir")]
+    #[error(
+        "{dir} is in use by another rollout ({holder}); wait for it to finish, or use another --state-dir"
+    )]
     Held { dir: PathBuf, holder: String },
     /// The lock file could not be opened.
     #[error("cannot lock {path}: {source}")]
@@ -25,7 +27,8 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
     let path = state_dir.join("lock");
     let io = |source| LockError::Io { path: path.clone(), source };
     std::fs::create_dir_all(state_dir).map_err(io)?;
-    let mut file = File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    let mut file =
+        File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -37,8 +40,10 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
-    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "?".into());
-    let who = format!("`milepost {command}`, pid {} on {host}, since {}", std::process::id(), super::format::now());
+    let host =
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "?".into());
+    let who =
+        format!("`milepost {command}`, pid {} on {host}, since {}", std::process::id(), super::format::now());
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     file.write_all(who.as_bytes()).map_err(io)?;
@@ -59,7 +64,10 @@ mod tests {
         let first = acquire(dir.path(), "apply").unwrap();
         let err = acquire(dir.path(), "resume").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("`milepost apply`") && text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(
+            text.contains("`milepost apply`") && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
         drop(first);
         assert!(acquire(dir.path(), "resume").is_ok(), "the lock goes with its holder");
     }

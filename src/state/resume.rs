@@ -29,10 +29,13 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
                 skip_steps: skipped_steps(workflow, i, history),
             },
             (None, _) => Decision { status: NodeStatus::Pending, skip_steps: 0 },
-            (Some(r), None) if r.outcome.passed() && unchanged => Decision { status: NodeStatus::Done, skip_steps: 0 },
-            (Some(r), None) if r.outcome.passed() => {
-                Decision { status: NodeStatus::Rerun("definition changed since it completed".into()), skip_steps: skipped_steps(workflow, i, history) }
+            (Some(r), None) if r.outcome.passed() && unchanged => {
+                Decision { status: NodeStatus::Done, skip_steps: 0 }
             }
+            (Some(r), None) if r.outcome.passed() => Decision {
+                status: NodeStatus::Rerun("definition changed since it completed".into()),
+                skip_steps: skipped_steps(workflow, i, history),
+            },
             (Some(r), None) => Decision {
                 status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
                 skip_steps: skipped_steps(workflow, i, history),

@@ -1,0 +1,343 @@
+//! The state directory: resume after a failure, plan agreeing with resume, the lock, secrets
+//! kept out, and crashes at random points never losing or repeating a completed step.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use milepost::state::format::Record;
+use milepost::state::history::run_dirs;
+use milepost::state::journal;
+
+use crate::support::{milepost, repo};
+
+/// A private copy of examples/local with its own port, so tests can run side by side.
+struct Local {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Local {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "phase2.kdl",
+            "service.py",
+            "templates/service.json.tera",
+            "templates/scaling.conf.tera",
+            "templates/alerts.rules.tera",
+        ] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(repo().join("examples/local").join(file), to).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { dir, port }
+    }
+
+    fn workflow(&self) -> PathBuf {
+        self.dir.path().join("phase2.kdl")
+    }
+
+    fn run(&self, command: &str, fail: bool) -> assert_cmd::assert::Assert {
+        let mut cmd = milepost();
+        cmd.arg(command).arg(self.workflow()).args(["--var", &format!("port={}", self.port)]);
+        if fail {
+            cmd.env("MILEPOST_DEMO_FAIL", "2B");
+        } else {
+            cmd.env_remove("MILEPOST_DEMO_FAIL");
+        }
+        cmd.timeout(Duration::from_secs(60)).assert()
+    }
+
+    fn stop_service(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(".work/service.pid")) {
+            if let Ok(pid) = pid.trim().parse() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.stop_service();
+    }
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// Every journal record of every run in a state directory, oldest run first.
+fn records(state: &Path) -> Vec<Vec<Record>> {
+    run_dirs(state).iter().map(|d| journal::read(&d.join("journal.jsonl")).unwrap()).collect()
+}
+
+#[test]
+fn resume_after_a_2b_failure_reruns_nothing_from_2a_and_plan_said_so() {
+    let local = Local::new();
+    local.run("apply", true).code(1);
+
+    let plan = local.run("plan", false).success();
+    let plan_text = String::from_utf8_lossy(&plan.get_output().stdout).into_owned();
+    assert!(plan_text.contains("#9 ha-dr runs again: failed"), "{plan_text}");
+    let json_out = milepost()
+        .args(["plan", "--format", "json"])
+        .arg(local.workflow())
+        .args(["--var", &format!("port={}", local.port)])
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&json_out.get_output().stdout).unwrap();
+    let status_of = |id: &str| {
+        json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap()["status"].clone()
+    };
+    for done in ["k8s-infra", "autoscaling", "monitoring", "infrastructure-stability", "cicd-gitops"] {
+        assert_eq!(status_of(done), "done", "{done}");
+    }
+    assert_eq!(status_of("ha-dr"), "rerun");
+
+    let resumed = local.run("resume", false).success();
+    let text = stderr(&resumed);
+    assert!(text.contains("ha-dr runs again: failed") && text.contains("first 2 steps kept"), "{text}");
+
+    // The resume run's journal: exactly the nodes plan predicted, nothing from 2A.
+    let runs = records(&local.dir.path().join(".milepost"));
+    assert_eq!(runs.len(), 2);
+    let ran: Vec<String> = runs[1]
+        .iter()
+        .filter_map(|r| match r {
+            Record::StepStart { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    for node in ["k8s-infra", "autoscaling", "monitoring", "infrastructure-stability", "cicd-gitops"] {
+        assert!(!ran.contains(&node.to_string()), "{node} ran again on resume");
+    }
+    for node in ["ha-dr", "deployment-reliability", "security", "production-readiness"] {
+        assert!(ran.contains(&node.to_string()), "{node} did not run on resume");
+    }
+    let logs = local.dir.path().join(".milepost/runs");
+    let resume_run = run_dirs(&local.dir.path().join(".milepost"))[1].clone();
+    assert!(!resume_run.join("logs/k8s-infra").exists(), "no 2A step logs in the resume run");
+    assert!(logs.exists());
+
+    let status = milepost()
+        .arg("status")
+        .arg(local.workflow())
+        .args(["--json", "--var", &format!("port={}", local.port)])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
+    assert_eq!(status["metrics"][0]["value"], 100.0);
+    local.run("resume", false).success();
+}
+
+#[test]
+fn a_second_rollout_on_the_same_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {}
+module slow { budget "1m"; install { run wait "touch started; sleep 3" } }"#,
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let mut first = std::process::Command::new(bin)
+        .arg("apply")
+        .arg(&w)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if dir.path().join("started").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = milepost().arg("apply").arg(&w).assert().code(4);
+    let text = stderr(&second);
+    assert!(
+        text.contains(&format!("pid {}", first.id())) && text.contains("in use by another rollout"),
+        "{text}"
+    );
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn secrets_never_reach_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { secret token env="MILEPOST_TEST_TOKEN" }
+module m { budget "1m"
+    install { run use "echo token={{ secrets.token }}; echo err {{ secrets.token }} >&2" { env TOKEN="{{ secrets.token }}" } }
+    validate { run check "echo checking $TOKEN; test -n \"$TOKEN\"" { env TOKEN="{{ secrets.token }}" } }
+}
+module fails { budget "1m"; after m; install { run boom "echo {{ secrets.token }}; exit 1" } }"#,
+    )
+    .unwrap();
+    let out = milepost().arg("apply").arg(&w).env("MILEPOST_TEST_TOKEN", "s3cr3t-value-42").assert().code(1);
+    assert!(!stderr(&out).contains("s3cr3t-value-42"), "{}", stderr(&out));
+    milepost().arg("status").arg(&w).env("MILEPOST_TEST_TOKEN", "s3cr3t-value-42").assert().success();
+    let mut checked = 0;
+    for entry in walk(&dir.path().join(".milepost")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cr3t-value-42"),
+            "secret in {}",
+            entry.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "journal and logs were written");
+    let log = std::fs::read_to_string(
+        walk(&dir.path().join(".milepost")).into_iter().find(|p| p.ends_with("01-use.log")).unwrap(),
+    )
+    .unwrap();
+    assert!(log.contains("token=***"), "{log}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_unwritable_state_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {}
+module m { budget "1m"; install { run x "echo ran >> ledger" } }"#,
+    )
+    .unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let out = milepost().arg("apply").arg(&w).arg("--state-dir").arg(blocker.join("state")).assert().code(5);
+    assert!(stderr(&out).contains("not-a-dir"), "{}", stderr(&out));
+    assert!(!dir.path().join("ledger").exists(), "nothing ran without a journal");
+}
+
+#[test]
+fn a_full_disk_stops_the_run_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    let mut text = String::from("workflow w { parallelism 1 }\n");
+    for i in 0..40 {
+        text.push_str(&format!("module m{i} {{ budget \"1m\"; install {{ run step \"true\" }} }}\n"));
+    }
+    std::fs::write(&w, text).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    // A 4 KiB file-size limit stands in for a full disk; SIGXFSZ ignored so writes fail with EFBIG.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 8; exec '{}' apply '{}' --progress plain",
+            bin.display(),
+            w.display()
+        ))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("cannot write the journal") && err.contains("File too large"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // What was recorded still reads back.
+    for run in records(&dir.path().join(".milepost")) {
+        assert!(!run.is_empty());
+    }
+}
+
+/// Kills `apply`/`resume` with SIGKILL at random points until the workflow is done, then
+/// checks: every step ran at least once, no step ran again after the journal recorded it
+/// complete, every journal reads back, and status says all done.
+#[test]
+fn sigkill_at_random_points_never_loses_or_repeats_a_completed_step() {
+    let kills: u32 = std::env::var("MILEPOST_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    let mut text = String::from("workflow w { parallelism 2 }\n");
+    for i in 0..12 {
+        let after = if i >= 2 { format!("after n{}", i - 2) } else { String::new() };
+        text.push_str(&format!(
+            "module n{i} {{ budget \"1m\"; {after}\n install {{ run a \"echo n{i}.a >> ledger; sleep 0.02\"; run b \"echo n{i}.b >> ledger\" }} }}\n"
+        ));
+    }
+    std::fs::write(&w, text).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let mut seed: u64 = 0x5eed_1234;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut done = false;
+    for round in 0..kills + 20 {
+        let command = if round == 0 { "apply" } else { "resume" };
+        let mut child = std::process::Command::new(&bin)
+            .arg(command)
+            .arg(&w)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if round < kills {
+            std::thread::sleep(Duration::from_millis(5 + next() % 120));
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let status = child.wait().unwrap();
+            if status.success() {
+                done = true;
+                break;
+            }
+        }
+        // A crash can leave a running step's children; they belong to the killed run.
+    }
+    assert!(done, "the workflow never finished after {kills} kills");
+
+    let ledger = std::fs::read_to_string(dir.path().join("ledger")).unwrap();
+    for i in 0..12 {
+        for s in ["a", "b"] {
+            assert!(ledger.lines().any(|l| l == format!("n{i}.{s}")), "n{i}.{s} never ran");
+        }
+    }
+    let mut completed: std::collections::HashSet<(String, usize)> = Default::default();
+    for run in records(&dir.path().join(".milepost")) {
+        for record in run {
+            match record {
+                Record::StepStart { node, index, .. } => {
+                    assert!(
+                        !completed.contains(&(node.clone(), index)),
+                        "{node} step {index} ran again after it completed"
+                    );
+                }
+                Record::StepEnd { node, index, outcome, .. } if outcome.passed() => {
+                    assert!(completed.insert((node.clone(), index)), "{node} step {index} completed twice");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(completed.len(), 24);
+    let status = milepost().arg("status").arg(&w).arg("--json").assert().success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
+}
