@@ -92,8 +92,10 @@ async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
             took: started.elapsed(),
             log: log.clone(),
         };
-        // Durable before the next step of this node starts.
-        let recorded = super::record(&run.recorder, &finished, true);
+        // Durable before the next step of this node starts; the last step's end is made
+        // durable together with the node's end, in the dispatcher's grouped sync.
+        let last = index + 1 == node.install.len() + node.validate.len();
+        let recorded = super::record(&run.recorder, &finished, !last || !outcome.passed());
         let _ = run.events.send(finished);
         if let Err(reason) = recorded {
             return Outcome::Failed { reason };
