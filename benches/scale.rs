@@ -1,7 +1,8 @@
 //! Scale: load + validate, and plan, for generated workflows of 1k, 10k and 100k modules
 //! with 3 dependencies each. Targets (issues 2 and 3): 10k under 1 s, 100k under 10 s.
 //!
-//! `cargo bench --bench scale` (release profile). Peak memory: `bench/scale-memory.sh`.
+//! `cargo bench --bench scale` (release profile). Peak memory: `/usr/bin/time -v milepost validate`
+//! on the same generated file (docs/testing.md).
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -65,5 +66,67 @@ fn plan(bencher: divan::Bencher, n: usize) {
         let plan = Plan::new(&loaded.workflow, &PlanOptions::default());
         assert!(!plan.totals.finish.is_zero());
         plan.totals
+    });
+}
+
+/// The resume decision over a journal of `n` completed steps (issue 5: 10,000 under 200 ms).
+#[divan::bench(args = [10_000], sample_count = 5, sample_size = 1)]
+fn resume_decision(bencher: divan::Bencher, n: usize) {
+    use milepost::exec::Outcome;
+    use milepost::graph::PlanGraph;
+    use milepost::state::format::{Record, FORMAT_VERSION};
+    use milepost::state::history::History;
+    use milepost::state::journal::Journal;
+    use milepost::state::{node_hash, resume::decide, step_hash};
+
+    // Modules have two steps each (install and validate), so n steps are n/2 modules.
+    let (dir, path) = write_workflow(n / 2);
+    let workflow = load(&path, &LoadOptions::default()).expect("generated workflow is valid").workflow;
+    let run = dir.path().join(".milepost/runs/20260101T000000000Z-1");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut journal = Journal::create(&run.join("journal.jsonl")).unwrap();
+    let start = Record::RunStart {
+        format_version: FORMAT_VERSION,
+        run_id: "r".into(),
+        workflow: workflow.id.clone(),
+        workflow_file: path.display().to_string(),
+        definition_hash: String::new(),
+        started_at: String::new(),
+        pid: 1,
+        host: String::new(),
+        command: "apply".into(),
+    };
+    journal.append(&start).unwrap();
+    for node in &workflow.nodes {
+        for (index, (_, step)) in node.steps().enumerate() {
+            let record = Record::StepEnd {
+                node: node.id.clone(),
+                step: step.name.clone(),
+                index,
+                outcome: Outcome::Passed,
+                took_ms: 1,
+                step_hash: step_hash(node, step),
+                at: String::new(),
+                evidence: None,
+            };
+            journal.append(&record).unwrap();
+        }
+        let end = Record::NodeEnd {
+            node: node.id.clone(),
+            outcome: Outcome::Passed,
+            took_ms: 2,
+            node_hash: node_hash(node),
+            at: String::new(),
+        };
+        journal.append(&end).unwrap();
+    }
+    journal.sync().unwrap();
+    let state = dir.path().join(".milepost");
+    bencher.bench(|| {
+        let history = History::load(&state).expect("journal reads");
+        let graph = PlanGraph::new(&workflow);
+        let decisions = decide(&workflow, &graph, &history);
+        assert!(decisions.iter().all(|d| d.status == milepost::plan::NodeStatus::Done));
+        decisions.len()
     });
 }
