@@ -341,3 +341,35 @@ fn sigkill_at_random_points_never_loses_or_repeats_a_completed_step() {
     let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
     assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
 }
+
+#[test]
+fn verify_reruns_only_validate_steps_and_records_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { phase "A" { modules m; gate g } }
+module m { budget "1m"
+    install { run setup "echo once >> installs; touch marker" }
+    validate { run marker-present "test -f marker" timeout="300ms" interval="50ms" }
+}
+gate g { budget "1m"; validate { run ok "echo gate >> gate-checks" } }"#,
+    )
+    .unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    milepost().arg("verify").arg(&w).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("installs")).unwrap().lines().count(),
+        1,
+        "install never re-runs"
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("gate-checks")).unwrap().lines().count(), 2);
+
+    std::fs::remove_file(dir.path().join("marker")).unwrap();
+    let drift = milepost().arg("verify").arg(&w).args(["--node", "m"]).assert().code(1);
+    assert!(stderr(&drift).contains("m › marker-present: still failing"), "{}", stderr(&drift));
+    assert_eq!(std::fs::read_to_string(dir.path().join("installs")).unwrap().lines().count(), 1);
+    let status = milepost().arg("status").arg(&w).arg("--json").assert().success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    assert_eq!(status["nodes"][0]["status"], "failed", "the drift is recorded: {status}");
+}

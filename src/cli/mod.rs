@@ -54,6 +54,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Continue the last rollout from its failed step or gate.
     Resume(state::ResumeArgs),
+    /// Re-run only the validate steps of completed modules and gates (a drift audit).
+    Verify(state::VerifyArgs),
     /// Where the last rollout stands: nodes, budgets, gates, metrics.
     Status(state::StatusArgs),
     /// The runs recorded in the state directory.
@@ -143,6 +145,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Apply(args) => apply::run(&cx, args),
         Command::Resume(args) => state::resume(&cx, args),
+        Command::Verify(args) => state::verify(&cx, args),
         Command::Status(args) => state::status(&cx, args),
         Command::History(args) => state::history(&cx, args),
         Command::Validate(args) => validate::run(&cx, args),

@@ -44,6 +44,20 @@ pub struct ResumeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Only this phase's completed modules and gate.
+    #[arg(long, value_name = "PHASE")]
+    phase: Option<String>,
+    /// Only these nodes (repeatable).
+    #[arg(long = "node", value_name = "ID")]
+    nodes: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     state: StateArgs,
@@ -128,6 +142,58 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         selected: Vec::new(),
         done: decisions.iter().map(|d| d.status == NodeStatus::Done).collect(),
         skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
+    };
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan)
+}
+
+/// Re-runs only the validate steps of completed modules and gates: a drift audit. Install
+/// steps never run; the results are recorded like any run.
+pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
+    let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let graph = PlanGraph::new(&workflow);
+    let decisions = decide(&workflow, &graph, &history);
+    let phase = match &args.phase {
+        None => None,
+        Some(id) => {
+            Some(workflow.phases.iter().position(|p| &p.id == id).ok_or_else(|| CliError::Usage {
+                message: format!(
+                    "no phase `{id}`; known: {}",
+                    workflow.phases.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })?)
+        }
+    };
+    for id in &args.nodes {
+        if workflow.node(id).is_none() {
+            return Err(CliError::Usage { message: format!("no module or gate `{id}`") });
+        }
+    }
+    let selected: Vec<bool> = workflow
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            decisions[n].status == NodeStatus::Done
+                && !node.validate.is_empty()
+                && phase.is_none_or(|p| node.phase == Some(p))
+                && (args.nodes.is_empty() || args.nodes.contains(&node.id))
+        })
+        .collect();
+    let count = selected.iter().filter(|s| **s).count();
+    if count == 0 {
+        eprintln!("nothing to verify: no completed module or gate matches");
+        return Ok(exit::SUCCESS);
+    }
+    eprintln!(
+        "{} verifying {count} completed node(s) of {}: validate steps only",
+        cx.err.bold("⟲"),
+        workflow.id
+    );
+    let plan = Rollout {
+        command: "verify",
+        selected,
+        done: Vec::new(),
+        skip_steps: workflow.nodes.iter().map(|n| n.install.len()).collect(),
     };
     rollout(cx, Arc::new(workflow), &args.run, &dir, plan)
 }
