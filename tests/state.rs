@@ -373,3 +373,34 @@ gate g { budget "1m"; validate { run ok "echo gate >> gate-checks" } }"#,
     let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
     assert_eq!(status["nodes"][0]["status"], "failed", "the drift is recorded: {status}");
 }
+
+/// Regression: a node that completed in one run and was killed mid-step in the next must
+/// run again on resume, not count as done.
+#[test]
+fn a_crash_after_an_earlier_success_still_reruns_the_interrupted_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, r#"workflow w {}
+module m { budget "1m"; install { run slow "echo run >> ledger; if [ -f slow ]; then touch started; sleep 5; fi" } }"#).unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let mut second = std::process::Command::new(bin)
+        .arg("apply")
+        .arg(&w)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if dir.path().join("started").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    let resumed = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&resumed).contains("m runs again: interrupted"), "{}", stderr(&resumed));
+    assert_eq!(std::fs::read_to_string(dir.path().join("ledger")).unwrap().lines().count(), 3);
+}

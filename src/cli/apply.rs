@@ -91,6 +91,13 @@ pub fn rollout(
     plan: Rollout,
 ) -> Result<u8, CliError> {
     let p = cx.err;
+    let deadline = match &args.deadline {
+        None => None,
+        Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
+            message: format!("--deadline `{text}` is not a duration such as \"6h\": {reason}"),
+        })?),
+    };
+
     let will_run = |i: usize| {
         (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false)
     };
@@ -105,13 +112,6 @@ pub fn rollout(
         eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
-    let deadline = match &args.deadline {
-        None => None,
-        Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
-            message: format!("--deadline `{text}` is not a duration such as \"6h\": {reason}"),
-        })?),
-    };
-
     let _lock = lock::acquire(state_dir, plan.command).map_err(|e| match e {
         held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
         other => CliError::State { message: other.to_string() },

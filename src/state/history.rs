@@ -89,7 +89,9 @@ impl History {
                         took: None,
                     });
                 }
-                Record::StepStart { node, .. } => {
+                Record::StepStart { node, index, .. } => {
+                    // A started step is not complete until its end, whatever earlier runs did.
+                    self.steps.remove(&(node.clone(), *index));
                     if !started.contains(node) {
                         started.push(node.clone());
                     }
@@ -137,7 +139,12 @@ impl History {
                 }
             }
         }
+        // A node that started in this run and never ended was in flight at a crash: an
+        // earlier completion no longer counts, so resume runs it again (at least once).
         self.in_flight = started.into_iter().filter(|n| !ended.contains(n)).collect();
+        for node in &self.in_flight {
+            self.nodes.remove(node);
+        }
         if let Some(r) = run {
             self.runs.push(r);
         }
