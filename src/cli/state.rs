@@ -73,6 +73,7 @@ pub struct StatusArgs {
 pub struct HistoryArgs {
     /// The workflow whose state directory to read.
     workflow: Option<PathBuf>,
+    /// Where runs are recorded (default: .milepost beside the workflow, or here).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
