@@ -146,19 +146,7 @@ fn a_second_rollout_on_the_same_state_is_refused() {
 module slow { budget "1m"; install { run wait "touch started; sleep 3" } }"#,
     )
     .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("milepost");
-    let mut first = std::process::Command::new(bin)
-        .arg("apply")
-        .arg(&w)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if dir.path().join("started").exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = crate::support::apply_in_background(&w, &dir.path().join("started"));
     let second = milepost().arg("apply").arg(&w).assert().code(4);
     let text = stderr(&second);
     assert!(
@@ -384,19 +372,7 @@ fn a_crash_after_an_earlier_success_still_reruns_the_interrupted_node() {
 module m { budget "1m"; install { run slow "echo run >> ledger; if [ -f slow ]; then touch started; sleep 5; fi" } }"#).unwrap();
     milepost().arg("apply").arg(&w).assert().success();
     std::fs::write(dir.path().join("slow"), "").unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("milepost");
-    let mut second = std::process::Command::new(bin)
-        .arg("apply")
-        .arg(&w)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if dir.path().join("started").exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut second = crate::support::apply_in_background(&w, &dir.path().join("started"));
     second.kill().unwrap();
     second.wait().unwrap();
     std::fs::remove_file(dir.path().join("slow")).unwrap();

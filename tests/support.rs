@@ -28,3 +28,22 @@ pub fn diagnostics(path: &Path) -> String {
 pub fn relative(path: &Path) -> PathBuf {
     path.strip_prefix(repo()).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
 }
+
+/// `milepost apply <workflow>` started in the background, and the moment a step touched
+/// `marker` (so the run is known to be inside that step).
+pub fn apply_in_background(workflow: &Path, marker: &Path) -> std::process::Child {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("apply")
+        .arg(workflow)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the milepost binary starts");
+    for _ in 0..500 {
+        if marker.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
