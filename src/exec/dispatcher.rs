@@ -53,11 +53,14 @@ pub async fn execute(
 ) -> RunSummary {
     let graph = PlanGraph::new(&workflow);
     let n = workflow.nodes.len();
-    let planned: Vec<Duration> = workflow.nodes.iter().map(|node| node.planned).collect();
-    let tails = graph.tails(|i| planned[i]);
-    let started = Instant::now();
     let selected = |i: usize| options.selected.is_empty() || options.selected[i];
     let done = |i: usize| options.done.get(i).copied().unwrap_or(false);
+    // Only what this invocation runs counts toward its plan (resume: not the done part).
+    let planned: Vec<Duration> = (0..n)
+        .map(|i| if done(i) || !selected(i) { Duration::ZERO } else { workflow.nodes[i].planned })
+        .collect();
+    let tails = graph.tails(|i| planned[i]);
+    let started = Instant::now();
 
     let mut state = vec![State::Waiting; n];
     let mut summary = RunSummary::default();
