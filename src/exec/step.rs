@@ -184,11 +184,16 @@ fn simple_words(command: &str, shell: &[String]) -> Option<Vec<String>> {
     if shell != ["sh", "-c"] || command.contains(SPECIAL) {
         return None;
     }
-    let words: Vec<String> = command.split_whitespace().map(String::from).collect();
+    let mut words: Vec<String> = command.split_whitespace().map(String::from).collect();
     let program = words.first()?;
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    (on_path && !program.contains('/')).then_some(words)
+    if program.contains('/') {
+        return None;
+    }
+    // The resolved path, so the exec does not search PATH again.
+    let path = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|c| c.is_file()))?;
+    words[0] = path.to_string_lossy().into_owned();
+    Some(words)
 }
 
 /// SIGTERM to the group, then SIGKILL after a grace period.
