@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::events::{ExecEvent, Outcome, RunSummary, SkipReason};
-use super::node::{run_node, sanitize, NodeRun};
+use super::node::{run_node, NodeRun};
 use crate::graph::PlanGraph;
 use crate::spec::{NodeId, Workflow};
 
@@ -127,12 +127,14 @@ pub async fn execute(
             let run = NodeRun {
                 workflow: workflow.clone(),
                 node: i,
-                log_dir: options.run_dir.join("logs").join(sanitize(&node.id)),
+                log_dir: options.run_dir.join("logs"),
                 events: events.clone(),
                 cancel: cancel_rx.clone(),
                 skip_steps: options.skip_steps.get(i).copied().unwrap_or(0),
                 recorder: options.recorder.clone(),
             };
+            // One flat folder for all step logs: a directory per node cost more than the
+            // steps themselves on ext4 (directory inode allocation), see bench/compare.py.
             if let Err(e) = std::fs::create_dir_all(&run.log_dir) {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
                 running.spawn(async move { (i, Outcome::Failed { reason }) });

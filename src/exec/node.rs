@@ -14,6 +14,7 @@ use crate::spec::{NodeId, OnOverrun, Stage, Step, StepKind, Workflow};
 pub struct NodeRun {
     pub workflow: Arc<Workflow>,
     pub node: NodeId,
+    /// The run's log folder; this node's step logs are `<node>.NN-<step>.log` in it.
     pub log_dir: PathBuf,
     pub events: mpsc::UnboundedSender<ExecEvent>,
     /// Set by the dispatcher on a second Ctrl-C or SIGTERM.
@@ -76,7 +77,8 @@ async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
         .filter(|v| !v.is_empty())
         .collect();
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
-        let log = run.log_dir.join(format!("{:02}-{}.log", index + 1, sanitize(&step.name)));
+        let log =
+            run.log_dir.join(format!("{}.{:02}-{}.log", sanitize(&node.id), index + 1, sanitize(&step.name)));
         let started = Instant::now();
         let mut cx =
             StepContext { shell: &run.workflow.shell, log: &log, secrets: &secrets, cancel: cancel.clone() };

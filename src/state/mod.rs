@@ -4,7 +4,7 @@
 //! ```text
 //! .milepost/lock                          held by the running apply/resume
 //! .milepost/runs/<run-id>/journal.jsonl   the run's records
-//! .milepost/runs/<run-id>/logs/<node>/NN-<step>.log
+//! .milepost/runs/<run-id>/logs/<node>.NN-<step>.log
 //! ```
 
 pub mod format;
