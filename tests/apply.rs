@@ -276,3 +276,34 @@ fn alive(pid: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     !status.is_empty() && !status.contains("State:\tZ")
 }
+
+#[test]
+fn on_overrun_fail_stops_the_node_and_says_why() {
+    let f = Fixture::new(
+        r#"workflow w {}
+module slow { budget "1s"; on-overrun fail; install { run hang "sleep 20" } }"#,
+    );
+    let out = f.apply(&[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("ran past its budget of 1s; stopping it"), "{stderr}");
+    assert!(
+        stderr.contains("slow › hang: stopped: the node ran past its budget of 1s (on-overrun fail)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_log_format_writes_only_json_lines() {
+    let f = Fixture::new(FAILING);
+    let out = f.apply(&["--log-format", "json"]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let mut events = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        events.push(json["fields"]["event"].as_str().unwrap_or_default().to_string());
+    }
+    for expected in ["run_started", "step_finished", "node_finished", "failure", "run_finished"] {
+        assert!(events.iter().any(|e| e == expected), "no {expected} in {events:?}");
+    }
+}

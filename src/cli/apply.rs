@@ -193,27 +193,34 @@ pub fn rollout(
         .map_err(|_| "the journal writer broke".to_string())
         .and_then(|mut r| r.append(&end, true));
 
-    for failure in &reporter.failures {
-        eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
-        eprintln!("  log: {}", crate::spec::source::display_path(&failure.log));
-        for line in tail(&failure.log, 20) {
-            eprintln!("  {} {line}", p.dim("│"));
-        }
-    }
     let stopped = summary.failed > 0 || summary.interrupted || summary.deadline_stop || summary.record_failed;
-    let verdict = if stopped { p.red("rollout stopped") } else { p.green("rollout complete") };
-    eprintln!(
-        "\n{verdict}: {} passed, {} failed, {} skipped in {}",
-        summary.passed,
-        summary.failed,
-        summary.skipped,
-        human(summary.took)
-    );
-    if summary.deadline_stop {
-        eprintln!("the next node would end after the --deadline; the rollout stopped before it");
-    }
-    if stopped {
-        eprintln!("{}", p.dim("fix the cause, then `milepost resume` continues from the failed step"));
+    if mode == ProgressMode::Json {
+        // JSON lines only: the run_finished event already carries the summary.
+        for failure in &reporter.failures {
+            tracing::error!(event = "failure", node = %failure.node, step = %failure.step, reason = %failure.reason, log = %failure.log.display());
+        }
+    } else {
+        for failure in &reporter.failures {
+            eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
+            eprintln!("  log: {}", crate::spec::source::display_path(&failure.log));
+            for line in tail(&failure.log, 20) {
+                eprintln!("  {} {line}", p.dim("│"));
+            }
+        }
+        let verdict = if stopped { p.red("rollout stopped") } else { p.green("rollout complete") };
+        eprintln!(
+            "\n{verdict}: {} passed, {} failed, {} skipped in {}",
+            summary.passed,
+            summary.failed,
+            summary.skipped,
+            human(summary.took)
+        );
+        if summary.deadline_stop {
+            eprintln!("the next node would end after the --deadline; the rollout stopped before it");
+        }
+        if stopped {
+            eprintln!("{}", p.dim("fix the cause, then `milepost resume` continues from the failed step"));
+        }
     }
     if let Err(message) = end_recorded {
         return Err(CliError::State { message });

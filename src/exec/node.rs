@@ -41,7 +41,9 @@ pub async fn run_node(run: NodeRun) -> Outcome {
             let _ = local_cancel.send(true);
         })
     };
-    let steps = run_steps(&run, local_rx);
+    // Set before a fatal overrun cancels the steps, so the stopped step says why.
+    let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let steps = run_steps(&run, local_rx, overran.clone());
     tokio::pin!(steps);
     let planned = node.planned;
     let fatal = node.on_overrun == OnOverrun::Fail;
@@ -50,6 +52,7 @@ pub async fn run_node(run: NodeRun) -> Outcome {
         _ = tokio::time::sleep(planned) => {
             let _ = run.events.send(ExecEvent::Overrun { node: run.node, planned, fatal });
             if fatal {
+                overran.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = local_cancel.send(true);
                 let _ = (&mut steps).await;
                 Outcome::Failed { reason: format!("ran past its budget of {} (on-overrun fail)", crate::spec::values::human(planned)) }
@@ -67,7 +70,11 @@ pub async fn run_node(run: NodeRun) -> Outcome {
     outcome
 }
 
-async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
+async fn run_steps(
+    run: &NodeRun,
+    cancel: watch::Receiver<bool>,
+    overran: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Outcome {
     let node = &run.workflow.nodes[run.node];
     let secrets: Vec<String> = run
         .workflow
@@ -85,6 +92,17 @@ async fn run_steps(run: &NodeRun, cancel: watch::Receiver<bool>) -> Outcome {
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
+        };
+        let outcome = match outcome {
+            Outcome::Cancelled { .. } if overran.load(std::sync::atomic::Ordering::SeqCst) => {
+                Outcome::Failed {
+                    reason: format!(
+                        "stopped: the node ran past its budget of {} (on-overrun fail)",
+                        crate::spec::values::human(node.planned)
+                    ),
+                }
+            }
+            other => other,
         };
         let finished = ExecEvent::StepFinished {
             node: run.node,
