@@ -203,7 +203,7 @@ pub fn rollout(
         for failure in &reporter.failures {
             eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
             eprintln!("  log: {}", crate::spec::source::display_path(&failure.log));
-            for line in tail(&failure.log, 20) {
+            for line in exec::step::log_tail(&failure.log, 20) {
                 eprintln!("  {} {line}", p.dim("│"));
             }
         }
@@ -273,11 +273,4 @@ fn selection(workflow: &Workflow, args: &ApplyArgs) -> Result<Vec<bool>, CliErro
         any = true;
     }
     Ok(if any { selected } else { Vec::new() })
-}
-
-/// The last `n` lines of a log file.
-fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }

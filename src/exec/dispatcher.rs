@@ -79,16 +79,16 @@ pub async fn execute(
         }
     }
 
+    // Dependencies not yet passed, per node: a node is ready when its count reaches zero.
+    let mut waiting: Vec<usize> =
+        (0..n).map(|i| graph.deps(i).filter(|&d| state[d] != State::Passed).count()).collect();
     let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> = BinaryHeap::new();
-    let promote = |state: &mut Vec<State>, ready: &mut BinaryHeap<(Duration, Reverse<NodeId>)>| {
-        for i in 0..n {
-            if state[i] == State::Waiting && graph.deps(i).all(|d| state[d] == State::Passed) {
-                state[i] = State::Ready;
-                ready.push((tails[i], Reverse(i)));
-            }
+    for i in 0..n {
+        if state[i] == State::Waiting && waiting[i] == 0 {
+            state[i] = State::Ready;
+            ready.push((tails[i], Reverse(i)));
         }
-    };
-    promote(&mut state, &mut ready);
+    }
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
@@ -190,6 +190,13 @@ pub async fn execute(
                 if outcome.passed() {
                     state[i] = State::Passed;
                     summary.passed += 1;
+                    for d in graph.dependents(i) {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 && state[d] == State::Waiting {
+                            state[d] = State::Ready;
+                            ready.push((tails[d], Reverse(d)));
+                        }
+                    }
                 } else {
                     state[i] = State::Failed;
                     summary.failed += 1;
@@ -208,7 +215,6 @@ pub async fn execute(
                     ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
                 }
                 }
-                promote(&mut state, &mut ready);
             }
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;

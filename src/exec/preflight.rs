@@ -30,7 +30,7 @@ pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool) -> Preflight
         }
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
-    for (i, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
+    for (_, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
         for (_, step) in node.steps() {
             let at = format!("{} › {}", node.id, step.name);
             match &step.kind {
@@ -58,7 +58,6 @@ pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool) -> Preflight
                 _ => {}
             }
         }
-        let _ = i;
     }
     found
 }

@@ -100,13 +100,10 @@ pub async fn run_command(
             if status.success() {
                 Outcome::Passed
             } else {
-                let mut reason = match status.code() {
+                let reason = match status.code() {
                     Some(code) => format!("exited with status {code}"),
                     None => "killed by a signal".to_string(),
                 };
-                if let Some(line) = last_output_line(cx.log, attempt_starts) {
-                    reason = format!("{reason}: {line}");
-                }
                 Outcome::Failed { reason }
             }
         }
@@ -123,16 +120,12 @@ pub async fn run_command(
     for copy in copies {
         let _ = tokio::time::timeout(Duration::from_secs(1), copy).await;
     }
+    // Read only now, when all of the attempt's output (masked or not) is in the log.
     let outcome = match outcome {
-        Outcome::Failed { reason } if reason.starts_with("exited") && masking => {
-            let line = last_output_line(cx.log, attempt_starts);
-            Outcome::Failed {
-                reason: match line {
-                    Some(l) if !reason.contains(&l) => format!("{reason}: {l}"),
-                    _ => reason,
-                },
-            }
-        }
+        Outcome::Failed { reason } => match last_output_line(cx.log, attempt_starts) {
+            Some(line) => Outcome::Failed { reason: format!("{reason}: {line}") },
+            None => Outcome::Failed { reason },
+        },
         other => other,
     };
     // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
@@ -164,6 +157,13 @@ async fn copy_masked(
             }
         }
     }
+}
+
+/// The last `n` lines of a step's log: shown on failure, kept as a validation's evidence.
+pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }
 
 /// The last non-empty line the command wrote in this attempt, cut to one screen line.

@@ -44,8 +44,6 @@ pub struct History {
     pub in_flight: Vec<String>,
     /// Failure reasons of the last end of each failed node's steps.
     pub step_failures: HashMap<String, (String, String)>,
-    /// Completed durations per node over all runs, for calibration.
-    pub durations: HashMap<String, Vec<Duration>>,
 }
 
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
@@ -115,9 +113,6 @@ impl History {
                         } else {
                             r.failed += 1;
                         }
-                    }
-                    if outcome.passed() {
-                        self.durations.entry(node.clone()).or_default().push(took);
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
                     self.nodes.insert(

@@ -51,10 +51,6 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.file.sync_data().map_err(|source| JournalError::Write { path: self.path.clone(), source })
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Every record of a journal. A last line that does not parse (or has no newline) is a

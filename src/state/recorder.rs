@@ -48,7 +48,9 @@ impl Recorder for JournalRecorder {
             },
             ExecEvent::StepFinished { node, index, step, outcome, took, log } => {
                 let is_validate = *index >= w.nodes[*node].install.len();
-                let evidence = is_validate.then(|| tail(log, EVIDENCE_LINES)).flatten();
+                let evidence = is_validate
+                    .then(|| crate::exec::step::log_tail(log, EVIDENCE_LINES).join("\n"))
+                    .filter(|e| !e.is_empty());
                 Record::StepEnd {
                     node: w.nodes[*node].id.clone(),
                     step: step.clone(),
@@ -80,12 +82,4 @@ impl Recorder for JournalRecorder {
         };
         self.append(&record, durable)
     }
-}
-
-/// The last lines of a log, secrets already masked by the commands' own rendering.
-fn tail(path: &std::path::Path, n: usize) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    Some(lines[start..].join("\n")).filter(|s| !s.is_empty())
 }
