@@ -10,6 +10,7 @@ use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
 use crate::plan::{Plan, PlanOptions};
 use crate::spec::values::parse_duration;
+use crate::spec::Workflow;
 use crate::state::history::History;
 use crate::state::resume::decide;
 use crate::ui::terminal_width;
@@ -53,6 +54,10 @@ pub struct PlanArgs {
     /// Ignore earlier runs: plan the whole rollout from scratch.
     #[arg(long)]
     fresh: bool,
+    /// Schedule each node for the median of its recorded actual durations instead of its
+    /// budget + buffer, where earlier runs completed it.
+    #[arg(long)]
+    calibrate: bool,
     /// Random seed for --risk; the same seed gives the same figures.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -63,13 +68,16 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let (start, deadline) = window(args)?;
     let mut options =
         PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
-    if !args.fresh {
-        let workflow = &loaded.workflow;
-        let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    let workflow = &loaded.workflow;
+    let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    if !args.fresh || args.calibrate {
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
-        if !history.runs.is_empty() {
+        if !args.fresh && !history.runs.is_empty() {
             let graph = crate::graph::PlanGraph::new(workflow);
             options.status = decide(workflow, &graph, &history).into_iter().map(|d| d.status).collect();
+        }
+        if args.calibrate {
+            options.durations = Some(calibrated(workflow, &history));
         }
     }
     let plan = Plan::new(&loaded.workflow, &options);
@@ -85,6 +93,31 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     };
     print(&text);
     Ok(exit::SUCCESS)
+}
+
+/// Each node's median recorded duration where it has history, its budget + buffer otherwise.
+fn calibrated(workflow: &Workflow, history: &History) -> Vec<(Duration, &'static str)> {
+    workflow
+        .nodes
+        .iter()
+        .map(|node| match history.actuals.get(&node.id).and_then(|d| median(d)) {
+            Some(m) => (m, "history"),
+            None if node.buffer.is_some() => (node.planned, "budget+buffer"),
+            None => (node.planned, "budget"),
+        })
+        .collect()
+}
+
+/// The middle value; the mean of the two middle ones for an even count.
+fn median(durations: &[Duration]) -> Option<Duration> {
+    let mut sorted = durations.to_vec();
+    sorted.sort();
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2),
+    }
 }
 
 /// The start (if any) and the deadline as a window from it.
@@ -110,4 +143,17 @@ fn window(args: &PlanArgs) -> Result<(Option<DateTime>, Option<Duration>), CliEr
 pub fn parse_datetime(text: &str) -> Result<DateTime, String> {
     let normalized = text.trim().replacen(' ', "T", 1);
     normalized.parse::<DateTime>().map_err(|e| format!("expected \"YYYY-MM-DD HH:MM\" ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        let s = Duration::from_secs;
+        assert_eq!(median(&[s(5), s(1), s(3)]), Some(s(3)));
+        assert_eq!(median(&[s(4), s(1), s(3), s(2)]), Some(Duration::from_millis(2500)));
+        assert_eq!(median(&[]), None);
+    }
 }

@@ -44,6 +44,9 @@ pub struct History {
     pub in_flight: Vec<String>,
     /// Failure reasons of the last end of each failed node's steps.
     pub step_failures: HashMap<String, (String, String)>,
+    /// How long each node took whenever it passed with all its steps run (not in a `verify`,
+    /// not resumed past its first steps), oldest first: what `plan --calibrate` reads.
+    pub actuals: HashMap<String, Vec<Duration>>,
 }
 
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
@@ -71,6 +74,8 @@ impl History {
         let mut started: Vec<String> = Vec::new();
         let mut ended: Vec<String> = Vec::new();
         let mut run: Option<RunRecord> = None;
+        // Nodes whose first step in this run was not their first: a partial duration.
+        let mut partial: Vec<String> = Vec::new();
         for record in records {
             match record {
                 Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
@@ -92,6 +97,9 @@ impl History {
                     self.steps.remove(&(node.clone(), *index));
                     if !started.contains(node) {
                         started.push(node.clone());
+                        if *index > 0 {
+                            partial.push(node.clone());
+                        }
                     }
                 }
                 Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
@@ -113,6 +121,10 @@ impl History {
                         } else {
                             r.failed += 1;
                         }
+                    }
+                    let whole_run = run.as_ref().is_some_and(|r| r.command != "verify");
+                    if outcome.passed() && whole_run && !partial.contains(node) {
+                        self.actuals.entry(node.clone()).or_default().push(took);
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
                     self.nodes.insert(

@@ -40,6 +40,7 @@ struct JsonNode<'a> {
     budget_secs: u64,
     buffer: Option<f64>,
     planned_secs: u64,
+    planned_ms: u64,
     duration_source: &'a str,
     start_secs: u64,
     end_secs: u64,
@@ -71,6 +72,8 @@ struct JsonPhase<'a> {
 #[derive(Serialize)]
 struct JsonTotals {
     finish_secs: u64,
+    /// The finish to the millisecond: calibrated durations are measured, not whole seconds.
+    finish_ms: u64,
     finish: String,
     sequential_secs: u64,
     sequential: String,
@@ -128,6 +131,7 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, with_steps: bool) -> String {
                     budget_secs: node.budget.as_secs(),
                     buffer: node.buffer.map(|b| b.0),
                     planned_secs: plan.durations[n].as_secs(),
+                    planned_ms: plan.durations[n].as_millis() as u64,
                     duration_source: plan.sources[n],
                     start_secs: slot.start.as_secs(),
                     end_secs: slot.end.as_secs(),
@@ -156,6 +160,7 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, with_steps: bool) -> String {
             .collect(),
         totals: JsonTotals {
             finish_secs: t.finish.as_secs(),
+            finish_ms: t.finish.as_millis() as u64,
             finish: human(t.finish),
             sequential_secs: t.sequential.as_secs(),
             sequential: human(t.sequential),

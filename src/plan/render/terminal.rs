@@ -104,6 +104,9 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         let _ =
             writeln!(out, "  {} {}", pad("ends", 14), p.bold(&end.strftime("%Y-%m-%d %H:%M").to_string()));
     }
+    if plan.sources.contains(&"history") {
+        out.push_str(&calibration(plan, p));
+    }
     let path: Vec<String> = plan.cpm.path.iter().map(|&n| node_name(plan, n)).collect();
     let _ = writeln!(out, "  {} {}", pad("critical path", 14), p.red(&path.join(" → ")));
     for group in plan.overlaps() {
@@ -122,6 +125,42 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         out.push_str(&risk_lines(plan, risk, p));
     }
     out
+}
+
+/// Which durations came from history and which from budgets, as `plan --calibrate` promises.
+fn calibration(plan: &Plan, p: Palette) -> String {
+    let pick = |source: &str| -> Vec<String> {
+        (0..plan.sources.len())
+            .filter(|&n| {
+                plan.sources[n] == source || (source == "budget" && plan.sources[n] == "budget+buffer")
+            })
+            .map(|n| node_name(plan, n))
+            .collect()
+    };
+    let (measured, budgeted) = (pick("history"), pick("budget"));
+    let mut out = format!(
+        "  {} {}\n",
+        pad("calibrated", 14),
+        p.dim(&format!("~ median of recorded runs: {}", measured.join(", ")))
+    );
+    if !budgeted.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            pad("", 14),
+            p.dim(&format!("budget, no history: {}", budgeted.join(", ")))
+        );
+    }
+    out
+}
+
+/// Durations under a minute to a tenth of a second: calibrated nodes often take seconds.
+fn human_short(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        human(d)
+    }
 }
 
 fn node_name(plan: &Plan, n: NodeId) -> String {
@@ -158,8 +197,12 @@ fn row(
         NodeStatus::Pending => "",
     };
     let label = truncate(&format!("{}{status}", node_name(plan, n)), LABEL_COLS);
-    let duration =
-        if plan.status[n] == NodeStatus::Done { "done".to_string() } else { human(plan.durations[n]) };
+    let duration = match (&plan.status[n], plan.sources[n]) {
+        (NodeStatus::Done, _) => "done".to_string(),
+        // `~`: measured in earlier runs, not the team's budget.
+        (_, "history") => format!("~{}", human_short(plan.durations[n])),
+        _ => human(plan.durations[n]),
+    };
     let mut bar = vec![' '; bar_cols + 1];
     let (s, e) = (col(slot.start), col(slot.end).max(col(slot.start) + 1).min(bar_cols));
     match node.kind {
