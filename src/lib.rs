@@ -5,8 +5,10 @@
 
 pub mod cli;
 pub mod exec;
+pub mod files;
 pub mod graph;
 pub mod plan;
+pub mod report;
 pub mod spec;
 pub mod state;
 pub mod template;

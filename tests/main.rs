@@ -6,5 +6,6 @@ mod corpus;
 mod examples;
 mod fuzz;
 mod plan;
+mod report;
 mod state;
 mod support;

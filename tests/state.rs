@@ -8,64 +8,7 @@ use milepost::state::format::Record;
 use milepost::state::history::run_dirs;
 use milepost::state::journal;
 
-use crate::support::{milepost, repo};
-
-/// A private copy of examples/local with its own port, so tests can run side by side.
-struct Local {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Local {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for file in [
-            "phase2.kdl",
-            "service.py",
-            "templates/service.json.tera",
-            "templates/scaling.conf.tera",
-            "templates/alerts.rules.tera",
-        ] {
-            let to = dir.path().join(file);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(repo().join("examples/local").join(file), to).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { dir, port }
-    }
-
-    fn workflow(&self) -> PathBuf {
-        self.dir.path().join("phase2.kdl")
-    }
-
-    fn run(&self, command: &str, fail: bool) -> assert_cmd::assert::Assert {
-        let mut cmd = milepost();
-        cmd.arg(command).arg(self.workflow()).args(["--var", &format!("port={}", self.port)]);
-        if fail {
-            cmd.env("MILEPOST_DEMO_FAIL", "2B");
-        } else {
-            cmd.env_remove("MILEPOST_DEMO_FAIL");
-        }
-        cmd.timeout(Duration::from_secs(60)).assert()
-    }
-
-    fn stop_service(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(".work/service.pid")) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        self.stop_service();
-    }
-}
+use crate::support::{milepost, Local};
 
 fn stderr(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()

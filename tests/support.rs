@@ -1,6 +1,7 @@
 //! Shared helpers: running the binary, rendering diagnostics like the CLI does.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use milepost::spec::{load, LoadOptions};
@@ -46,4 +47,67 @@ pub fn apply_in_background(workflow: &Path, marker: &Path) -> std::process::Chil
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child
+}
+
+/// A private copy of examples/local with its own port, so tests can run side by side.
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Local {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "phase2.kdl",
+            "service.py",
+            "templates/service.json.tera",
+            "templates/scaling.conf.tera",
+            "templates/alerts.rules.tera",
+        ] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(repo().join("examples/local").join(file), to).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { dir, port }
+    }
+
+    pub fn workflow(&self) -> PathBuf {
+        self.dir.path().join("phase2.kdl")
+    }
+
+    /// `milepost <command> <workflow> --var port=…`, for more arguments.
+    pub fn command(&self, command: &str) -> Command {
+        let mut cmd = milepost();
+        cmd.arg(command).arg(self.workflow()).args(["--var", &format!("port={}", self.port)]);
+        cmd
+    }
+
+    pub fn run(&self, command: &str, fail: bool) -> assert_cmd::assert::Assert {
+        let mut cmd = self.command(command);
+        if fail {
+            cmd.env("MILEPOST_DEMO_FAIL", "2B");
+        } else {
+            cmd.env_remove("MILEPOST_DEMO_FAIL");
+        }
+        cmd.timeout(Duration::from_secs(60)).assert()
+    }
+
+    pub fn stop_service(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(".work/service.pid")) {
+            if let Ok(pid) = pid.trim().parse() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.stop_service();
+    }
 }

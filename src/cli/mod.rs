@@ -4,6 +4,7 @@
 mod apply;
 mod graph;
 mod plan;
+mod report;
 mod state;
 mod validate;
 
@@ -66,6 +67,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the dependency graph as DOT, Mermaid or JSON.
     Graph(graph::GraphArgs),
+    /// What a rollout did against its plan: HTML, JUnit XML, JSON or Markdown.
+    Report(report::ReportArgs),
 }
 
 /// The workflow file and the values that complete it; shared by every command that loads.
@@ -151,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&cx, args),
         Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
+        Command::Report(args) => report::run(&cx, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

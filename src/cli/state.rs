@@ -10,13 +10,11 @@ use super::apply::{rollout, Rollout, RunArgs};
 use super::{exit, print, CliError, Cx};
 use crate::graph::PlanGraph;
 use crate::plan::NodeStatus;
-use crate::spec::metrics::{self, DomainFacts, RunFacts};
+use crate::report::facts::{self, run_facts};
 use crate::spec::values::human;
-use crate::spec::{load, parse_var, LoadOptions, NodeKind, Stage, Workflow};
+use crate::spec::{load, parse_var, LoadOptions, NodeKind, Workflow};
 use crate::state::history::History;
 use crate::state::resume::{decide, Decision};
-use crate::state::step_hash;
-use crate::template::Renderer;
 use crate::ui::style::pad;
 
 /// The workflow and state directory a state command works on.
@@ -87,7 +85,10 @@ fn state_dir(explicit: Option<&Path>, workflow: Option<&Path>) -> PathBuf {
 }
 
 /// The history, and the workflow (given, or the last run's).
-fn open(args: &StateArgs, explicit_dir: Option<&Path>) -> Result<(PathBuf, History, Workflow), CliError> {
+pub(super) fn open(
+    args: &StateArgs,
+    explicit_dir: Option<&Path>,
+) -> Result<(PathBuf, History, Workflow), CliError> {
     let dir = state_dir(explicit_dir, args.workflow.as_deref());
     let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
     let Some(last) = history.runs.last() else {
@@ -211,15 +212,6 @@ struct StatusNode<'a> {
     over_budget: bool,
 }
 
-#[derive(Serialize)]
-struct StatusMetric<'a> {
-    id: &'a str,
-    value: Option<f64>,
-    target: Option<f64>,
-    met: Option<bool>,
-    error: Option<String>,
-}
-
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let (_, history, workflow) = open(&args.state, args.state_dir.as_deref())?;
     let graph = PlanGraph::new(&workflow);
@@ -252,22 +244,8 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             over_budget: took.is_some_and(|t| t > node.planned),
         });
     }
-    let facts = facts(&workflow, &history, &decisions);
-    let mut renderer = Renderer::new();
-    let metrics: Vec<StatusMetric> = workflow
-        .metrics
-        .iter()
-        .map(|m| match metrics::evaluate(&mut renderer, &m.formula, &facts) {
-            Ok(value) => StatusMetric {
-                id: &m.id,
-                value: Some(value),
-                target: m.target,
-                met: m.target.map(|t| value >= t - 1e-9),
-                error: None,
-            },
-            Err(e) => StatusMetric { id: &m.id, value: None, target: m.target, met: None, error: Some(e) },
-        })
-        .collect();
+    let facts = run_facts(&workflow, &history, &decisions);
+    let metrics = facts::evaluate(&workflow, &facts);
     if args.json {
         let out = serde_json::json!({
             "workflow": workflow.id,
@@ -322,60 +300,11 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 (Some(v), None) => format!("{v:.1}"),
                 (None, _) => p.dim(&format!("n/a: {}", m.error.as_deref().unwrap_or(""))),
             };
-            out.push_str(&format!("  {} {line}\n", pad(m.id, 30)));
+            out.push_str(&format!("  {} {line}\n", pad(&m.id, 30)));
         }
     }
     print(&out);
     Ok(exit::SUCCESS)
-}
-
-/// The run variables metric formulas read, from the state directory.
-fn facts(workflow: &Workflow, history: &History, decisions: &[Decision]) -> RunFacts {
-    let mut f = RunFacts::default();
-    let mut actual = 0.0;
-    let mut planned = 0.0;
-    for (n, node) in workflow.nodes.iter().enumerate() {
-        let done = decisions[n].status == NodeStatus::Done;
-        let failed = history.nodes.get(&node.id).is_some_and(|r| !r.outcome.passed());
-        match node.kind {
-            NodeKind::Module => {
-                f.total_modules += 1;
-                f.completed_modules += u32::from(done);
-                f.failed_modules += u32::from(failed);
-            }
-            NodeKind::Gate => {
-                f.total_gates += 1;
-                f.completed_gates += u32::from(done);
-            }
-        }
-        if done {
-            if let Some(r) = history.nodes.get(&node.id) {
-                actual += r.took.as_secs_f64();
-                planned += node.planned.as_secs_f64();
-            }
-        }
-        for (index, (stage, step)) in node.steps().enumerate() {
-            if stage != Stage::Validate {
-                continue;
-            }
-            let passed =
-                history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
-            f.validations_total += 1;
-            f.validations_passed += u32::from(passed);
-            if let Some(domain) = &node.domain {
-                let d = f.domains.entry(domain.clone()).or_insert(DomainFacts::default());
-                d.total += 1;
-                d.passed += u32::from(passed);
-            }
-        }
-    }
-    for d in f.domains.values_mut() {
-        d.rate = if d.total == 0 { 0.0 } else { f64::from(d.passed) / f64::from(d.total) };
-    }
-    f.total_runs = history.runs.len() as u32;
-    f.successful_runs = history.runs.iter().filter(|r| r.finished == Some(true)).count() as u32;
-    f.budget_ratio = if planned > 0.0 { actual / planned } else { 0.0 };
-    f
 }
 
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {

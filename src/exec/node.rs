@@ -84,8 +84,7 @@ async fn run_steps(
         .filter(|v| !v.is_empty())
         .collect();
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
-        let log =
-            run.log_dir.join(format!("{}.{:02}-{}.log", sanitize(&node.id), index + 1, sanitize(&step.name)));
+        let log = run.log_dir.join(log_name(&node.id, index, &step.name));
         let started = Instant::now();
         let mut cx =
             StepContext { shell: &run.workflow.shell, log: &log, secrets: &secrets, cancel: cancel.clone() };
@@ -233,6 +232,11 @@ fn append_log(path: &std::path::Path, line: &str) {
 }
 
 /// A step name as a file name.
+/// The file name of a step's log in its run's `logs/` folder: `<node>.NN-<step>.log`.
+pub fn log_name(node: &str, index: usize, step: &str) -> String {
+    format!("{}.{:02}-{}.log", sanitize(node), index + 1, sanitize(step))
+}
+
 pub fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }

@@ -285,18 +285,7 @@ pub fn write_template(step: &Step) -> Outcome {
     let StepKind::Template { dest, content, .. } = &step.kind else {
         unreachable!("write_template is only called for template steps")
     };
-    let result = (|| -> std::io::Result<()> {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = dest.with_extension(format!("milepost-tmp-{}", std::process::id()));
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(content.exec.as_bytes())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, dest)
-    })();
+    let result = crate::files::write_atomically(dest, content.exec.as_bytes());
     match result {
         Ok(()) => Outcome::Passed,
         Err(e) => Outcome::Failed { reason: format!("cannot write {}: {e}", dest.display()) },

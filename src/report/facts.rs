@@ -1,0 +1,98 @@
+//! The run variables metric formulas read, folded from the state directory, and the metrics
+//! evaluated over them. `status` and every report format use this one function, so they agree.
+
+use serde::Serialize;
+
+use crate::plan::NodeStatus;
+use crate::spec::metrics::{self, DomainFacts, RunFacts};
+use crate::spec::{NodeKind, Stage, Workflow};
+use crate::state::history::History;
+use crate::state::resume::Decision;
+use crate::state::step_hash;
+use crate::template::Renderer;
+
+/// One metric's value against its target, or why it has none.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricResult {
+    pub id: String,
+    pub formula: String,
+    pub value: Option<f64>,
+    pub target: Option<f64>,
+    /// `value >= target`; absent without a target or a value.
+    pub met: Option<bool>,
+    pub error: Option<String>,
+}
+
+/// Facts as the state directory has them now: a node counts as completed when `resume` would
+/// keep it, a validation as passed when its last run passed with today's definition.
+pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision]) -> RunFacts {
+    let mut f = RunFacts::default();
+    let mut actual = 0.0;
+    let mut planned = 0.0;
+    for (n, node) in workflow.nodes.iter().enumerate() {
+        let done = decisions[n].status == NodeStatus::Done;
+        let failed = history.nodes.get(&node.id).is_some_and(|r| !r.outcome.passed());
+        match node.kind {
+            NodeKind::Module => {
+                f.total_modules += 1;
+                f.completed_modules += u32::from(done);
+                f.failed_modules += u32::from(failed);
+            }
+            NodeKind::Gate => {
+                f.total_gates += 1;
+                f.completed_gates += u32::from(done);
+            }
+        }
+        if done {
+            if let Some(r) = history.nodes.get(&node.id) {
+                actual += r.took.as_secs_f64();
+                planned += node.planned.as_secs_f64();
+            }
+        }
+        for (index, (stage, step)) in node.steps().enumerate() {
+            if stage != Stage::Validate {
+                continue;
+            }
+            let passed =
+                history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
+            f.validations_total += 1;
+            f.validations_passed += u32::from(passed);
+            if let Some(domain) = &node.domain {
+                let d = f.domains.entry(domain.clone()).or_insert(DomainFacts::default());
+                d.total += 1;
+                d.passed += u32::from(passed);
+            }
+        }
+    }
+    for d in f.domains.values_mut() {
+        d.rate = if d.total == 0 { 0.0 } else { f64::from(d.passed) / f64::from(d.total) };
+    }
+    f.total_runs = history.runs.len() as u32;
+    f.successful_runs = history.runs.iter().filter(|r| r.finished == Some(true)).count() as u32;
+    f.budget_ratio = if planned > 0.0 { actual / planned } else { 0.0 };
+    f
+}
+
+/// Every metric of the workflow over `facts`, in definition order.
+pub fn evaluate(workflow: &Workflow, facts: &RunFacts) -> Vec<MetricResult> {
+    let mut renderer = Renderer::new();
+    workflow
+        .metrics
+        .iter()
+        .map(|m| {
+            let (value, error) = match metrics::evaluate(&mut renderer, &m.formula, facts) {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e)),
+            };
+            MetricResult {
+                id: m.id.clone(),
+                formula: m.formula.clone(),
+                value,
+                target: m.target,
+                // A small tolerance: 99.99999 from floating-point sums meets a target of 100.
+                met: value.zip(m.target).map(|(v, t)| v >= t - 1e-9),
+                error,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! Markdown: a summary fit for a pull request or a change ticket — the verdict first, then
+//! budgets, checkpoints, metrics and what failed.
+
+use std::fmt::Write;
+
+use super::model::Report;
+use super::seconds;
+
+fn mark(result: &str) -> &'static str {
+    match result {
+        "passed" | "complete" => "✅",
+        "failed" | "timed-out" => "❌",
+        "interrupted" | "killed" | "cancelled" | "skipped" => "⚠️",
+        _ => "⏸️",
+    }
+}
+
+/// `|` would end a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let title = if report.workflow.title.is_empty() { &report.workflow.id } else { &report.workflow.title };
+    let _ = writeln!(out, "## {} {title} — {}\n", mark(&report.outcome), report.outcome);
+    let runs: Vec<String> = report
+        .runs
+        .iter()
+        .map(|r| format!("{} {} ({})", r.command, r.outcome, seconds(r.took_secs)))
+        .collect();
+    let passed = report.nodes.iter().filter(|n| n.result == "passed").count();
+    let _ = writeln!(
+        out,
+        "`{}` · {passed}/{} nodes passed · actual {} over {} run(s): {} · planned {} (budget + buffer, parallelism {})\n",
+        report.workflow.id,
+        report.nodes.len(),
+        seconds(report.actual_secs),
+        report.runs.len(),
+        runs.join(", "),
+        seconds(report.plan.finish_secs),
+        report.plan.parallelism,
+    );
+    let _ = writeln!(out, "Critical path: {}\n", report.plan.critical_path.join(" → "));
+
+    out.push_str("| Phase | Node | Budget (+buffer) | Actual | Attempts | Result |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
+    for n in &report.nodes {
+        let label = match n.number {
+            Some(num) => format!("#{num} {}", n.id),
+            None => n.id.clone(),
+        };
+        let actual = match n.actual_secs {
+            Some(a) if n.over_budget => format!("**{} over**", seconds(a)),
+            Some(a) => seconds(a),
+            None => "—".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {} ({}) | {actual} | {} | {} {} |",
+            n.phase.as_deref().unwrap_or("—"),
+            if n.critical { "★ " } else { "" },
+            cell(&label),
+            seconds(n.budget_secs),
+            seconds(n.planned_secs),
+            n.attempts.len(),
+            mark(&n.result),
+            n.result
+        );
+    }
+
+    out.push_str("\n### Checkpoints\n\n");
+    for p in &report.phases {
+        let result = p.gate_result.as_deref().unwrap_or("no gate");
+        let gate = p.gate.as_deref().unwrap_or("—");
+        let _ = writeln!(out, "- {} **{}** gate `{gate}`: {result}", mark(result), p.id);
+    }
+
+    if !report.metrics.is_empty() {
+        out.push_str("\n### Success metrics\n\n| Metric | Value | Target | |\n|---|---|---|---|\n");
+        for m in &report.metrics {
+            let value = m.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into());
+            let target = m.target.map(|t| t.to_string()).unwrap_or_else(|| "—".into());
+            let verdict = match (m.met, &m.error) {
+                (Some(true), _) => "✅ met".to_string(),
+                (Some(false), _) => "❌ not met".to_string(),
+                (None, Some(e)) => cell(e),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(out, "| {} | {value} | {target} | {verdict} |", m.id);
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nValidations: {} of {} tries passed.",
+        report.validations.passed, report.validations.ran
+    );
+
+    let failed: Vec<_> = report
+        .nodes
+        .iter()
+        .flat_map(|n| n.attempts.iter().map(move |a| (n, a)))
+        .flat_map(|(n, a)| a.steps.iter().filter(|s| s.result != "passed").map(move |s| (n, a, s)))
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("\n### Failed steps\n");
+        for (n, a, s) in failed {
+            let _ = writeln!(
+                out,
+                "\n- **{}** · `{}` ({} {}) in run `{}`: {}\n  log: `{}`",
+                n.id,
+                s.name,
+                s.stage_name(),
+                s.kind,
+                a.run_id,
+                s.reason.as_deref().unwrap_or(&s.result),
+                s.log
+            );
+            if !s.log_tail.is_empty() {
+                let _ = writeln!(out, "\n  ```\n  {}\n  ```", s.log_tail.join("\n  "));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,478 @@
+//! The report's data: a rollout (the last `apply` and the `resume`/`verify` runs after it, or
+//! one run) folded from its journals beside the plan it was measured against. Every format
+//! renders this one value, and `--format json` is it, serialized (docs/report.md).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::facts::{self, MetricResult};
+use crate::exec::node::log_name;
+use crate::exec::step::log_tail;
+use crate::exec::Outcome;
+use crate::graph::PlanGraph;
+use crate::plan::{Plan, PlanOptions};
+use crate::spec::metrics::RunFacts;
+use crate::spec::{NodeKind, Stage, Workflow};
+use crate::state::format::Record;
+use crate::state::history::{run_dirs, History};
+use crate::state::journal;
+use crate::state::resume::decide;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How many lines of a failed step's log a report shows.
+pub const TAIL_LINES: usize = 20;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub generated_at: String,
+    pub workflow: WorkflowInfo,
+    /// `complete`, `failed`, `interrupted` or `killed`: how the last run of the rollout ended.
+    pub outcome: String,
+    pub runs: Vec<RunInfo>,
+    pub plan: PlanInfo,
+    /// Sum of the runs' wall times: the actual timeline's length, gaps between runs left out.
+    pub actual_secs: f64,
+    pub phases: Vec<PhaseInfo>,
+    pub nodes: Vec<NodeReport>,
+    pub validations: Validations,
+    pub metrics: Vec<MetricResult>,
+    pub facts: RunFacts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkflowInfo {
+    pub id: String,
+    pub title: String,
+    pub file: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    /// `apply`, `resume` or `verify`.
+    pub command: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub took_secs: f64,
+    /// `complete`, `failed`, `interrupted`, or `killed` when the journal has no run end.
+    pub outcome: String,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Where this run starts on the actual timeline (runs laid end to end).
+    pub offset_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanInfo {
+    pub parallelism: u32,
+    /// Planned finish with budgets and buffers, from scratch.
+    pub finish_secs: f64,
+    pub budget_secs: f64,
+    pub critical_path: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseInfo {
+    pub id: String,
+    pub title: Option<String>,
+    pub modules: Vec<String>,
+    pub gate: Option<String>,
+    /// The gate's result: `passed`, `failed`, `skipped` or `not-run`.
+    pub gate_result: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub id: String,
+    pub kind: NodeKind,
+    pub number: Option<u32>,
+    pub title: String,
+    pub phase: Option<String>,
+    pub domain: Option<String>,
+    pub critical: bool,
+    pub planned_start_secs: f64,
+    pub planned_end_secs: f64,
+    pub budget_secs: f64,
+    /// Budget plus buffer.
+    pub planned_secs: f64,
+    /// The last word on the node in this rollout: `passed`, `failed`, `interrupted`,
+    /// `skipped` or `not-run`.
+    pub result: String,
+    pub skip_reason: Option<String>,
+    /// Time spent in every attempt together.
+    pub actual_secs: Option<f64>,
+    /// Actual time past budget plus buffer.
+    pub over_budget: bool,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attempt {
+    pub run_id: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// On the actual timeline.
+    pub start_secs: f64,
+    pub end_secs: f64,
+    pub took_secs: f64,
+    pub result: String,
+    pub reason: Option<String>,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    pub stage: Stage,
+    pub kind: String,
+    pub result: String,
+    pub reason: Option<String>,
+    pub took_secs: Option<f64>,
+    /// Starts of the step (more than one when it was retried).
+    pub tries: u32,
+    pub log: String,
+    /// The last lines of the log, for a step that did not pass.
+    pub log_tail: Vec<String>,
+    /// What a passing validate step printed last: what proved it.
+    pub evidence: Option<String>,
+}
+
+impl StepReport {
+    pub fn stage_name(&self) -> &'static str {
+        match self.stage {
+            Stage::Install => "install",
+            Stage::Validate => "validate",
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Validations {
+    pub passed: u32,
+    pub failed: u32,
+    /// Validate steps of gates and modules that ran in this rollout, every try counted once.
+    pub ran: u32,
+}
+
+/// Why there is no report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("no run in {0}; start one with `milepost apply <workflow>`")]
+    NoRuns(PathBuf),
+    #[error("no run `{id}` in {dir}; `milepost history` lists the runs")]
+    UnknownRun { id: String, dir: PathBuf },
+    #[error("{0}")]
+    Journal(String),
+}
+
+fn result_of(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Passed => "passed",
+        Outcome::Failed { .. } => "failed",
+        Outcome::TimedOut { .. } => "timed-out",
+        Outcome::Cancelled { .. } => "cancelled",
+    }
+}
+
+fn seconds_between(from: &str, to: &str) -> f64 {
+    match (from.parse::<jiff::Timestamp>(), to.parse::<jiff::Timestamp>()) {
+        (Ok(a), Ok(b)) => (b.as_millisecond() - a.as_millisecond()).max(0) as f64 / 1000.0,
+        _ => 0.0,
+    }
+}
+
+/// The runs a report covers: `run` alone, or the last `apply` and every run after it.
+fn select_runs(state_dir: &Path, run: Option<&str>) -> Result<Vec<(PathBuf, Vec<Record>)>, ReportError> {
+    let dirs = run_dirs(state_dir);
+    if dirs.is_empty() {
+        return Err(ReportError::NoRuns(state_dir.to_path_buf()));
+    }
+    let mut runs = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let records =
+            journal::read(&dir.join("journal.jsonl")).map_err(|e| ReportError::Journal(e.to_string()))?;
+        runs.push((dir, records));
+    }
+    let command = |records: &[Record]| match records.first() {
+        Some(Record::RunStart { command, .. }) => command.clone(),
+        _ => String::new(),
+    };
+    if let Some(id) = run {
+        let found = runs.into_iter().find(|(dir, _)| dir.file_name().is_some_and(|n| n == id));
+        return found
+            .map(|r| vec![r])
+            .ok_or_else(|| ReportError::UnknownRun { id: id.to_string(), dir: state_dir.to_path_buf() });
+    }
+    let first = runs.iter().rposition(|(_, records)| command(records) == "apply").unwrap_or(0);
+    Ok(runs.split_off(first))
+}
+
+/// A step as one attempt of its node saw it.
+#[derive(Default)]
+struct StepSeen {
+    tries: u32,
+    end: Option<(Outcome, u64, Option<String>)>,
+}
+
+/// A node in one run, as its records tell it.
+struct NodeSeen {
+    started_at: String,
+    ended_at: Option<String>,
+    outcome: Option<Outcome>,
+    steps: std::collections::BTreeMap<usize, StepSeen>,
+}
+
+pub fn build(
+    workflow: &Workflow,
+    state_dir: &Path,
+    run: Option<&str>,
+    history: &History,
+) -> Result<Report, ReportError> {
+    // Log paths in a report are absolute: it is read from anywhere.
+    let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
+    let runs = select_runs(state_dir, run)?;
+    let plan = Plan::new(workflow, &PlanOptions::default());
+    let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+    let mut skips: HashMap<String, String> = HashMap::new();
+    let mut run_infos = Vec::new();
+    let mut offset = 0.0;
+    for (dir, records) in &runs {
+        let Some(Record::RunStart { run_id, command, started_at, .. }) = records.first() else { continue };
+        let mut seen: Vec<(String, NodeSeen)> = Vec::new();
+        let mut last_at = started_at.clone();
+        let mut info = RunInfo {
+            run_id: run_id.clone(),
+            command: command.clone(),
+            started_at: started_at.clone(),
+            ended_at: None,
+            took_secs: 0.0,
+            outcome: "killed".into(),
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+            offset_secs: offset,
+        };
+        for record in records {
+            let node_seen = |seen: &mut Vec<(String, NodeSeen)>, node: &str, at: &str| -> usize {
+                match seen.iter().position(|(n, _)| n == node) {
+                    Some(i) => i,
+                    None => {
+                        seen.push((
+                            node.to_string(),
+                            NodeSeen {
+                                started_at: at.to_string(),
+                                ended_at: None,
+                                outcome: None,
+                                steps: Default::default(),
+                            },
+                        ));
+                        seen.len() - 1
+                    }
+                }
+            };
+            match record {
+                Record::StepStart { node, index, at, .. } => {
+                    let i = node_seen(&mut seen, node, at);
+                    seen[i].1.steps.entry(*index).or_default().tries += 1;
+                    last_at = at.clone();
+                }
+                Record::StepEnd { node, index, outcome, took_ms, evidence, at, .. } => {
+                    let i = node_seen(&mut seen, node, at);
+                    seen[i].1.steps.entry(*index).or_default().end =
+                        Some((outcome.clone(), *took_ms, evidence.clone()));
+                    last_at = at.clone();
+                }
+                Record::NodeEnd { node, outcome, at, .. } => {
+                    let i = node_seen(&mut seen, node, at);
+                    seen[i].1.ended_at = Some(at.clone());
+                    seen[i].1.outcome = Some(outcome.clone());
+                    last_at = at.clone();
+                    if outcome.passed() {
+                        info.passed += 1;
+                    } else {
+                        info.failed += 1;
+                    }
+                }
+                Record::NodeSkipped { node, reason } => {
+                    info.skipped += 1;
+                    skips.insert(node.clone(), reason.to_string());
+                }
+                Record::GatePassed { at, .. } => last_at = at.clone(),
+                Record::RunEnd { failed, interrupted, at, .. } => {
+                    info.ended_at = Some(at.clone());
+                    last_at = at.clone();
+                    info.outcome = if *interrupted {
+                        "interrupted"
+                    } else if *failed > 0 {
+                        "failed"
+                    } else {
+                        "complete"
+                    }
+                    .into();
+                }
+                Record::RunStart { .. } => {}
+            }
+        }
+        info.took_secs = seconds_between(started_at, &last_at);
+        let logs = dir.join("logs");
+        for (node_id, s) in seen {
+            let Some(node) = workflow.node(&node_id).map(|n| &workflow.nodes[n]) else { continue };
+            // A node that ran again clears an earlier skip.
+            skips.remove(&node_id);
+            let ended = s.ended_at.clone().unwrap_or_else(|| last_at.clone());
+            let start_secs = offset + seconds_between(started_at, &s.started_at);
+            let end_secs = offset + seconds_between(started_at, &ended);
+            let all_steps: Vec<_> = node.steps().collect();
+            let steps: Vec<StepReport> = s
+                .steps
+                .into_iter()
+                .filter_map(|(index, seen)| {
+                    let (stage, step) = all_steps.get(index)?;
+                    let log = logs.join(log_name(&node.id, index, &step.name));
+                    let (result, reason, took, evidence) = match &seen.end {
+                        Some((outcome, ms, evidence)) => (
+                            result_of(outcome).to_string(),
+                            outcome.reason().map(String::from),
+                            Some(*ms as f64 / 1000.0),
+                            evidence.clone(),
+                        ),
+                        None => {
+                            ("interrupted".into(), Some("the run ended inside this step".into()), None, None)
+                        }
+                    };
+                    let log_tail = if result == "passed" { Vec::new() } else { log_tail(&log, TAIL_LINES) };
+                    Some(StepReport {
+                        index,
+                        name: step.name.clone(),
+                        stage: *stage,
+                        kind: step.kind.name().to_string(),
+                        result,
+                        reason,
+                        took_secs: took,
+                        tries: seen.tries,
+                        log: log.display().to_string(),
+                        log_tail,
+                        evidence,
+                    })
+                })
+                .collect();
+            let (result, reason) = match &s.outcome {
+                Some(o) => (result_of(o).to_string(), o.reason().map(String::from)),
+                None => ("interrupted".to_string(), Some("the run ended while it ran".to_string())),
+            };
+            attempts.entry(node_id).or_default().push(Attempt {
+                run_id: run_id.clone(),
+                started_at: s.started_at.clone(),
+                ended_at: s.ended_at.clone(),
+                start_secs,
+                end_secs,
+                took_secs: end_secs - start_secs,
+                result,
+                reason,
+                steps,
+            });
+        }
+        offset += info.took_secs;
+        run_infos.push(info);
+    }
+
+    let mut validations = Validations::default();
+    let nodes: Vec<NodeReport> = plan
+        .rows()
+        .into_iter()
+        .flat_map(|(_, nodes)| nodes)
+        .map(|n| {
+            let node = &workflow.nodes[n];
+            let tries = attempts.remove(&node.id).unwrap_or_default();
+            for step in tries.iter().flat_map(|a| &a.steps).filter(|s| s.stage == Stage::Validate) {
+                validations.ran += 1;
+                if step.result == "passed" {
+                    validations.passed += 1;
+                } else {
+                    validations.failed += 1;
+                }
+            }
+            let actual: Option<f64> =
+                if tries.is_empty() { None } else { Some(tries.iter().map(|a| a.took_secs).sum()) };
+            let skip_reason = skips.get(&node.id).cloned();
+            let result = match (tries.last(), &skip_reason) {
+                (Some(a), _) => match a.result.as_str() {
+                    "passed" => "passed",
+                    "interrupted" | "cancelled" => "interrupted",
+                    _ => "failed",
+                },
+                (None, Some(_)) => "skipped",
+                (None, None) => "not-run",
+            };
+            let slot = plan.schedule.slots[n];
+            NodeReport {
+                id: node.id.clone(),
+                kind: node.kind,
+                number: node.number,
+                title: node.title.clone(),
+                phase: workflow.phase_of(n).map(|p| p.id.clone()),
+                domain: node.domain.clone(),
+                critical: plan.is_critical(n),
+                planned_start_secs: slot.start.as_secs_f64(),
+                planned_end_secs: slot.end.as_secs_f64(),
+                budget_secs: node.budget.as_secs_f64(),
+                planned_secs: node.planned.as_secs_f64(),
+                result: result.to_string(),
+                skip_reason,
+                actual_secs: actual,
+                over_budget: actual.is_some_and(|a| a > node.planned.as_secs_f64()),
+                attempts: tries,
+            }
+        })
+        .collect();
+
+    let result_of_node = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| n.result.clone());
+    let phases = workflow
+        .phases
+        .iter()
+        .map(|p| {
+            let gate = p.gate.map(|g| workflow.nodes[g].id.clone());
+            PhaseInfo {
+                id: p.id.clone(),
+                title: p.title.clone(),
+                modules: p.modules.iter().map(|&m| workflow.nodes[m].id.clone()).collect(),
+                gate_result: gate.as_deref().and_then(result_of_node),
+                gate,
+            }
+        })
+        .collect();
+
+    let graph = PlanGraph::new(workflow);
+    let facts = facts::run_facts(workflow, history, &decide(workflow, &graph, history));
+    let metrics = facts::evaluate(workflow, &facts);
+    let outcome = run_infos.last().map(|r| r.outcome.clone()).unwrap_or_default();
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        generated_at: crate::state::format::now(),
+        workflow: WorkflowInfo {
+            id: workflow.id.clone(),
+            title: workflow.title.clone(),
+            file: workflow.file.display().to_string(),
+        },
+        outcome,
+        actual_secs: offset,
+        runs: run_infos,
+        plan: PlanInfo {
+            parallelism: plan.parallelism,
+            finish_secs: plan.totals.finish.as_secs_f64(),
+            budget_secs: workflow.nodes.iter().map(|n| n.budget.as_secs_f64()).sum(),
+            critical_path: plan.cpm.path.iter().map(|&n| workflow.nodes[n].id.clone()).collect(),
+        },
+        phases,
+        nodes,
+        validations,
+        metrics,
+        facts,
+    })
+}
