@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::plan::NodeStatus;
-use crate::spec::metrics::{self, DomainFacts, RunFacts};
+use crate::spec::metrics::{DomainFacts, NodeFacts, RunFacts};
 use crate::spec::{NodeKind, Stage, Workflow};
 use crate::state::history::History;
 use crate::state::resume::Decision;
@@ -43,12 +43,22 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
                 f.completed_gates += u32::from(done);
             }
         }
+        let mut facts = NodeFacts {
+            done: u32::from(done),
+            budget_secs: node.budget.as_secs_f64(),
+            planned_secs: node.planned.as_secs_f64(),
+            ..NodeFacts::default()
+        };
         if done {
             if let Some(r) = history.nodes.get(&node.id) {
                 actual += r.took.as_secs_f64();
                 planned += node.planned.as_secs_f64();
+                facts.actual_secs = r.took.as_secs_f64();
+                facts.budget_used =
+                    if facts.budget_secs > 0.0 { facts.actual_secs / facts.budget_secs } else { 0.0 };
             }
         }
+        f.nodes.insert(node.id.clone(), facts);
         for (index, (stage, step)) in node.steps().enumerate() {
             if stage != Stage::Validate {
                 continue;
@@ -80,7 +90,7 @@ pub fn evaluate(workflow: &Workflow, facts: &RunFacts) -> Vec<MetricResult> {
         .metrics
         .iter()
         .map(|m| {
-            let (value, error) = match metrics::evaluate(&mut renderer, &m.formula, facts) {
+            let (value, error) = match crate::spec::metrics::evaluate(&mut renderer, &m.formula, facts) {
                 Ok(v) => (Some(v), None),
                 Err(e) => (None, Some(e)),
             };

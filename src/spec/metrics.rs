@@ -17,6 +17,20 @@ pub struct DomainFacts {
     pub rate: f64,
 }
 
+/// One module's or gate's time against its budget, read as `nodes["k8s-infra"].actual_secs`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct NodeFacts {
+    /// 1 when the node is complete (as `resume` would keep it), else 0.
+    pub done: u32,
+    /// Its last completed run's duration; 0 when it never completed.
+    pub actual_secs: f64,
+    pub budget_secs: f64,
+    /// Budget plus buffer.
+    pub planned_secs: f64,
+    /// `actual_secs / budget_secs`; 0 when it never completed.
+    pub budget_used: f64,
+}
+
 /// Everything a metric formula can read. The names are the documented run variables.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunFacts {
@@ -32,12 +46,18 @@ pub struct RunFacts {
     /// Total actual time over total planned time of completed nodes, as a ratio.
     pub budget_ratio: f64,
     pub domains: BTreeMap<String, DomainFacts>,
+    pub nodes: BTreeMap<String, NodeFacts>,
 }
 
 impl RunFacts {
     /// Facts with every count at one, used to check formulas before anything runs.
-    pub fn sample<'a>(domains: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn sample<'a>(
+        domains: impl IntoIterator<Item = &'a str>,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let one = DomainFacts { passed: 1, total: 1, rate: 1.0 };
+        let node =
+            NodeFacts { done: 1, actual_secs: 1.0, budget_secs: 1.0, planned_secs: 1.0, budget_used: 1.0 };
         Self {
             completed_modules: 1,
             total_modules: 1,
@@ -50,6 +70,7 @@ impl RunFacts {
             total_runs: 1,
             budget_ratio: 1.0,
             domains: domains.into_iter().map(|d| (d.to_string(), one)).collect(),
+            nodes: nodes.into_iter().map(|n| (n.to_string(), node)).collect(),
         }
     }
 }
@@ -93,5 +114,15 @@ mod tests {
         assert!(evaluate(&mut r, "{{ nope }}", &facts).unwrap_err().contains("unknown variable `nope`"));
         let err = evaluate(&mut r, "{{ completed_modules / total_modules }}", &facts).unwrap_err();
         assert!(!err.is_empty());
+    }
+
+    #[test]
+    fn a_formula_reads_one_node_by_its_id() {
+        let facts = RunFacts::sample(["scaling"], ["k8s-infra"]);
+        let mut r = Renderer::new();
+        let value = evaluate(&mut r, r#"{{ nodes["k8s-infra"].budget_used * 100 }}"#, &facts).unwrap();
+        assert!((value - 100.0).abs() < 1e-9);
+        let err = evaluate(&mut r, r#"{{ nodes["nope"].budget_used }}"#, &facts).unwrap_err();
+        assert!(err.contains("nope") || err.contains("unknown"), "{err}");
     }
 }

@@ -108,7 +108,8 @@ pub fn resolve(
     }
 
     let domains: Vec<&str> = built.iter().filter_map(|n| n.domain.as_deref()).collect();
-    let facts = RunFacts::sample(domains);
+    let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
+    let facts = RunFacts::sample(domains, ids);
     for metric in &raw.metrics {
         if let Err(reason) = metrics::evaluate(&mut renderer, &metric.formula.value, &facts) {
             problems.at(Problem::BadMetric { metric: metric.id.value.clone(), reason }, metric.formula.at());
