@@ -4,6 +4,7 @@
 //! [`graph`] seals it into a DAG, [`plan`] simulates the schedule, and [`cli`] prints.
 
 pub mod cli;
+pub mod cluster;
 pub mod exec;
 pub mod files;
 pub mod graph;

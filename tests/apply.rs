@@ -225,13 +225,22 @@ module m { budget "1m"; install {
 }
 
 #[test]
-fn kubernetes_steps_are_refused_before_anything_runs() {
+fn kubernetes_steps_without_a_cluster_stop_before_anything_runs() {
     let f = Fixture::new(
         r#"workflow w {}
-module m { budget "1m"; install { run first "echo ran >> ledger"; apply manifests "." } }"#,
+module m { budget "1m"; install { run first "echo ran >> ledger"; apply manifests "cm.yaml" } }"#,
     );
-    let out = f.apply(&[]).code(6);
-    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("not available in this build"));
+    std::fs::write(f.path("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
+    let out = milepost()
+        .arg("apply")
+        .arg(f.path("w.kdl"))
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", f.path("no-home"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(6);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("no Kubernetes cluster is configured"));
     assert!(!f.path("ledger").exists());
 }
 

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// `json` writes events as JSON lines (tracing) instead of text.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The kubeconfig context for `apply` and `wait` steps (default: the workflow's
+    /// `kubernetes { context }`, else the kubeconfig's current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
@@ -101,7 +105,28 @@ pub fn rollout(
     let will_run = |i: usize| {
         (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false)
     };
-    let found = preflight::check(&workflow, will_run);
+    let mut found = preflight::check(&workflow, will_run);
+    // One thread: children, probes and the journal are all I/O; measured faster than two
+    // workers, whose wake-ups cost more than the fsyncs they would overlap (bench/compare.py).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
+        CliError::Io { action: "start the runtime for", path: state_dir.to_path_buf(), source }
+    })?;
+    let needs_cluster = workflow
+        .nodes
+        .iter()
+        .enumerate()
+        .any(|(i, node)| will_run(i) && node.steps().any(|(_, step)| step.kind.is_kubernetes()));
+    let mut cluster = None;
+    if needs_cluster {
+        let settings = cluster_settings(&workflow, args.context.as_deref());
+        match runtime.block_on(crate::cluster::connect(&settings)) {
+            Ok(c) => {
+                eprintln!("{}", p.dim(&format!("kubernetes: {} · namespace {}", c.server, c.namespace)));
+                cluster = Some(Arc::new(c));
+            }
+            Err(e) => found.errors.push(e.to_string()),
+        }
+    }
     for w in &found.warnings {
         eprintln!("{} {w}", p.yellow("warning:"));
     }
@@ -162,13 +187,8 @@ pub fn rollout(
         run_id,
         skip_steps: plan.skip_steps,
         recorder: Some(recorder.clone() as SharedRecorder),
+        cluster,
     };
-    // One thread: children, probes and the journal are all I/O; measured faster than two
-    // workers, whose wake-ups cost more than the fsyncs they would overlap (bench/compare.py).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io { action: "start the runtime for", path: run_dir.clone(), source })?;
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
     let summary = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -234,6 +254,14 @@ pub fn rollout(
     } else {
         exit::SUCCESS
     })
+}
+
+/// Where to connect: `--context` over the workflow's `kubernetes` block.
+pub fn cluster_settings(workflow: &Workflow, context: Option<&str>) -> crate::cluster::Settings {
+    crate::cluster::Settings {
+        context: context.map(String::from).or_else(|| workflow.kubernetes.context.clone()),
+        namespace: workflow.kubernetes.namespace.clone(),
+    }
 }
 
 /// Which nodes this invocation runs; empty means all.

@@ -113,6 +113,9 @@ pub enum CliError {
     /// The state directory could not be read or written.
     #[error("{message}")]
     State { message: String },
+    /// What the rollout needs is not there (a cluster); nothing ran.
+    #[error("{message}")]
+    Preflight { message: String },
     /// Arguments that parse but do not make sense together.
     #[error("{message}")]
     Usage { message: String },
@@ -129,6 +132,7 @@ impl CliError {
             CliError::Usage { .. } => exit::USAGE,
             CliError::Locked { .. } => exit::LOCKED,
             CliError::State { .. } => exit::IO,
+            CliError::Preflight { .. } => exit::PREFLIGHT,
         }
     }
 }

@@ -6,11 +6,12 @@ use clap::Args;
 use jiff::civil::DateTime;
 
 use super::{exit, print, CliError, Cx, DefinitionArgs};
+use crate::cluster::apply::{self, ApplyOptions};
 use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
 use crate::plan::{Plan, PlanOptions};
 use crate::spec::values::parse_duration;
-use crate::spec::Workflow;
+use crate::spec::{StepKind, Workflow};
 use crate::state::history::History;
 use crate::state::resume::decide;
 use crate::ui::terminal_width;
@@ -58,6 +59,13 @@ pub struct PlanArgs {
     /// budget + buffer, where earlier runs completed it.
     #[arg(long)]
     calibrate: bool,
+    /// Dry-run every `apply` step against the live cluster (server-side): which objects would
+    /// be created, changed or left unchanged. Nothing is stored.
+    #[arg(long)]
+    server: bool,
+    /// The kubeconfig context for --server (default: the workflow's, else the current one).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
     /// Random seed for --risk; the same seed gives the same figures.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -82,17 +90,96 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     }
     let plan = Plan::new(&loaded.workflow, &options);
     let risk = args.risk.then(|| risk::assess(&plan, args.trials, args.seed));
+    let server = if args.server { Some(server_dry_run(cx, &plan, args.context.as_deref())?) } else { None };
     let text = match args.format {
         PlanFormat::Terminal => {
             let opts =
                 terminal::TerminalOptions { palette: cx.out, width: terminal_width(), steps: args.steps };
-            terminal::render(&plan, risk.as_ref(), opts)
+            let mut text = terminal::render(&plan, risk.as_ref(), opts);
+            if let Some(server) = &server {
+                text.push_str(&server_text(server, cx));
+            }
+            text
         }
-        PlanFormat::Json => json::render(&plan, risk.as_ref(), args.steps),
+        PlanFormat::Json => {
+            let text = json::render(&plan, risk.as_ref(), args.steps);
+            match &server {
+                None => text,
+                Some(server) => {
+                    let mut value: serde_json::Value = serde_json::from_str(&text).expect("plan JSON parses");
+                    value["server"] = serde_json::to_value(server).expect("plain data");
+                    serde_json::to_string_pretty(&value).expect("plain data") + "\n"
+                }
+            }
+        }
         PlanFormat::Mermaid => mermaid::render(&plan),
     };
     print(&text);
     Ok(exit::SUCCESS)
+}
+
+/// One `apply` step's dry run: the objects and what would happen to each, or why it cannot tell.
+#[derive(Debug, serde::Serialize)]
+struct ServerStep {
+    node: String,
+    step: String,
+    objects: Vec<String>,
+    error: Option<String>,
+}
+
+/// The server-side dry run of every `apply` step still to run, in plan order.
+fn server_dry_run(cx: &Cx, plan: &Plan, context: Option<&str>) -> Result<Vec<ServerStep>, CliError> {
+    let workflow = plan.workflow;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
+        CliError::Io { action: "start the runtime for", path: workflow.file.clone(), source }
+    })?;
+    let settings = super::apply::cluster_settings(workflow, context);
+    let cluster = runtime
+        .block_on(crate::cluster::connect(&settings))
+        .map_err(|e| CliError::Preflight { message: e.to_string() })?;
+    eprintln!("{}", cx.err.dim(&format!("server-side dry run against {}", cluster.server)));
+    let mut steps = Vec::new();
+    for &n in plan.graph.order() {
+        if plan.status[n] == crate::plan::NodeStatus::Done {
+            continue;
+        }
+        let node = &workflow.nodes[n];
+        for (_, step) in node.steps() {
+            let StepKind::Apply { path, namespace, force, manifests } = &step.kind else { continue };
+            let mut lines = Vec::new();
+            let result = crate::exec::kubernetes::documents(path, manifests).and_then(|documents| {
+                let options = ApplyOptions { namespace: namespace.as_deref(), force: *force, dry_run: true };
+                let mut log = |line: &str| lines.push(line.to_string());
+                runtime.block_on(apply::apply(&cluster, &documents, options, &mut log))
+            });
+            steps.push(ServerStep {
+                node: node.label(),
+                step: step.name.clone(),
+                objects: lines,
+                error: result.err(),
+            });
+        }
+    }
+    Ok(steps)
+}
+
+fn server_text(steps: &[ServerStep], cx: &Cx) -> String {
+    let p = cx.out;
+    let mut out = format!("\n{}\n", p.bold("Against the cluster (server-side dry run; nothing stored)"));
+    if steps.is_empty() {
+        out.push_str("  no apply step left to run\n");
+    }
+    for s in steps {
+        out.push_str(&format!("  {} › {}\n", s.node, s.step));
+        for line in &s.objects {
+            let painted = if line.starts_with("unchanged") { p.dim(line) } else { p.yellow(line) };
+            out.push_str(&format!("    {painted}\n"));
+        }
+        if let Some(e) = &s.error {
+            out.push_str(&format!("    {} {e}\n", p.red("cannot tell:")));
+        }
+    }
+    out
 }
 
 /// Each node's median recorded duration where it has history, its budget + buffer otherwise.

@@ -33,6 +33,8 @@ pub struct ApplyOptions {
     /// Leading steps to skip per node (resume); empty: none.
     pub skip_steps: Vec<usize>,
     pub recorder: Option<super::SharedRecorder>,
+    /// The connected cluster, when the rollout has Kubernetes steps.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +134,7 @@ pub async fn execute(
                 cancel: cancel_rx.clone(),
                 skip_steps: options.skip_steps.get(i).copied().unwrap_or(0),
                 recorder: options.recorder.clone(),
+                cluster: options.cluster.clone(),
             };
             // One flat folder for all step logs: a directory per node cost more than the
             // steps themselves on ext4 (directory inode allocation), see bench/compare.py.

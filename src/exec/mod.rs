@@ -3,6 +3,7 @@
 
 pub mod dispatcher;
 pub mod events;
+pub mod kubernetes;
 pub mod node;
 pub mod preflight;
 pub mod step;

@@ -22,6 +22,7 @@ pub struct NodeRun {
     /// Leading steps that completed unchanged in an earlier run.
     pub skip_steps: usize,
     pub recorder: Option<super::SharedRecorder>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Runs the node to its end and returns how it ended.
@@ -86,8 +87,13 @@ async fn run_steps(
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
         let log = run.log_dir.join(log_name(&node.id, index, &step.name));
         let started = Instant::now();
-        let mut cx =
-            StepContext { shell: &run.workflow.shell, log: &log, secrets: &secrets, cancel: cancel.clone() };
+        let mut cx = StepContext {
+            shell: &run.workflow.shell,
+            log: &log,
+            secrets: &secrets,
+            cancel: cancel.clone(),
+            cluster: run.cluster.as_deref(),
+        };
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
@@ -135,7 +141,8 @@ async fn run_step(
     step: &Step,
     cx: &mut StepContext<'_>,
 ) -> std::io::Result<Outcome> {
-    let polls = stage == Stage::Validate || matches!(step.kind, StepKind::Http { .. } | StepKind::Tcp { .. });
+    let polls = stage == Stage::Validate
+        || matches!(step.kind, StepKind::Http { .. } | StepKind::Tcp { .. } | StepKind::Wait { .. });
     let start_event = |attempt| {
         let event = ExecEvent::StepStarted {
             node: run.node,
@@ -156,7 +163,9 @@ async fn run_step(
         let mut attempt = 1;
         loop {
             let outcome = attempt_once(step, cx, Some(step::remaining(deadline))).await?;
-            if outcome.passed() || matches!(outcome, Outcome::Cancelled { .. }) {
+            // A wait watches until its own deadline; a refusal (RBAC) does not heal by retrying.
+            let waits = matches!(step.kind, StepKind::Wait { .. });
+            if outcome.passed() || waits || matches!(outcome, Outcome::Cancelled { .. }) {
                 return Ok(outcome);
             }
             let reason = outcome.reason().unwrap_or_default().to_string();
@@ -210,7 +219,13 @@ async fn attempt_once(
         StepKind::Tcp { .. } => step::tcp_once(step, probe_limit.min(Duration::from_secs(10))).await,
         StepKind::Template { .. } => step::write_template(step),
         StepKind::Apply { .. } | StepKind::Wait { .. } => {
-            Outcome::Failed { reason: "Kubernetes steps are not available in this build".into() }
+            let mut cancel = cx.cancel.clone();
+            tokio::select! {
+                outcome = super::kubernetes::run(step, cx, probe_limit) => outcome,
+                _ = step::wait_cancelled(&mut cancel) => {
+                    Outcome::Cancelled { reason: "terminated by the operator".into() }
+                }
+            }
         }
     })
 }
@@ -231,12 +246,12 @@ fn append_log(path: &std::path::Path, line: &str) {
     }
 }
 
-/// A step name as a file name.
 /// The file name of a step's log in its run's `logs/` folder: `<node>.NN-<step>.log`.
 pub fn log_name(node: &str, index: usize, step: &str) -> String {
     format!("{}.{:02}-{}.log", sanitize(node), index + 1, sanitize(step))
 }
 
+/// A step name as a file name.
 pub fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }

@@ -32,29 +32,21 @@ pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool) -> Preflight
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     for (_, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
         for (_, step) in node.steps() {
+            let StepKind::Run { command, cwd, shell, .. } = &step.kind else { continue };
             let at = format!("{} › {}", node.id, step.name);
-            match &step.kind {
-                StepKind::Apply { .. } | StepKind::Wait { .. } => found.errors.push(format!(
-                    "{at}: `{}` steps need Kubernetes support, which is not available in this build",
-                    step.kind.name()
-                )),
-                StepKind::Run { command, cwd, shell, .. } => {
-                    let shell = shell.as_ref().unwrap_or(&workflow.shell);
-                    if let Some(program) = shell.first() {
-                        if resolve(program, cwd, &path_var).is_none() {
-                            found.errors.push(format!("{at}: the shell `{program}` is not on PATH"));
-                        }
-                    }
-                    match first_program(&command.exec) {
-                        Program::Named(name) if resolve(&name, cwd, &path_var).is_none() => {
-                            found.errors.push(format!("{at}: `{name}` is not on PATH (or not executable)"));
-                        }
-                        Program::Undecidable(word) => found
-                            .warnings
-                            .push(format!("{at}: cannot tell which program `{word}` runs until it runs")),
-                        _ => {}
-                    }
+            let shell = shell.as_ref().unwrap_or(&workflow.shell);
+            if let Some(program) = shell.first() {
+                if resolve(program, cwd, &path_var).is_none() {
+                    found.errors.push(format!("{at}: the shell `{program}` is not on PATH"));
                 }
+            }
+            match first_program(&command.exec) {
+                Program::Named(name) if resolve(&name, cwd, &path_var).is_none() => {
+                    found.errors.push(format!("{at}: `{name}` is not on PATH (or not executable)"));
+                }
+                Program::Undecidable(word) => found
+                    .warnings
+                    .push(format!("{at}: cannot tell which program `{word}` runs until it runs")),
                 _ => {}
             }
         }

@@ -21,6 +21,8 @@ pub struct StepContext<'a> {
     pub secrets: &'a [String],
     /// Becomes true when running children must be terminated.
     pub cancel: watch::Receiver<bool>,
+    /// For `apply` and `wait`; preflight connected it.
+    pub cluster: Option<&'a crate::cluster::Cluster>,
 }
 
 /// Grace between SIGTERM and SIGKILL for a process group being stopped.

@@ -89,6 +89,9 @@ pub enum Problem {
     /// A file that cannot be read.
     #[error("cannot read `{path}`: {reason}")]
     Unreadable { path: String, reason: String },
+    /// A manifest that is not YAML, or not a Kubernetes object.
+    #[error("manifest {file}:{line}:{column}: {reason}")]
+    BadManifest { file: String, line: usize, column: usize, reason: String },
     /// A file referenced by a step that does not exist.
     #[error("{what} `{path}` does not exist")]
     MissingFile { what: String, path: String },
@@ -150,6 +153,7 @@ impl Problem {
             BadInclude { .. } => "milepost::bad_include",
             Unreadable { .. } => "milepost::unreadable",
             MissingFile { .. } => "milepost::missing_file",
+            BadManifest { .. } => "milepost::bad_manifest",
             UndefinedVariable { .. } => "milepost::undefined_variable",
             Template { .. } => "milepost::template",
             NoWorkflow { .. } => "milepost::no_workflow",
@@ -213,6 +217,9 @@ impl Problem {
             BadInclude { .. } => "use * and ? wildcards, e.g. \"../modules/*.kdl\"".into(),
             Unreadable { .. } => "check the path and its permissions".into(),
             MissingFile { .. } => "paths are relative to the file that names them".into(),
+            BadManifest { .. } => "lines count in the manifest as rendered by tera; wrap another tool's \
+                                   {{ }} in {% raw %}…{% endraw %}"
+                .into(),
             UndefinedVariable { name, known } => {
                 if let Some(near) = did_you_mean(name, known.iter().map(String::as_str).filter(|k| k != name))
                 {

@@ -191,6 +191,10 @@ pub enum StepKind {
         path: PathBuf,
         namespace: Option<String>,
         force: bool,
+        /// Every manifest file under `path`, rendered at load time (so a changed manifest
+        /// changes the step's hash); empty when an earlier `template` step writes `path`,
+        /// which is then read when the step runs.
+        manifests: Vec<Manifest>,
     },
     Wait {
         resource: String,
@@ -233,6 +237,13 @@ impl StepKind {
     pub fn is_kubernetes(&self) -> bool {
         matches!(self, StepKind::Apply { .. } | StepKind::Wait { .. })
     }
+}
+
+/// One manifest file, rendered.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub file: PathBuf,
+    pub text: Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -558,6 +558,50 @@ impl NodeCx<'_> {
         Some(path)
     }
 
+    /// Every manifest under `path`, rendered and parsed now, so a template or YAML mistake
+    /// is a definition error that names the manifest's own file and line.
+    fn manifests(&mut self, path: &Path, at: &Spanned<String>, scope: &Scope) -> Option<Vec<Manifest>> {
+        let files = match crate::cluster::manifest::files(path) {
+            Ok(files) => files,
+            Err(e) => {
+                let problem = Problem::Unreadable { path: path.display().to_string(), reason: e.to_string() };
+                self.problems.at(problem, at.at());
+                return None;
+            }
+        };
+        let mut manifests = Vec::with_capacity(files.len());
+        let mut ok = true;
+        for file in files {
+            let content = match std::fs::read_to_string(&file) {
+                Ok(content) => content,
+                Err(e) => {
+                    let problem =
+                        Problem::Unreadable { path: file.display().to_string(), reason: e.to_string() };
+                    self.problems.at(problem, at.at());
+                    ok = false;
+                    continue;
+                }
+            };
+            let Some(text) = self.text(&Spanned::new(content, at.file, at.span), scope) else {
+                ok = false;
+                continue;
+            };
+            if let Err(e) = crate::cluster::manifest::parse(&file, &text.exec) {
+                let problem = Problem::BadManifest {
+                    file: super::source::display_path(&e.file),
+                    line: e.line,
+                    column: e.column,
+                    reason: e.reason,
+                };
+                self.problems.at(problem, at.at());
+                ok = false;
+                continue;
+            }
+            manifests.push(Manifest { file, text });
+        }
+        ok.then_some(manifests)
+    }
+
     fn steps(&mut self, raw: &[RawStep], dir: &Path, scope: &Scope, stage: Stage) -> Vec<Step> {
         let mut steps: Vec<Step> = Vec::with_capacity(raw.len());
         for r in raw {
@@ -674,15 +718,19 @@ impl NodeCx<'_> {
                 };
                 StepKind::Template { source, dest: dest?, content }
             }
-            RawStepKind::Apply { path, namespace, force } => {
+            RawStepKind::Apply { path: path_at, namespace, force } => {
                 let produced =
-                    self.path(path, dir, scope, "manifest", false).filter(|p| rendered.contains(p));
-                let path = match produced {
-                    Some(p) => Some(p),
-                    None => self.path(path, dir, scope, "manifest", true),
-                };
+                    self.path(path_at, dir, scope, "manifest", false).filter(|p| rendered.contains(p));
                 let namespace = self.opt_public(namespace, scope, "namespace");
-                StepKind::Apply { path: path?, namespace: namespace?.map(|n| n.exec), force: *force }
+                let (path, manifests) = match produced {
+                    Some(p) => (p, Vec::new()),
+                    None => {
+                        let path = self.path(path_at, dir, scope, "manifest", true)?;
+                        let manifests = self.manifests(&path, path_at, scope)?;
+                        (path, manifests)
+                    }
+                };
+                StepKind::Apply { path, namespace: namespace?.map(|n| n.exec), force: *force, manifests }
             }
             RawStepKind::Wait { resource, namespace, condition, until } => {
                 let resource_text = self.public_text(resource, scope, "resource");

@@ -1,0 +1,217 @@
+//! Server-side apply, as `kubectl apply --server-side --field-manager=milepost` does it: each
+//! object resolved through discovery, namespaced kinds defaulted to a namespace, and the
+//! result read back as created, changed or unchanged.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+use super::manifest::Document;
+use super::{describe, group_version_kind, is_namespaced, Cluster};
+
+pub const FIELD_MANAGER: &str = "milepost";
+
+/// How long to wait for a CRD applied earlier in the same step to be served.
+const CRD_ESTABLISH: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Changed,
+    Unchanged,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Change::Created => "created",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// One object's result, as the step's log lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// `configmap/app-settings`.
+    pub reference: String,
+    pub namespace: Option<String>,
+    pub change: Change,
+}
+
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{:<9} {} -n {ns}", self.change.to_string(), self.reference),
+            None => write!(f, "{:<9} {}", self.change.to_string(), self.reference),
+        }
+    }
+}
+
+/// What a step asks for beside its documents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions<'a> {
+    /// The step's `namespace`; else the cluster's default.
+    pub namespace: Option<&'a str>,
+    /// Take over fields another manager owns.
+    pub force: bool,
+    /// `dryRun=All`: the server validates and answers, nothing is stored (`plan --server`).
+    pub dry_run: bool,
+}
+
+/// Namespaces and CRDs first, so the objects in them can be applied in the same step; the
+/// rest in file order.
+fn apply_order(documents: &[Document]) -> Vec<&Document> {
+    let rank = |d: &Document| match d.kind() {
+        "Namespace" => 0,
+        "CustomResourceDefinition" => 1,
+        _ => 2,
+    };
+    let mut ordered: Vec<&Document> = documents.iter().collect();
+    ordered.sort_by_key(|d| rank(d));
+    ordered
+}
+
+/// Applies every document; `log` receives one line per object as it is applied.
+///
+/// # Errors
+/// The first object the server refuses, with its file and line, and the reason.
+pub async fn apply(
+    cluster: &Cluster,
+    documents: &[Document],
+    options: ApplyOptions<'_>,
+    log: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<Applied>, String> {
+    let mut results = Vec::new();
+    let mut crd_groups: Vec<String> = Vec::new();
+    for doc in apply_order(documents) {
+        let at = format!("{}:{}", crate::spec::source::display_path(&doc.file), doc.line);
+        let gvk = group_version_kind(doc.api_version(), doc.kind());
+        let (resource, caps) = match cluster.resolve(&gvk).await {
+            Ok(found) => Ok(found),
+            // A CRD from this very step takes a moment to be served.
+            Err(_) if crd_groups.contains(&gvk.group) => wait_for_kind(cluster, &gvk, log).await,
+            Err(reason) => Err(reason),
+        }
+        .map_err(|reason| format!("{at}: {}: {reason}", doc.reference()))?;
+        let namespace = is_namespaced(&caps).then(|| {
+            doc.object
+                .metadata
+                .namespace
+                .clone()
+                .or_else(|| options.namespace.map(String::from))
+                .unwrap_or_else(|| cluster.namespace.clone())
+        });
+        let api: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource),
+            None => Api::all_with(cluster.client.clone(), &resource),
+        };
+        let mut object = doc.object.clone();
+        // Cluster-scoped kinds have no namespace, whatever the file says.
+        object.metadata.namespace = namespace.clone();
+        let name = doc.name();
+        let what = format!("{} `{name}`", resource.plural);
+        let before = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("{at}: {}", describe(&e, "get", &what, namespace.as_deref())))?;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if options.force {
+            params = params.force();
+        }
+        if options.dry_run {
+            params = params.dry_run();
+        }
+        let after = api
+            .patch(name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(|e| format!("{at}: {}", describe(&e, "patch", &what, namespace.as_deref())))?;
+        let change = match before {
+            None => Change::Created,
+            Some(before) if options.dry_run => {
+                if same_content(&before, &after) {
+                    Change::Unchanged
+                } else {
+                    Change::Changed
+                }
+            }
+            Some(before) if before.metadata.resource_version == after.metadata.resource_version => {
+                Change::Unchanged
+            }
+            Some(_) => Change::Changed,
+        };
+        if doc.kind() == "CustomResourceDefinition" {
+            if let Some(group) = doc.object.data.pointer("/spec/group").and_then(|g| g.as_str()) {
+                crd_groups.push(group.to_string());
+            }
+        }
+        let applied = Applied { reference: doc.reference(), namespace, change };
+        log(&applied.to_string());
+        results.push(applied);
+    }
+    Ok(results)
+}
+
+/// Polls discovery until the kind is served (a CRD becoming established).
+async fn wait_for_kind(
+    cluster: &Cluster,
+    gvk: &kube::core::GroupVersionKind,
+    log: &mut (dyn FnMut(&str) + Send),
+) -> Result<(kube::discovery::ApiResource, kube::discovery::ApiCapabilities), String> {
+    log(&format!("waiting for {} to be served (its CRD was just applied)", gvk.api_version()));
+    let deadline = Instant::now() + CRD_ESTABLISH;
+    loop {
+        match cluster.resolve(gvk).await {
+            Ok(found) => return Ok(found),
+            Err(reason) if Instant::now() >= deadline => {
+                return Err(format!("{reason} (waited {}s for its CRD)", CRD_ESTABLISH.as_secs()))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// A dry run bumps nothing, so compare what a person would: everything but bookkeeping.
+fn same_content(before: &DynamicObject, after: &DynamicObject) -> bool {
+    let strip = |o: &DynamicObject| {
+        let mut value = serde_json::to_value(o).unwrap_or_default();
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            for key in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
+                meta.remove(key);
+            }
+        }
+        value
+    };
+    strip(before) == strip(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn namespaces_and_crds_go_first_the_rest_keeps_file_order() {
+        let text = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n\
+                    apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n---\n\
+                    apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n";
+        let docs = super::super::manifest::parse(Path::new("m.yaml"), text).unwrap();
+        let order: Vec<&str> = apply_order(&docs).iter().map(|d| d.kind()).collect();
+        assert_eq!(order, ["Namespace", "CustomResourceDefinition", "Widget", "ConfigMap"]);
+    }
+
+    #[test]
+    fn a_log_line_says_what_happened_to_which_object() {
+        let a = Applied {
+            reference: "configmap/c".into(),
+            namespace: Some("apps".into()),
+            change: Change::Created,
+        };
+        assert_eq!(a.to_string(), "created   configmap/c -n apps");
+        let b = Applied { reference: "namespace/apps".into(), namespace: None, change: Change::Unchanged };
+        assert_eq!(b.to_string(), "unchanged namespace/apps");
+    }
+}

@@ -1,0 +1,225 @@
+//! Kubernetes, spoken directly through the kube crate: the connection (kubeconfig or
+//! in-cluster), API discovery, server-side apply and watch-based waits. Every error names
+//! what was refused and where, in the API server's own words.
+
+pub mod apply;
+pub mod manifest;
+pub mod wait;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, KubeconfigError};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Client, Config};
+use tokio::sync::Mutex;
+
+/// How long preflight waits for the API server to answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where to connect: the workflow's `kubernetes` block, overridden by `--context`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// A connected cluster, shared by every Kubernetes step of a run.
+pub struct Cluster {
+    pub client: Client,
+    /// Where namespaced objects without a namespace go: the workflow's, else the context's.
+    pub namespace: String,
+    /// The API server's URL, for messages.
+    pub server: String,
+    /// Kinds resolved so far; only successes are kept, so a CRD applied later is found.
+    kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+    /// Every group's resources, for `wait kind/name` where only the kind is known.
+    discovery: Mutex<Option<Discovery>>,
+}
+
+/// Why there is no cluster to talk to.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "no Kubernetes cluster is configured: KUBECONFIG is not set, ~/.kube/config does not exist, \
+         and milepost is not running in a pod; point KUBECONFIG at a kubeconfig \
+         (for kind: `kind export kubeconfig`)"
+    )]
+    NotConfigured,
+    #[error("the kubeconfig cannot be used: {0}")]
+    Kubeconfig(String),
+    #[error(
+        "cannot reach the API server at {server}: {reason}; is the cluster running and the context right?"
+    )]
+    Unreachable { server: String, reason: String },
+    #[error(
+        "the API server at {server} rejected the credentials (401 Unauthorized){context}; \
+         refresh them (for example `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)"
+    )]
+    Unauthorized { server: String, context: String },
+    #[error("the API server at {server} answered {code}: {message}")]
+    Refused { server: String, code: u16, message: String },
+}
+
+/// Every cause in an error chain, outermost first, without repeats: "connection refused"
+/// usually sits three levels down.
+pub fn causes(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+fn kubeconfig_present() -> bool {
+    let from_env = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let home = std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
+        .unwrap_or(false);
+    from_env || home
+}
+
+/// Loads the configuration and asks the API server for its version, once, before any step.
+///
+/// # Errors
+/// No configuration, an unusable kubeconfig, an unreachable server, rejected credentials.
+pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
+    let options = KubeConfigOptions { context: settings.context.clone(), ..KubeConfigOptions::default() };
+    let config = if kubeconfig_present() || settings.context.is_some() {
+        Config::from_kubeconfig(&options).await.map_err(|e| match e {
+            KubeconfigError::LoadContext(name) => ConnectError::Kubeconfig(format!(
+                "the context `{name}` is not in it (kubectl config get-contexts)"
+            )),
+            other => ConnectError::Kubeconfig(causes(&other)),
+        })?
+    } else {
+        Config::incluster().map_err(|_| ConnectError::NotConfigured)?
+    };
+    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+    let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config)
+        .map_err(|e| ConnectError::Unreachable { server: server.clone(), reason: causes(&e) })?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
+        Err(_) => {
+            return Err(ConnectError::Unreachable {
+                server,
+                reason: format!("no answer in {}s", CONNECT_TIMEOUT.as_secs()),
+            })
+        }
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+            let context =
+                settings.context.as_ref().map(|c| format!(" for context `{c}`")).unwrap_or_default();
+            return Err(ConnectError::Unauthorized { server, context });
+        }
+        Ok(Err(kube::Error::Api(status))) => {
+            return Err(ConnectError::Refused { server, code: status.code, message: status.message.clone() })
+        }
+        Ok(Err(other)) => return Err(ConnectError::Unreachable { server, reason: causes(&other) }),
+        Ok(Ok(_)) => {}
+    }
+    Ok(Cluster { client, namespace, server, kinds: Mutex::new(HashMap::new()), discovery: Mutex::new(None) })
+}
+
+impl Cluster {
+    /// The resource behind an apiVersion and kind, through discovery of that group version.
+    ///
+    /// # Errors
+    /// A message saying which group/version or kind the server does not serve.
+    pub async fn resolve(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities), String> {
+        if let Some(found) = self.kinds.lock().await.get(gvk) {
+            return Ok(found.clone());
+        }
+        let api_version = gvk.api_version();
+        let found = kube::discovery::pinned_kind(&self.client, gvk).await.map_err(|e| match e {
+            kube::Error::Api(status) if status.code == 404 => format!(
+                "the API server does not serve {api_version} (404 from discovery): \
+                 is the CRD or API group for {} installed?",
+                gvk.kind
+            ),
+            kube::Error::Discovery(_) => format!(
+                "the API server serves {api_version} but not the kind {}: check the spelling and apiVersion",
+                gvk.kind
+            ),
+            other => describe(&other, "discover", &gvk.kind, None),
+        })?;
+        self.kinds.lock().await.insert(gvk.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// The resource a person means by `deployment`, `deployments`, `Deployment` or
+    /// `deployment.apps`, searched across every group the server serves.
+    ///
+    /// # Errors
+    /// Discovery failing, or no kind of that name.
+    pub async fn find_kind(&self, name: &str) -> Result<(ApiResource, ApiCapabilities), String> {
+        let mut cached = self.discovery.lock().await;
+        if cached.is_none() {
+            let discovery = Discovery::new(self.client.clone())
+                .run()
+                .await
+                .map_err(|e| describe(&e, "discover", "API groups", None))?;
+            *cached = Some(discovery);
+        }
+        let discovery = cached.as_ref().expect("filled above");
+        let wanted = name.to_lowercase();
+        let (kind, group) = match wanted.split_once('.') {
+            Some((k, g)) => (k.to_string(), Some(g.to_string())),
+            None => (wanted.clone(), None),
+        };
+        let mut matches = Vec::new();
+        for api_group in discovery.groups() {
+            if group.as_deref().is_some_and(|g| g != api_group.name()) {
+                continue;
+            }
+            for (ar, caps) in api_group.recommended_resources() {
+                if ar.kind.to_lowercase() == kind || ar.plural == kind {
+                    matches.push((ar, caps));
+                }
+            }
+        }
+        // The core group first, then by group name: stable, and as kubectl prefers.
+        matches.sort_by(|a, b| (!a.0.group.is_empty(), &a.0.group).cmp(&(!b.0.group.is_empty(), &b.0.group)));
+        matches.into_iter().next().ok_or_else(|| {
+            format!("the API server has no kind `{name}` in any group; write it as kind/name, e.g. deployment/istiod")
+        })
+    }
+}
+
+/// An API error as a person can act on it: what was refused, where, and the server's words.
+pub fn describe(err: &kube::Error, verb: &str, what: &str, namespace: Option<&str>) -> String {
+    let place = namespace.map(|n| format!(" in namespace `{n}`")).unwrap_or_default();
+    match err {
+        kube::Error::Api(status) => match status.code {
+            403 => format!(
+                "forbidden (403): RBAC does not allow `{verb}` on {what}{place} for this user; \
+                 grant it in a Role or ClusterRole. The API server said: {}",
+                status.message
+            ),
+            404 => format!("not found (404): {what}{place}: {}", status.message),
+            409 => format!(
+                "conflict (409) on {what}{place}: {}. Another field manager owns these fields; \
+                 set force=#true on the step to take them over, or change the other owner",
+                status.message
+            ),
+            422 => format!("invalid (422): the API server rejected {what}{place}: {}", status.message),
+            code => format!("{verb} {what}{place} failed ({code} {}): {}", status.reason, status.message),
+        },
+        other => format!("{verb} {what}{place} failed: {}", causes(other)),
+    }
+}
+
+/// `v1` and `apps/v1` as group and version.
+pub fn group_version_kind(api_version: &str, kind: &str) -> GroupVersionKind {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, kind)
+}
+
+pub fn is_namespaced(caps: &ApiCapabilities) -> bool {
+    caps.scope == Scope::Namespaced
+}

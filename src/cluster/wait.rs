@@ -1,0 +1,278 @@
+//! `wait kind/name`: until a condition holds, a rollout completes, or the object is gone —
+//! on a watch, never a sleep loop. A dropped watch is re-established (the watcher re-lists);
+//! on timeout the step reports what it saw last.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use serde_json::Value;
+
+use super::{describe, is_namespaced, Cluster};
+use crate::spec::WaitFor;
+
+/// How a wait ended, when it did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitError {
+    /// The deadline came first; what was seen last.
+    TimedOut(String),
+    /// The server refused (RBAC, unknown kind): waiting longer cannot help.
+    Refused(String),
+}
+
+/// Waits for `resource` (`kind/name`) in `namespace` until `until`, at most `limit`.
+/// `log` gets a line whenever the observed state changes.
+///
+/// # Errors
+/// [`WaitError`] with the reason a person reads.
+pub async fn wait(
+    cluster: &Cluster,
+    resource: &str,
+    namespace: Option<&str>,
+    until: &WaitFor,
+    limit: Duration,
+    log: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, WaitError> {
+    let (kind, name) = resource.split_once('/').unwrap_or((resource, ""));
+    let (api_resource, caps) = cluster.find_kind(kind).await.map_err(WaitError::Refused)?;
+    let namespace = is_namespaced(&caps).then(|| namespace.unwrap_or(&cluster.namespace).to_string());
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &api_resource),
+        None => Api::all_with(cluster.client.clone(), &api_resource),
+    };
+    let place = namespace.as_deref().map(|n| format!(" -n {n}")).unwrap_or_default();
+    let target = format!("{}/{name}{place}", api_resource.kind.to_lowercase());
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last: Option<DynamicObject> = None;
+    let mut last_line = String::new();
+    let mut listed_since_init = false;
+    loop {
+        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                let seen = match &last {
+                    Some(object) => format!("last seen: {}", summary(object, until)),
+                    None => "it was never seen".to_string(),
+                };
+                // The limit is what was left of the step's timeout: round it as a person set it.
+                let waited =
+                    crate::spec::values::human(Duration::from_secs(limit.as_secs_f64().round() as u64));
+                return Err(WaitError::TimedOut(format!("{target} not {until} after {waited}; {seen}")));
+            }
+            Ok(None) => return Err(WaitError::TimedOut(format!("the watch on {target} ended"))),
+            Ok(Some(next)) => next,
+        };
+        match next {
+            Ok(Event::Init) => listed_since_init = false,
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                listed_since_init = true;
+                let line = summary(&object, until);
+                if line != last_line {
+                    log(&format!("{target}: {line}"));
+                    last_line = line;
+                }
+                let done = satisfied(&object, until);
+                last = Some(object);
+                if done {
+                    return Ok(format!("{target} {until}"));
+                }
+            }
+            Ok(Event::Delete(_)) => {
+                log(&format!("{target}: deleted"));
+                last = None;
+                if *until == WaitFor::Deleted {
+                    return Ok(format!("{target} deleted"));
+                }
+            }
+            Ok(Event::InitDone) => {
+                if *until == WaitFor::Deleted && !listed_since_init {
+                    return Ok(format!("{target} deleted (not present)"));
+                }
+            }
+            Err(error) => {
+                if let Some(refused) = refusal(&error, &api_resource.plural, name, namespace.as_deref()) {
+                    return Err(WaitError::Refused(refused));
+                }
+                log(&format!("watch interrupted ({}); watching again", super::causes(&error)));
+            }
+        }
+    }
+}
+
+/// An error that waiting longer cannot fix: forbidden, or the resource is not served.
+fn refusal(error: &watcher::Error, plural: &str, name: &str, namespace: Option<&str>) -> Option<String> {
+    let inner = match error {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => e,
+        _ => return None,
+    };
+    match inner {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404) => {
+            Some(describe(inner, "watch", &format!("{plural} `{name}`"), namespace))
+        }
+        _ => None,
+    }
+}
+
+/// `Ready=True` in `status.conditions`, or a `type=status` pair such as `Ready=False`.
+fn condition_holds(object: &DynamicObject, wanted: &str) -> bool {
+    let (kind, status) = wanted.split_once('=').unwrap_or((wanted, "True"));
+    conditions(object).iter().any(|(t, s, _)| t.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(status))
+}
+
+fn conditions(object: &DynamicObject) -> Vec<(String, String, String)> {
+    let list = object.data.pointer("/status/conditions").and_then(Value::as_array);
+    list.map(|items| {
+        items
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let why = [text("reason"), text("message")]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>();
+                (text("type"), text("status"), why.join(": "))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn number(object: &DynamicObject, pointer: &str) -> Option<i64> {
+    object.data.pointer(pointer).and_then(Value::as_i64)
+}
+
+/// What `kubectl rollout status` checks, per kind; other kinds have no rollout.
+fn rollout_complete(object: &DynamicObject) -> bool {
+    let kind = object.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
+    let generation = object.metadata.generation.unwrap_or(0);
+    let observed = number(object, "/status/observedGeneration").unwrap_or(-1);
+    if observed < generation {
+        return false;
+    }
+    let n = |p: &str| number(object, p).unwrap_or(0);
+    match kind {
+        "Deployment" => {
+            let want = number(object, "/spec/replicas").unwrap_or(1);
+            n("/status/updatedReplicas") >= want
+                && n("/status/replicas") == n("/status/updatedReplicas")
+                && n("/status/availableReplicas") >= n("/status/updatedReplicas")
+        }
+        "StatefulSet" => {
+            let want = number(object, "/spec/replicas").unwrap_or(1);
+            let revisions_match = object.data.pointer("/status/updateRevision")
+                == object.data.pointer("/status/currentRevision")
+                || object.data.pointer("/status/updateRevision").is_none();
+            n("/status/readyReplicas") >= want && n("/status/updatedReplicas") >= want && revisions_match
+        }
+        "DaemonSet" => {
+            let want = n("/status/desiredNumberScheduled");
+            n("/status/updatedNumberScheduled") >= want && n("/status/numberAvailable") >= want
+        }
+        _ => false,
+    }
+}
+
+fn satisfied(object: &DynamicObject, until: &WaitFor) -> bool {
+    match until {
+        WaitFor::Condition(c) => condition_holds(object, c),
+        WaitFor::Rollout => rollout_complete(object),
+        WaitFor::Deleted => false,
+    }
+}
+
+/// The observed state in one line: conditions, and replica counts for rollouts.
+fn summary(object: &DynamicObject, until: &WaitFor) -> String {
+    let mut parts: Vec<String> = conditions(object)
+        .into_iter()
+        .map(|(t, s, why)| if why.is_empty() { format!("{t}={s}") } else { format!("{t}={s} ({why})") })
+        .collect();
+    if *until == WaitFor::Rollout {
+        let n = |p: &str| number(object, p).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+        parts.insert(
+            0,
+            format!(
+                "generation {} observed {}, replicas {} updated {} ready {} available {}",
+                object.metadata.generation.unwrap_or(0),
+                n("/status/observedGeneration"),
+                n("/status/replicas"),
+                n("/status/updatedReplicas"),
+                n("/status/readyReplicas"),
+                n("/status/availableReplicas"),
+            ),
+        );
+    }
+    if parts.is_empty() {
+        "no status conditions yet".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(json: Value) -> DynamicObject {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn conditions_match_by_type_and_status() {
+        let o = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "status": {"conditions": [
+                {"type": "Available", "status": "True"},
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}
+            ]}
+        }));
+        assert!(condition_holds(&o, "Available"));
+        assert!(condition_holds(&o, "available=true"));
+        assert!(condition_holds(&o, "Progressing=False"));
+        assert!(!condition_holds(&o, "Progressing"));
+        assert!(!condition_holds(&o, "Ready"));
+        assert_eq!(
+            summary(&o, &WaitFor::Condition("Ready".into())),
+            "Available=True, Progressing=False (ProgressDeadlineExceeded: too slow)"
+        );
+    }
+
+    #[test]
+    fn a_deployment_rollout_needs_the_new_generation_everywhere() {
+        let deployment = |observed: i64, updated: i64, available: i64, replicas: i64| {
+            object(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "d", "generation": 2},
+                "spec": {"replicas": 3},
+                "status": {"observedGeneration": observed, "replicas": replicas,
+                           "updatedReplicas": updated, "availableReplicas": available}
+            }))
+        };
+        assert!(rollout_complete(&deployment(2, 3, 3, 3)));
+        assert!(!rollout_complete(&deployment(1, 3, 3, 3)), "old generation observed");
+        assert!(!rollout_complete(&deployment(2, 2, 3, 3)), "one pod still old");
+        assert!(!rollout_complete(&deployment(2, 3, 3, 4)), "an old pod still terminating");
+        assert!(!rollout_complete(&deployment(2, 3, 2, 3)), "one new pod not available");
+    }
+
+    #[test]
+    fn statefulsets_and_daemonsets_roll_out_by_their_own_counts() {
+        let sts = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s", "generation": 1},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
+                       "currentRevision": "s-1", "updateRevision": "s-1"}
+        }));
+        assert!(rollout_complete(&sts));
+        let ds = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d", "generation": 1},
+            "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
+                       "updatedNumberScheduled": 3, "numberAvailable": 2}
+        }));
+        assert!(!rollout_complete(&ds));
+    }
+}
