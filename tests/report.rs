@@ -207,6 +207,13 @@ fn the_markdown_summary_reads_well() {
     milepost().arg("apply").arg(&w).timeout(Duration::from_secs(60)).assert().code(1);
     let md = stdout(&milepost().arg("report").arg(&w).assert().success());
     let root = dir.path().canonicalize().unwrap().display().to_string();
+    // The install failure reaches CI through JUnit too, though it is not a validation.
+    let junit = dir.path().join("junit.xml");
+    milepost().args(["report", "--format", "junit", "-o"]).arg(&junit).arg(&w).assert().success();
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<testcase name="install migrate (run)" classname="small.check""#), "{xml}");
+    assert!(xml.contains(r#"<testsuites name="small" tests="4" failures="1""#), "{xml}");
+    check_junit_schema(&junit);
     insta::with_settings!({filters => vec![
         (root.as_str(), "[dir]"),
         (r"\d{8}T\d{9}Z-\d+", "[run]"),

@@ -43,6 +43,10 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
                 f.completed_gates += u32::from(done);
             }
         }
+        // Every declared domain is a variable, even one whose modules have no validate step.
+        if let Some(domain) = &node.domain {
+            f.domains.entry(domain.clone()).or_insert(DomainFacts::default());
+        }
         let mut facts = NodeFacts {
             done: u32::from(done),
             budget_secs: node.budget.as_secs_f64(),

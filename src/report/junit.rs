@@ -1,6 +1,7 @@
 //! JUnit XML: each module and gate a test suite, each validate step a test case, each gate a
 //! test case of its own, so CI systems list a rollout's validations natively. A step's result
-//! is its last run in the rollout (a step that `resume` kept keeps its earlier result).
+//! is its last run in the rollout (a step that `resume` kept keeps its earlier result). An
+//! install step that failed in a node's last attempt is a failing case too.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -49,6 +50,15 @@ fn cases(node: &NodeReport) -> Vec<Case<'_>> {
         last.insert(step.index, step);
     }
     let mut cases: Vec<Case> = last.values().map(|s| step_case(s)).collect();
+    // An install step that failed in the last attempt is a failure CI must see, though it is
+    // not a validation: the validations after it never ran.
+    if let Some(attempt) = node.attempts.last() {
+        for step in attempt.steps.iter().filter(|s| s.stage == Stage::Install && s.result != "passed") {
+            let mut case = step_case(step);
+            case.name = format!("install {}", case.name);
+            cases.push(case);
+        }
+    }
     if last.is_empty() && node.kind == NodeKind::Module {
         let why =
             node.skip_reason.clone().unwrap_or_else(|| format!("{}: no validate step ran", node.result));

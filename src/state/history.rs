@@ -44,8 +44,9 @@ pub struct History {
     pub in_flight: Vec<String>,
     /// Failure reasons of the last end of each failed node's steps.
     pub step_failures: HashMap<String, (String, String)>,
-    /// How long each node took whenever it passed with all its steps run (not in a `verify`,
-    /// not resumed past its first steps), oldest first: what `plan --calibrate` reads.
+    /// How long each node took whenever it passed with all its steps run in one run (not in
+    /// a `verify`, not resumed past its first step, not re-recorded without running a step),
+    /// oldest first: what `plan --calibrate` reads.
     pub actuals: HashMap<String, Vec<Duration>>,
 }
 
@@ -74,8 +75,8 @@ impl History {
         let mut started: Vec<String> = Vec::new();
         let mut ended: Vec<String> = Vec::new();
         let mut run: Option<RunRecord> = None;
-        // Nodes whose first step in this run was not their first: a partial duration.
-        let mut partial: Vec<String> = Vec::new();
+        // Nodes whose first step ran in this run: only their durations are whole.
+        let mut from_first_step: Vec<String> = Vec::new();
         for record in records {
             match record {
                 Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
@@ -97,8 +98,8 @@ impl History {
                     self.steps.remove(&(node.clone(), *index));
                     if !started.contains(node) {
                         started.push(node.clone());
-                        if *index > 0 {
-                            partial.push(node.clone());
+                        if *index == 0 {
+                            from_first_step.push(node.clone());
                         }
                     }
                 }
@@ -123,7 +124,7 @@ impl History {
                         }
                     }
                     let whole_run = run.as_ref().is_some_and(|r| r.command != "verify");
-                    if outcome.passed() && whole_run && !partial.contains(node) {
+                    if outcome.passed() && whole_run && from_first_step.contains(node) {
                         self.actuals.entry(node.clone()).or_default().push(took);
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
