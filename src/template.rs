@@ -57,14 +57,24 @@ pub enum TemplateError {
 pub struct Scope {
     exec: Context,
     shown: Option<Context>,
+    /// `exec` and `shown` as JSON, for plain `{{ a.b }}` strings rendered without tera.
+    exec_json: serde_json::Value,
+    shown_json: Option<serde_json::Value>,
 }
 
 impl Scope {
     /// Adds a variable visible to this scope only, like a node's `dir`.
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
         self.exec.insert(key, value);
+        let json = serde_json::to_value(value).unwrap_or_default();
         if let Some(shown) = &mut self.shown {
             shown.insert(key, value);
+        }
+        if let Some(map) = self.shown_json.as_mut().and_then(|j| j.as_object_mut()) {
+            map.insert(key.to_string(), json.clone());
+        }
+        if let Some(map) = self.exec_json.as_object_mut() {
+            map.insert(key.to_string(), json);
         }
     }
 
@@ -123,7 +133,9 @@ impl Renderer {
             shown.insert("secrets", &masked);
             shown
         });
-        Scope { exec, shown }
+        let exec_json = exec.clone().into_json();
+        let shown_json = shown.clone().map(Context::into_json);
+        Scope { exec, shown, exec_json, shown_json }
     }
 
     /// Renders `text` in `scope`. Text without template syntax is returned as it is.
@@ -133,6 +145,14 @@ impl Renderer {
     pub fn render(&mut self, text: &str, scope: &Scope) -> Result<Text, TemplateError> {
         if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
             return Ok(Text::plain(text));
+        }
+        if let Some(exec) = interpolate(text, &scope.exec_json) {
+            let exec = exec?;
+            let shown = match &scope.shown_json {
+                Some(json) => interpolate(text, json).expect("the same text parses the same")?,
+                None => exec.clone(),
+            };
+            return Ok(Text { exec, shown });
         }
         let exec = self.render_one(text, &scope.exec)?;
         // Always the second render when secrets exist: `{{ __tera_context }}` or a macro can
@@ -155,6 +175,45 @@ impl Renderer {
     fn render_one(&mut self, text: &str, context: &Context) -> Result<String, TemplateError> {
         self.tera.render_str(text, context).map_err(classify)
     }
+}
+
+/// Renders text whose only template syntax is `{{ name.path }}` by looking each path up in
+/// `context`, as tera would render it; `None` for anything else (filters, expressions,
+/// blocks, comments, non-string values), which tera renders. Most strings of a definition
+/// are of this kind, and parsing each as a tera template dominated loading large plans.
+fn interpolate(text: &str, context: &serde_json::Value) -> Option<Result<String, TemplateError>> {
+    if text.contains("{%") || text.contains("{#") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}")?;
+        let path = after[..end].trim();
+        let simple = !path.is_empty()
+            && !after[..end].starts_with('-')
+            && !after[..end].ends_with('-')
+            && path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !path.ends_with('.')
+            && !path.contains("..");
+        if !simple {
+            return None;
+        }
+        let mut value = context;
+        for key in path.split('.') {
+            match value.get(key) {
+                Some(v) => value = v,
+                None => return Some(Err(TemplateError::Undefined { name: path.to_string() })),
+            }
+        }
+        out.push_str(value.as_str()?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Some(Ok(out))
 }
 
 /// Turns tera's error chain into the one fact a person needs.
@@ -216,6 +275,30 @@ mod tests {
         let mut r = Renderer::new();
         let err = r.render("{{ vars.host ", &scope_with_secret()).unwrap_err();
         assert!(matches!(err, TemplateError::Invalid { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn plain_interpolation_renders_as_tera_does() {
+        let scope = scope_with_secret();
+        let mut fast = Renderer::new();
+        let mut reference = Tera::default();
+        for text in [
+            "curl {{ vars.host }}/x?t={{secrets.token}}",
+            "{{ workflow.id }}",
+            "a {{ vars.host | upper }} b",
+            "{% if true %}{{ vars.host }}{% endif %}",
+            "{{ vars.host ~ 'x' }}",
+        ] {
+            let mut tera_only = |ctx: &Context| reference.render_str(text, ctx).map_err(classify);
+            let expected = (tera_only(&scope.exec), tera_only(scope.shown.as_ref().unwrap()));
+            let got = fast.render(text, &scope).unwrap();
+            assert_eq!((got.exec, got.shown), (expected.0.unwrap(), expected.1.unwrap()), "{text}");
+        }
+        assert_eq!(
+            fast.render("x {{ vars.nope }}", &scope).unwrap_err(),
+            TemplateError::Undefined { name: "vars.nope".into() }
+        );
+        assert!(interpolate("{{ vars.host | upper }}", &scope.exec_json).is_none(), "filters go to tera");
     }
 
     #[test]
