@@ -371,7 +371,7 @@ mod e2e {
         run(&["apply", "--only", "platform"]).success();
         assert!(logs(dir.path()).contains("0 created, 0 changed, 5 unchanged"), "{}", logs(dir.path()));
 
-        // Patch Ready=True into the widget's status one second after the wait starts.
+        // Patch Ready=True into the widget's status a few seconds after the wait starts.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let patched_at = std::sync::Arc::new(std::sync::Mutex::new(None));
         let patcher = {
@@ -419,4 +419,80 @@ mod e2e {
         let lag = ended.duration_since(patched);
         assert!(lag < jiff::SignedDuration::from_secs(1), "the wait returned {lag:?} after the patch");
     }
+}
+
+#[test]
+fn a_rollout_wait_on_a_kind_without_rollouts_fails_at_once() {
+    let c = Cluster::new(
+        "    validate { wait settings \"configmap/settings\" until=\"rollout\" timeout=\"60s\" }",
+    );
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("a ConfigMap has no rollout to wait for"), "{text}");
+}
+
+#[test]
+fn plan_server_does_not_wait_for_a_crd_a_dry_run_never_creates() {
+    let c = Cluster::new("    install { apply objects \"manifests\" }");
+    let out = c.milepost(&["plan", "--server"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("created   widget/first (its CRD is new in this step: not checked)"), "{text}");
+    assert!(c.api.object("customresourcedefinitions", "", "widgets.example.com").is_none());
+}
+
+#[test]
+fn an_apply_path_without_objects_is_a_definition_error() {
+    let c = Cluster::new("    install { apply objects \"empty\" }");
+    std::fs::create_dir_all(c.path("empty")).unwrap();
+    std::fs::write(c.path("empty/only-comments.yaml"), "# nothing yet\n---\n").unwrap();
+    let text = stderr(&c.milepost(&["validate"]).assert().code(3));
+    assert!(text.contains("holds no Kubernetes object"), "{text}");
+}
+
+#[test]
+fn secrets_the_api_server_quotes_back_are_masked() {
+    let c = Cluster::new("    install { apply objects \"manifests/secret.yaml\" }");
+    let workflow = std::fs::read_to_string(c.path("w.kdl")).unwrap();
+    std::fs::write(
+        c.path("w.kdl"),
+        workflow.replace("kubernetes {", "secret token env=\"MILEPOST_TEST_K8S_TOKEN\"\n    kubernetes {"),
+    )
+    .unwrap();
+    std::fs::write(
+        c.path("manifests/secret.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: creds\ndata:\n  token: \"{{ secrets.token }}\"\n",
+    )
+    .unwrap();
+    c.api.answer(
+        "PATCH",
+        "/configmaps/creds",
+        422,
+        "Invalid",
+        "data.token: Invalid value: \"hunter2-s3cr3t\": too short",
+    );
+    let out = c.milepost(&["apply"]).env("MILEPOST_TEST_K8S_TOKEN", "hunter2-s3cr3t").assert().code(1);
+    let text = stderr(&out);
+    assert!(text.contains("invalid (422)") && text.contains("Invalid value: \"***\""), "{text}");
+    let patch = c.api.seen().into_iter().find(|s| s.method == "PATCH").unwrap();
+    assert!(patch.body.contains("hunter2-s3cr3t"), "the cluster gets the real value");
+    for entry in walk(&c.path(".milepost")) {
+        let content = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&content).contains("hunter2-s3cr3t"),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -91,6 +91,14 @@ pub async fn apply(
         let gvk = group_version_kind(doc.api_version(), doc.kind());
         let (resource, caps) = match cluster.resolve(&gvk).await {
             Ok(found) => Ok(found),
+            // A dry run never creates the CRD, so its objects cannot be checked yet.
+            Err(_) if options.dry_run && crd_groups.contains(&gvk.group) => {
+                let unchecked =
+                    Applied { reference: doc.reference(), namespace: None, change: Change::Created };
+                log(&format!("{unchecked} (its CRD is new in this step: not checked)"));
+                results.push(unchecked);
+                continue;
+            }
             // A CRD from this very step takes a moment to be served.
             Err(_) if crd_groups.contains(&gvk.group) => wait_for_kind(cluster, &gvk, log).await,
             Err(reason) => Err(reason),

@@ -158,8 +158,22 @@ impl Cluster {
     /// # Errors
     /// Discovery failing, or no kind of that name.
     pub async fn find_kind(&self, name: &str) -> Result<(ApiResource, ApiCapabilities), String> {
+        if let Some(found) = self.find_kind_once(name, false).await? {
+            return Ok(found);
+        }
+        // A CRD applied since the last discovery: look again before giving up.
+        self.find_kind_once(name, true).await?.ok_or_else(|| {
+            format!("the API server has no kind `{name}` in any group; write it as kind/name, e.g. deployment/istiod")
+        })
+    }
+
+    async fn find_kind_once(
+        &self,
+        name: &str,
+        refresh: bool,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, String> {
         let mut cached = self.discovery.lock().await;
-        if cached.is_none() {
+        if cached.is_none() || refresh {
             let discovery = Discovery::new(self.client.clone())
                 .run()
                 .await
@@ -185,9 +199,7 @@ impl Cluster {
         }
         // The core group first, then by group name: stable, and as kubectl prefers.
         matches.sort_by(|a, b| (!a.0.group.is_empty(), &a.0.group).cmp(&(!b.0.group.is_empty(), &b.0.group)));
-        matches.into_iter().next().ok_or_else(|| {
-            format!("the API server has no kind `{name}` in any group; write it as kind/name, e.g. deployment/istiod")
-        })
+        Ok(matches.into_iter().next())
     }
 }
 

@@ -37,6 +37,15 @@ pub async fn wait(
 ) -> Result<String, WaitError> {
     let (kind, name) = resource.split_once('/').unwrap_or((resource, ""));
     let (api_resource, caps) = cluster.find_kind(kind).await.map_err(WaitError::Refused)?;
+    if *until == WaitFor::Rollout
+        && !matches!(api_resource.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+    {
+        return Err(WaitError::Refused(format!(
+            "a {} has no rollout to wait for (Deployment, StatefulSet and DaemonSet do); \
+             wait for a condition instead, e.g. condition=Ready",
+            api_resource.kind
+        )));
+    }
     let namespace = is_namespaced(&caps).then(|| namespace.unwrap_or(&cluster.namespace).to_string());
     let api: Api<DynamicObject> = match &namespace {
         Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &api_resource),

@@ -13,15 +13,38 @@ use crate::cluster::wait::{self, WaitError};
 use crate::spec::values::human;
 use crate::spec::{Manifest, Step, StepKind};
 
-/// Runs one `apply` or `wait` step, at most `limit`.
+/// How long an `apply` step without a `timeout` may take.
+pub const APPLY_DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs one `apply` or `wait` step, at most `limit`. What it logs and the reason it gives
+/// have secret values masked: the API server quotes objects back in its errors.
 pub async fn run(step: &Step, cx: &StepContext<'_>, limit: Duration) -> Outcome {
+    let secrets = cx.secrets;
+    let mask = |text: &str| -> String {
+        secrets.iter().fold(text.to_string(), |t, secret| t.replace(secret.as_str(), crate::template::MASK))
+    };
+    let outcome = run_unmasked(step, cx, limit, &mask).await;
+    match outcome {
+        Outcome::Passed => Outcome::Passed,
+        Outcome::Failed { reason } => Outcome::Failed { reason: mask(&reason) },
+        Outcome::TimedOut { reason } => Outcome::TimedOut { reason: mask(&reason) },
+        Outcome::Cancelled { reason } => Outcome::Cancelled { reason: mask(&reason) },
+    }
+}
+
+async fn run_unmasked(
+    step: &Step,
+    cx: &StepContext<'_>,
+    limit: Duration,
+    mask: &(dyn Fn(&str) -> String + Sync),
+) -> Outcome {
     let Some(cluster) = cx.cluster else {
         return Outcome::Failed { reason: "no Kubernetes connection: preflight did not connect".into() };
     };
     let log_path = cx.log;
     let mut log = |line: &str| {
         if let Ok(mut f) = std::fs::File::options().create(true).append(true).open(log_path) {
-            let _ = writeln!(f, "{line}");
+            let _ = writeln!(f, "{}", mask(line));
         }
     };
     match &step.kind {

@@ -219,9 +219,12 @@ async fn attempt_once(
         StepKind::Tcp { .. } => step::tcp_once(step, probe_limit.min(Duration::from_secs(10))).await,
         StepKind::Template { .. } => step::write_template(step),
         StepKind::Apply { .. } | StepKind::Wait { .. } => {
+            // An apply without a timeout still ends; a big directory with a CRD to wait for
+            // needs more than a probe's 30 s.
+            let limit = limit.unwrap_or(super::kubernetes::APPLY_DEFAULT_TIMEOUT);
             let mut cancel = cx.cancel.clone();
             tokio::select! {
-                outcome = super::kubernetes::run(step, cx, probe_limit) => outcome,
+                outcome = super::kubernetes::run(step, cx, limit) => outcome,
                 _ = step::wait_cancelled(&mut cancel) => {
                     Outcome::Cancelled { reason: "terminated by the operator".into() }
                 }

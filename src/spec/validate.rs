@@ -571,6 +571,7 @@ impl NodeCx<'_> {
         };
         let mut manifests = Vec::with_capacity(files.len());
         let mut ok = true;
+        let mut objects = 0;
         for file in files {
             let content = match std::fs::read_to_string(&file) {
                 Ok(content) => content,
@@ -586,7 +587,9 @@ impl NodeCx<'_> {
                 ok = false;
                 continue;
             };
-            if let Err(e) = crate::cluster::manifest::parse(&file, &text.exec) {
+            let parsed = crate::cluster::manifest::parse(&file, &text.exec);
+            objects += parsed.as_ref().map_or(0, Vec::len);
+            if let Err(e) = parsed {
                 let problem = Problem::BadManifest {
                     file: super::source::display_path(&e.file),
                     line: e.line,
@@ -598,6 +601,16 @@ impl NodeCx<'_> {
                 continue;
             }
             manifests.push(Manifest { file, text });
+        }
+        if ok && objects == 0 {
+            let problem = Problem::BadValue {
+                what: "the manifest path".into(),
+                reason: format!("`{}` holds no Kubernetes object", super::source::display_path(path)),
+                help: "an apply step applies *.yaml, *.yml and *.json files with apiVersion, kind and metadata.name"
+                    .into(),
+            };
+            self.problems.at(problem, at.at());
+            return None;
         }
         ok.then_some(manifests)
     }
