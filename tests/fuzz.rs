@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use milepost::spec::decode::{accepts, Parse};
 use milepost::spec::{load, LoadOptions};
 use proptest::prelude::*;
 
@@ -113,6 +114,22 @@ proptest! {
             prop_assert!(!errors.diagnostics.is_empty());
             let rendered = milepost::cli::render_spec_errors(&errors, false, 80);
             prop_assert!(rendered.contains("nothing was run"));
+        }
+    }
+
+    /// Valid definitions are read by the fast parser, which keeps no positions; anything it
+    /// accepts must be KDL to the kdl crate too, or milepost would accept what it should
+    /// report.
+    #[test]
+    fn the_fast_parser_accepts_nothing_the_kdl_crate_rejects(
+        edits in proptest::collection::vec(mutation(), 0..4),
+    ) {
+        let mut text = std::fs::read_to_string(repo().join("modules/07-kubernetes.kdl")).unwrap();
+        for m in &edits {
+            text = apply(&text, m);
+        }
+        if accepts(&text, Parse::Fast) {
+            prop_assert!(accepts(&text, Parse::Exact), "kdlite accepted what kdl rejects:\n{text}");
         }
     }
 

@@ -52,7 +52,19 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// A large file is cut between top-level nodes and its chunks parsed in parallel, each
 /// KDL tree dropped as soon as it is decoded; if any chunk fails to parse, the whole file is
 /// parsed again so syntax errors are reported exactly as for a small file.
-pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems) -> RawFile {
+pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems, parse: Parse) -> RawFile {
+    if parse == Parse::Fast {
+        let mut out = RawFile::default();
+        match parse_fast(text) {
+            Some(doc) => Cx { file, offset: 0, problems }.document(&doc, dir, &mut out),
+            // The exact parse that follows says what and where.
+            None => problems.at(
+                Problem::Syntax { message: "invalid KDL".into(), label: None, help: None },
+                Location { file, span: SourceSpan::from(0..0) },
+            ),
+        }
+        return out;
+    }
     let chunks = split_top_level(text, CHUNK_BYTES);
     if chunks.len() > 1 {
         if let Some((out, found)) = decode_chunks(text, &chunks, file, dir) {
@@ -79,6 +91,71 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
     let mut out = RawFile::default();
     Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
     out
+}
+
+/// How a file's text becomes a KDL tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parse {
+    /// kdlite: about 40× faster than the kdl crate, but it keeps no positions, so every span
+    /// is empty. Only for definitions that turn out valid; see [`super::load`].
+    Fast,
+    /// The kdl crate: positions for every diagnostic, and its own syntax messages.
+    Exact,
+}
+
+/// Whether `text` is KDL to this parser; the fuzz tests check the fast parser accepts
+/// nothing the kdl crate rejects.
+pub fn accepts(text: &str, parse: Parse) -> bool {
+    match parse {
+        Parse::Fast => parse_fast(text).is_some(),
+        Parse::Exact => KdlDocument::parse_v2(text).is_ok(),
+    }
+}
+
+/// The tree kdlite's events describe, as kdl crate types (without spans), so one decoder
+/// serves both parsers; `None` on any syntax error.
+fn parse_fast(text: &str) -> Option<KdlDocument> {
+    use kdlite::dom::Value;
+    use kdlite::stream::{Event, Parser};
+    let mut stack = vec![KdlDocument::new()];
+    for event in Parser::new(text) {
+        match event.ok()? {
+            Event::Node { r#type, name } => {
+                let mut node = KdlNode::new(name.as_ref());
+                if let Some(ty) = r#type {
+                    node.set_ty(ty.as_ref());
+                }
+                stack.last_mut()?.nodes_mut().push(node);
+            }
+            Event::Entry { key, r#type, value } => {
+                let value = match value {
+                    Value::String(s) => KdlValue::String(s.into_owned()),
+                    Value::Integer(i) => KdlValue::Integer(i),
+                    Value::Float(f) => KdlValue::Float(f),
+                    Value::Bool(b) => KdlValue::Bool(b),
+                    Value::Null => KdlValue::Null,
+                };
+                let mut entry = match key {
+                    Some(key) => KdlEntry::new_prop(key.as_ref(), value),
+                    None => KdlEntry::new(value),
+                };
+                if let Some(ty) = r#type {
+                    entry.set_ty(ty.as_ref());
+                }
+                stack.last_mut()?.nodes_mut().last_mut()?.entries_mut().push(entry);
+            }
+            Event::Begin => stack.push(KdlDocument::new()),
+            Event::End => {
+                let children = stack.pop()?;
+                stack.last_mut()?.nodes_mut().last_mut()?.set_children(children);
+            }
+        }
+    }
+    if stack.len() == 1 {
+        stack.pop()
+    } else {
+        None
+    }
 }
 
 /// Parses and decodes chunks on every core; `None` when a chunk is not valid KDL on its own.
@@ -988,7 +1065,7 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
     fn chunked_decoding_equals_whole_decoding() {
         let text = TRICKY.repeat(2000);
         let mut chunked_problems = Problems::default();
-        let chunked = decode_file(&text, FileId(0), Path::new("."), &mut chunked_problems);
+        let chunked = decode_file(&text, FileId(0), Path::new("."), &mut chunked_problems, Parse::Exact);
         let doc = KdlDocument::parse_v2(&text).unwrap();
         let mut whole = RawFile::default();
         let mut whole_problems = Problems::default();
@@ -1003,6 +1080,36 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
             assert_eq!((&a.id.value, a.id.span), (&b.id.value, b.id.span));
             assert_eq!(a.install.len(), b.install.len());
         }
+    }
+
+    #[test]
+    fn fast_decoding_equals_exact_decoding_but_for_positions() {
+        let text = TRICKY.repeat(3);
+        let (mut fast_problems, mut exact_problems) = (Problems::default(), Problems::default());
+        let fast = decode_file(&text, FileId(0), Path::new("."), &mut fast_problems, Parse::Fast);
+        let exact = decode_file(&text, FileId(0), Path::new("."), &mut exact_problems, Parse::Exact);
+        assert!(fast_problems.is_empty() && exact_problems.is_empty());
+        // Debug output with every span blanked: the same values, steps and properties.
+        let blank = |raw: &RawFile| {
+            let text = format!("{:?}", raw.nodes);
+            regex_free_spans(&text)
+        };
+        assert_eq!(blank(&fast), blank(&exact));
+        assert_eq!(fast.workflows.len(), exact.workflows.len());
+    }
+
+    /// `SourceSpan { offset: SourceOffset(12), length: 3 }` → `SourceSpan { … }`.
+    fn regex_free_spans(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("SourceSpan {") {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find('}').map_or(rest.len(), |e| at + e + 1);
+            out.push_str("SourceSpan { … }");
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use kdl::KdlDocument;
 use miette::SourceSpan;
 
-use super::decode::decode_file;
+use super::decode::{decode_file, Parse};
 use super::diagnostic::{Problem, Problems, SpecErrors};
 use super::model::Workflow;
 use super::raw::RawNode;
@@ -44,9 +44,18 @@ impl Loaded {
 /// # Errors
 /// Every problem found in the definitions, in file order.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, SpecErrors> {
+    // Most definitions are valid: the fast parser reads them. When anything is wrong, all is
+    // read again with the kdl crate, whose positions and syntax messages diagnostics need.
     let mut sources = SourceMap::default();
     let mut problems = Problems::default();
-    let result = load_into(path, options, &mut sources, &mut problems);
+    if let Some(workflow) = load_into(path, options, &mut sources, &mut problems, Parse::Fast) {
+        if problems.is_empty() {
+            return Ok(Loaded { workflow, sources });
+        }
+    }
+    let mut sources = SourceMap::default();
+    let mut problems = Problems::default();
+    let result = load_into(path, options, &mut sources, &mut problems, Parse::Exact);
     match result {
         Some(workflow) if problems.is_empty() => Ok(Loaded { workflow, sources }),
         _ => Err(problems.into_errors(&sources)),
@@ -58,12 +67,13 @@ fn load_into(
     options: &LoadOptions,
     sources: &mut SourceMap,
     problems: &mut Problems,
+    parse: Parse,
 ) -> Option<Workflow> {
     let path = absolute(path);
     let entry = read(&path, sources, problems, None)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = sources.file(entry).text.clone();
-    let mut decoded = decode_file(&text, entry, &dir, problems);
+    let mut decoded = decode_file(&text, entry, &dir, problems, parse);
     if decoded.workflows.is_empty() {
         if problems.is_empty() {
             let name = sources.file(entry).name.clone();
@@ -87,7 +97,7 @@ fn load_into(
             let Some(id) = read(&file, sources, problems, Some(pattern.at())) else { continue };
             let text = sources.file(id).text.clone();
             let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-            let included = decode_file(&text, id, &file_dir, problems);
+            let included = decode_file(&text, id, &file_dir, problems, parse);
             for w in &included.workflows {
                 problems.at(Problem::SecondWorkflow, w.id.at());
             }

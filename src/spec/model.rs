@@ -122,8 +122,6 @@ pub struct Node {
     pub validate: Vec<Step>,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
-    /// `file:line:col` of the definition, for messages.
-    pub defined_at: String,
 }
 
 impl Node {

@@ -86,7 +86,6 @@ pub fn resolve(
         let budget = node.budget.as_ref().map(|b| b.value).unwrap_or_default();
         let buffer = node.buffer.as_ref().map(|b| b.value);
         built.push(Node {
-            defined_at: sources.describe(node.id.at()),
             title: node.title.map(|t| t.value).unwrap_or_else(|| node.id.value.clone()),
             id: node.id.value,
             kind: node.kind,
