@@ -55,13 +55,15 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems, parse: Parse) -> RawFile {
     if parse == Parse::Fast {
         let mut out = RawFile::default();
-        match parse_fast(text) {
-            Some(doc) => Cx { file, offset: 0, problems }.document(&doc, dir, &mut out),
+        let mut cx = Cx { file, offset: 0, problems };
+        // Each top-level node is decoded and its tree dropped as soon as it is complete.
+        let parsed = parse_fast(text, &mut |doc| cx.document(&doc, dir, &mut out));
+        if !parsed {
             // The exact parse that follows says what and where.
-            None => problems.at(
+            cx.problems.at(
                 Problem::Syntax { message: "invalid KDL".into(), label: None, help: None },
                 Location { file, span: SourceSpan::from(0..0) },
-            ),
+            );
         }
         return out;
     }
@@ -107,25 +109,41 @@ pub enum Parse {
 /// nothing the kdl crate rejects.
 pub fn accepts(text: &str, parse: Parse) -> bool {
     match parse {
-        Parse::Fast => parse_fast(text).is_some(),
+        Parse::Fast => parse_fast(text, &mut |_| {}),
         Parse::Exact => KdlDocument::parse_v2(text).is_ok(),
     }
 }
 
 /// The tree kdlite's events describe, as kdl crate types (without spans), so one decoder
-/// serves both parsers; `None` on any syntax error.
-fn parse_fast(text: &str) -> Option<KdlDocument> {
+/// serves both parsers: handed to `each` one top-level node at a time. False on any syntax
+/// error (some nodes may have been handed over by then).
+fn parse_fast(text: &str, each: &mut dyn FnMut(KdlDocument)) -> bool {
     use kdlite::dom::Value;
     use kdlite::stream::{Event, Parser};
-    let mut stack = vec![KdlDocument::new()];
+    // The open nodes, outermost first; a node's children are complete at its `End`.
+    let mut open: Vec<KdlNode> = Vec::new();
+    // A top-level node without children is complete when the next node starts.
+    let mut pending: Option<KdlNode> = None;
+    let hand_over = |node: KdlNode, each: &mut dyn FnMut(KdlDocument)| {
+        let mut doc = KdlDocument::new();
+        doc.nodes_mut().push(node);
+        each(doc);
+    };
     for event in Parser::new(text) {
-        match event.ok()? {
+        let Ok(event) = event else { return false };
+        match event {
             Event::Node { r#type, name } => {
                 let mut node = KdlNode::new(name.as_ref());
                 if let Some(ty) = r#type {
                     node.set_ty(ty.as_ref());
                 }
-                stack.last_mut()?.nodes_mut().push(node);
+                if let Some(previous) = pending.take() {
+                    match open.last_mut() {
+                        Some(parent) => parent.ensure_children().nodes_mut().push(previous),
+                        None => hand_over(previous, each),
+                    }
+                }
+                pending = Some(node);
             }
             Event::Entry { key, r#type, value } => {
                 let value = match value {
@@ -142,20 +160,33 @@ fn parse_fast(text: &str) -> Option<KdlDocument> {
                 if let Some(ty) = r#type {
                     entry.set_ty(ty.as_ref());
                 }
-                stack.last_mut()?.nodes_mut().last_mut()?.entries_mut().push(entry);
+                let Some(node) = pending.as_mut() else { return false };
+                node.entries_mut().push(entry);
             }
-            Event::Begin => stack.push(KdlDocument::new()),
+            Event::Begin => {
+                let Some(mut node) = pending.take() else { return false };
+                node.ensure_children();
+                open.push(node);
+            }
             Event::End => {
-                let children = stack.pop()?;
-                stack.last_mut()?.nodes_mut().last_mut()?.set_children(children);
+                let Some(mut node) = open.pop() else { return false };
+                if let Some(last) = pending.take() {
+                    node.ensure_children().nodes_mut().push(last);
+                }
+                match open.last_mut() {
+                    Some(parent) => parent.ensure_children().nodes_mut().push(node),
+                    None => hand_over(node, each),
+                }
             }
         }
     }
-    if stack.len() == 1 {
-        stack.pop()
-    } else {
-        None
+    if !open.is_empty() {
+        return false;
     }
+    if let Some(last) = pending {
+        hand_over(last, each);
+    }
+    true
 }
 
 /// Parses and decodes chunks on every core; `None` when a chunk is not valid KDL on its own.
