@@ -39,10 +39,9 @@ pub async fn run_command(
         unreachable!("run_command is only called for run steps")
     };
     let shell = shell.as_deref().unwrap_or(cx.shell);
-    let log = File::options().create(true).append(true).open(cx.log)?;
-    let attempt_starts = log.metadata()?.len();
-    let mut header = log.try_clone()?;
-    writeln!(header, "$ {}", command.shown)?;
+    // The log is created when the command first writes: a thousand silent steps would cost a
+    // thousand inode allocations, which on ext4 took longer than the commands themselves.
+    let attempt_starts = std::fs::metadata(cx.log).map_or(0, |m| m.len());
     // A plain `program arg …` runs without a shell, as make does: same result, one fork less.
     let mut cmd = match simple_words(&command.exec, shell) {
         Some(words) => {
@@ -56,19 +55,17 @@ pub async fn run_command(
             cmd
         }
     };
+    // stdout and stderr share one pipe, so the log keeps the order the command wrote in.
+    let (reader, writer) = std::io::pipe()?;
     cmd.current_dir(cwd).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
-    // With secrets about, output passes through milepost to be masked; otherwise it goes
-    // straight to the log file.
-    let masking = !cx.secrets.is_empty();
-    if masking {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log.try_clone()?));
-    }
+    cmd.stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
     for (k, v) in env {
         cmd.env(k, &v.exec);
     }
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // Our copies of the write end close here, so the copy below ends when the command's do.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let reason = format!("cannot start `{}`: {e}", shell.join(" "));
@@ -76,17 +73,9 @@ pub async fn run_command(
         }
     };
     let pid = child.id().map(|p| p as i32);
-    let mut copies = Vec::new();
-    if masking {
-        let sink = std::sync::Arc::new(std::sync::Mutex::new(log));
-        let secrets: std::sync::Arc<Vec<String>> = std::sync::Arc::new(cx.secrets.to_vec());
-        if let Some(out) = child.stdout.take() {
-            copies.push(tokio::spawn(copy_masked(out, sink.clone(), secrets.clone())));
-        }
-        if let Some(err) = child.stderr.take() {
-            copies.push(tokio::spawn(copy_masked(err, sink, secrets)));
-        }
-    }
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
+    let log = LazyLog { path: cx.log.to_path_buf(), header: format!("$ {}\n", command.shown), file: None };
+    let copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
         match deadline {
@@ -118,9 +107,12 @@ pub async fn run_command(
             Outcome::Cancelled { reason: "terminated by the operator".into() }
         }
     };
-    // A daemon left behind may hold the pipes open; its output after this is not the step's.
-    for copy in copies {
-        let _ = tokio::time::timeout(Duration::from_secs(1), copy).await;
+    // A daemon left behind may hold the pipe open; its output after this is not the step's.
+    let wrote = matches!(tokio::time::timeout(Duration::from_secs(1), copy).await, Ok(Ok(true)));
+    if !wrote && !outcome.passed() {
+        // A failure always has a log to point at, even when the command said nothing.
+        let mut log = File::options().create(true).append(true).open(cx.log)?;
+        writeln!(log, "$ {}\n(no output)", command.shown)?;
     }
     // Read only now, when all of the attempt's output (masked or not) is in the log.
     let outcome = match outcome {
@@ -135,30 +127,61 @@ pub async fn run_command(
     Ok(outcome)
 }
 
-/// Copies a child's output to the log, line by line, with every secret value masked.
-async fn copy_masked(
+/// A step's log file, created with its header line at the first write.
+struct LazyLog {
+    path: std::path::PathBuf,
+    header: String,
+    file: Option<File>,
+}
+
+impl LazyLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let mut file = File::options().create(true).append(true).open(&self.path)?;
+            file.write_all(self.header.as_bytes())?;
+            self.file = Some(file);
+        }
+        self.file.as_mut().expect("opened above").write_all(bytes)
+    }
+}
+
+/// Copies a command's output to its log; with secrets about, line by line with every
+/// secret value masked. True when anything was written.
+async fn copy_output(
     from: impl tokio::io::AsyncRead + Unpin,
-    sink: std::sync::Arc<std::sync::Mutex<File>>,
+    mut log: LazyLog,
     secrets: std::sync::Arc<Vec<String>>,
-) {
-    use tokio::io::AsyncBufReadExt;
+) -> bool {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut reader = tokio::io::BufReader::new(from);
     let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 8192];
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
+        let read = if secrets.is_empty() {
+            reader.read(&mut chunk).await
+        } else {
+            reader.read_until(b'\n', &mut buf).await
+        };
+        match read {
             Ok(0) | Err(_) => break,
+            Ok(n) if secrets.is_empty() => {
+                if log.write(&chunk[..n]).is_err() {
+                    break;
+                }
+            }
             Ok(_) => {
                 let mut text = String::from_utf8_lossy(&buf).into_owned();
                 for secret in secrets.iter() {
                     text = text.replace(secret.as_str(), crate::template::MASK);
                 }
-                if let Ok(mut file) = sink.lock() {
-                    let _ = file.write_all(text.as_bytes());
+                if log.write(text.as_bytes()).is_err() {
+                    break;
                 }
             }
         }
     }
+    log.file.is_some()
 }
 
 /// The last `n` lines of a step's log: shown on failure, kept as a validation's evidence.
