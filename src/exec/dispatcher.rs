@@ -101,6 +101,10 @@ pub async fn execute(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let syncer = super::syncer_of(&options.recorder);
+    // Batches of ended nodes whose records are being made durable; their dependents wait
+    // for the sync, the other lanes do not.
+    let mut syncing: JoinSet<(Vec<(NodeId, Outcome)>, Result<(), String>)> = JoinSet::new();
 
     loop {
         // Start what can start.
@@ -135,6 +139,7 @@ pub async fn execute(
                 skip_steps: options.skip_steps.get(i).copied().unwrap_or(0),
                 recorder: options.recorder.clone(),
                 cluster: options.cluster.clone(),
+                syncer: syncer.clone(),
             };
             // One flat folder for all step logs: a directory per node cost more than the
             // steps themselves on ext4 (directory inode allocation), see bench/compare.py.
@@ -147,11 +152,11 @@ pub async fn execute(
         }
         ready.extend(deferred);
 
-        if running.is_empty() {
+        if running.is_empty() && syncing.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
+            joined = running.join_next(), if !running.is_empty() => {
                 let Some(joined) = joined else { continue };
                 let (i, outcome) = match joined {
                     Ok(result) => result,
@@ -175,12 +180,12 @@ pub async fn execute(
                     }
                     ended.push((more, outcome, took));
                 }
-                let last = ended.len() - 1;
+                // Every node that ended by now is written, then one sync covers them all, on a
+                // blocking thread: durable before any dependent starts, one fsync per batch.
                 let mut record_failed = None;
-                for (k, (node, outcome, took)) in ended.iter().enumerate() {
-                    let took = *took;
-                    let event = ExecEvent::NodeRecorded { node: *node, outcome: outcome.clone(), took };
-                    if let Err(reason) = super::record(&options.recorder, &event, k == last) {
+                for (node, outcome, took) in &ended {
+                    let event = ExecEvent::NodeRecorded { node: *node, outcome: outcome.clone(), took: *took };
+                    if let Err(reason) = super::record(&options.recorder, &event, false) {
                         record_failed = Some(reason);
                     }
                 }
@@ -189,34 +194,55 @@ pub async fn execute(
                     summary.record_failed = true;
                     stopping = true;
                 }
-                for (i, outcome, _) in ended {
-                if outcome.passed() {
-                    state[i] = State::Passed;
-                    summary.passed += 1;
-                    for d in graph.dependents(i) {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 && state[d] == State::Waiting {
-                            state[d] = State::Ready;
-                            ready.push((tails[d], Reverse(d)));
-                        }
-                    }
-                } else {
-                    state[i] = State::Failed;
-                    summary.failed += 1;
-                    if !options.keep_going {
-                        stopping = true;
-                    }
-                    for d in graph.downstream(&[i]).into_iter().skip(1) {
-                        if matches!(state[d], State::Waiting | State::Ready) {
-                            state[d] = State::Skipped;
-                            let upstream = workflow.nodes[i].id.clone();
-                            let event = ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
-                            let _ = super::record(&options.recorder, &event, false);
-                            let _ = events.send(event);
-                        }
-                    }
-                    ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                // Fail fast means no new start from now, not from when the sync is done.
+                if !options.keep_going && ended.iter().any(|(_, o, _)| !o.passed()) {
+                    stopping = true;
                 }
+                let batch: Vec<(NodeId, Outcome)> = ended.into_iter().map(|(i, o, _)| (i, o)).collect();
+                let syncer = syncer.clone();
+                syncing.spawn(async move {
+                    let synced = super::sync(&syncer).await;
+                    (batch, synced)
+                });
+            }
+            Some(synced) = syncing.join_next(), if !syncing.is_empty() => {
+                let Ok((batch, synced)) = synced else { continue };
+                if let Err(reason) = synced {
+                    let _ = events.send(ExecEvent::RecordFailed { reason });
+                    summary.record_failed = true;
+                    stopping = true;
+                }
+                for (i, outcome) in batch {
+                    if outcome.passed() {
+                        state[i] = State::Passed;
+                        summary.passed += 1;
+                        for d in graph.dependents(i) {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 && state[d] == State::Waiting {
+                                state[d] = State::Ready;
+                                ready.push((tails[d], Reverse(d)));
+                            }
+                        }
+                    } else {
+                        state[i] = State::Failed;
+                        summary.failed += 1;
+                        if !options.keep_going {
+                            stopping = true;
+                        }
+                        for d in graph.downstream(&[i]).into_iter().skip(1) {
+                            if matches!(state[d], State::Waiting | State::Ready) {
+                                state[d] = State::Skipped;
+                                let upstream = workflow.nodes[i].id.clone();
+                                let event = ExecEvent::NodeSkipped {
+                                    node: d,
+                                    reason: SkipReason::UpstreamFailed { upstream },
+                                };
+                                let _ = super::record(&options.recorder, &event, false);
+                                let _ = events.send(event);
+                            }
+                        }
+                        ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                    }
                 }
             }
             _ = tokio::signal::ctrl_c() => {

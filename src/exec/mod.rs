@@ -21,9 +21,31 @@ pub trait Recorder: Send {
     /// # Errors
     /// A message naming what could not be written; the run stops cleanly on it.
     fn record(&mut self, event: &ExecEvent, durable: bool) -> Result<(), String>;
+
+    /// Makes everything recorded so far durable from any thread, so the executor can wait
+    /// for the disk without stopping the children it supervises. `None`: nothing to sync.
+    fn syncer(&self) -> Option<Syncer> {
+        None
+    }
 }
 
 pub type SharedRecorder = Arc<Mutex<dyn Recorder>>;
+
+/// See [`Recorder::syncer`].
+pub type Syncer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The recorder's syncer, once per run.
+pub fn syncer_of(recorder: &Option<SharedRecorder>) -> Option<Syncer> {
+    recorder.as_ref().and_then(|r| r.lock().ok().and_then(|r| r.syncer()))
+}
+
+/// Waits until what was recorded is on disk, on a blocking thread.
+pub async fn sync(syncer: &Option<Syncer>) -> Result<(), String> {
+    let Some(syncer) = syncer.clone() else { return Ok(()) };
+    tokio::task::spawn_blocking(move || syncer())
+        .await
+        .map_err(|e| format!("the journal sync did not finish: {e}"))?
+}
 
 /// Records through `recorder` when there is one.
 pub fn record(recorder: &Option<SharedRecorder>, event: &ExecEvent, durable: bool) -> Result<(), String> {

@@ -23,6 +23,7 @@ pub struct NodeRun {
     pub skip_steps: usize,
     pub recorder: Option<super::SharedRecorder>,
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub syncer: Option<super::Syncer>,
 }
 
 /// Runs the node to its end and returns how it ended.
@@ -120,7 +121,11 @@ async fn run_steps(
         // Durable before the next step of this node starts; the last step's end is made
         // durable together with the node's end, in the dispatcher's grouped sync.
         let last = index + 1 == node.install.len() + node.validate.len();
-        let recorded = super::record(&run.recorder, &finished, !last || !outcome.passed());
+        let mut recorded = super::record(&run.recorder, &finished, false);
+        if recorded.is_ok() && (!last || !outcome.passed()) {
+            // On a blocking thread: the other nodes' children are watched meanwhile.
+            recorded = super::sync(&run.syncer).await;
+        }
         let _ = run.events.send(finished);
         if let Err(reason) = recorded {
             return Outcome::Failed { reason };

@@ -51,6 +51,17 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.file.sync_data().map_err(|source| JournalError::Write { path: self.path.clone(), source })
     }
+
+    /// A second handle on the journal's file that syncs it from another thread: an
+    /// fdatasync through either descriptor covers every write made before it.
+    pub fn sync_handle(&self) -> Result<impl Fn() -> Result<(), JournalError> + Send + Sync, JournalError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|source| JournalError::Write { path: self.path.clone(), source })?;
+        let path = self.path.clone();
+        Ok(move || file.sync_data().map_err(|source| JournalError::Write { path: path.clone(), source }))
+    }
 }
 
 /// Every record of a journal. A last line that does not parse (or has no newline) is a

@@ -82,4 +82,9 @@ impl Recorder for JournalRecorder {
         };
         self.append(&record, durable)
     }
+
+    fn syncer(&self) -> Option<crate::exec::Syncer> {
+        let sync = self.journal.sync_handle().ok()?;
+        Some(std::sync::Arc::new(move || sync().map_err(|e| e.to_string())))
+    }
 }
