@@ -37,6 +37,9 @@ pub struct ApplyOptions {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
+/// Nodes that ended together, and whether their records reached the disk.
+type SyncedBatch = (Vec<(NodeId, Outcome)>, Result<(), String>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Waiting,
@@ -104,7 +107,7 @@ pub async fn execute(
     let syncer = super::syncer_of(&options.recorder);
     // Batches of ended nodes whose records are being made durable; their dependents wait
     // for the sync, the other lanes do not.
-    let mut syncing: JoinSet<(Vec<(NodeId, Outcome)>, Result<(), String>)> = JoinSet::new();
+    let mut syncing: JoinSet<SyncedBatch> = JoinSet::new();
 
     loop {
         // Start what can start.
