@@ -86,7 +86,11 @@ impl<'w> Reporter<'w> {
             Some(multi) => {
                 let _ = multi.println(text);
             }
-            None => eprintln!("{text}"),
+            // One write per line: eprintln! writes the newline separately.
+            None => {
+                use std::io::Write;
+                let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
+            }
         }
     }
 
