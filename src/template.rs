@@ -199,7 +199,10 @@ fn interpolate(text: &str, context: &serde_json::Value) -> Option<Result<String,
             && path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
             && !path.ends_with('.')
             && !path.contains("..");
-        if !simple {
+        // Literals and tera's own names look like paths but are not variables.
+        let first = path.split('.').next().unwrap_or("");
+        if !simple || matches!(first, "true" | "false" | "True" | "False" | "none") || first.starts_with("__")
+        {
             return None;
         }
         let mut value = context;
@@ -288,6 +291,7 @@ mod tests {
             "a {{ vars.host | upper }} b",
             "{% if true %}{{ vars.host }}{% endif %}",
             "{{ vars.host ~ 'x' }}",
+            "{{ true }} and {{ false }}",
         ] {
             let mut tera_only = |ctx: &Context| reference.render_str(text, ctx).map_err(classify);
             let expected = (tera_only(&scope.exec), tera_only(scope.shown.as_ref().unwrap()));

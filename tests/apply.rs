@@ -316,3 +316,26 @@ fn json_log_format_writes_only_json_lines() {
         assert!(events.iter().any(|e| e == expected), "no {expected} in {events:?}");
     }
 }
+
+#[test]
+fn logs_hold_what_the_step_printed_and_nothing_a_leftover_daemon_prints_later() {
+    let f = Fixture::new(
+        r#"workflow w { parallelism 1 }
+module quiet { budget "1m"; install { run silent "exit 3" } }
+module noisy { budget "1m"; install { run daemon "(sleep 2; echo late) & echo early; exit 2" } }"#,
+    );
+    let out = f.apply(&["--keep-going"]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("silent: exited with status 3\n"), "a silent failure says only that: {stderr}");
+    assert!(stderr.contains("daemon: exited with status 2: early"), "{stderr}");
+    std::thread::sleep(Duration::from_secs(3));
+    let logs = f.path(".milepost/runs");
+    let run = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path().join("logs");
+    let silent = std::fs::read_to_string(run.join("quiet.01-silent.log")).unwrap();
+    assert_eq!(silent, "$ exit 3\n(no output)\n");
+    let daemon = std::fs::read_to_string(run.join("noisy.01-daemon.log")).unwrap();
+    assert_eq!(
+        daemon, "$ (sleep 2; echo late) & echo early; exit 2\nearly\n",
+        "the daemon's later line is not the step's"
+    );
+}

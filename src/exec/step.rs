@@ -74,7 +74,13 @@ pub async fn run_command(
     };
     let pid = child.id().map(|p| p as i32);
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
-    let log = LazyLog { path: cx.log.to_path_buf(), header: format!("$ {}\n", command.shown), file: None };
+    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = LazyLog {
+        path: cx.log.to_path_buf(),
+        header: format!("$ {}\n", command.shown),
+        file: None,
+        wrote: wrote.clone(),
+    };
     let copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
@@ -108,20 +114,25 @@ pub async fn run_command(
         }
     };
     // A daemon left behind may hold the pipe open; its output after this is not the step's.
-    let wrote = matches!(tokio::time::timeout(Duration::from_secs(1), copy).await, Ok(Ok(true)));
+    let mut copy = copy;
+    if tokio::time::timeout(Duration::from_secs(1), &mut copy).await.is_err() {
+        // A daemon it left behind holds the pipe; what it prints from now on is not the step's.
+        copy.abort();
+    }
+    let wrote = wrote.load(std::sync::atomic::Ordering::SeqCst);
+    // Read only now, when all of the attempt's output (masked or not) is in the log.
+    let outcome = match outcome {
+        Outcome::Failed { reason } => match last_output_line(cx.log, attempt_starts) {
+            Some(line) if wrote => Outcome::Failed { reason: format!("{reason}: {line}") },
+            _ => Outcome::Failed { reason },
+        },
+        other => other,
+    };
     if !wrote && !outcome.passed() {
         // A failure always has a log to point at, even when the command said nothing.
         let mut log = File::options().create(true).append(true).open(cx.log)?;
         writeln!(log, "$ {}\n(no output)", command.shown)?;
     }
-    // Read only now, when all of the attempt's output (masked or not) is in the log.
-    let outcome = match outcome {
-        Outcome::Failed { reason } => match last_output_line(cx.log, attempt_starts) {
-            Some(line) => Outcome::Failed { reason: format!("{reason}: {line}") },
-            None => Outcome::Failed { reason },
-        },
-        other => other,
-    };
     // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
     // only a timeout or a cancel kills the group.
     Ok(outcome)
@@ -132,6 +143,8 @@ struct LazyLog {
     path: std::path::PathBuf,
     header: String,
     file: Option<File>,
+    /// Set at the first write; read by the step even when the copy is still running.
+    wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LazyLog {
@@ -140,18 +153,19 @@ impl LazyLog {
             let mut file = File::options().create(true).append(true).open(&self.path)?;
             file.write_all(self.header.as_bytes())?;
             self.file = Some(file);
+            self.wrote.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         self.file.as_mut().expect("opened above").write_all(bytes)
     }
 }
 
 /// Copies a command's output to its log; with secrets about, line by line with every
-/// secret value masked. True when anything was written.
+/// secret value masked.
 async fn copy_output(
     from: impl tokio::io::AsyncRead + Unpin,
     mut log: LazyLog,
     secrets: std::sync::Arc<Vec<String>>,
-) -> bool {
+) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut reader = tokio::io::BufReader::new(from);
     let mut buf = Vec::new();
@@ -181,7 +195,6 @@ async fn copy_output(
             }
         }
     }
-    log.file.is_some()
 }
 
 /// The last `n` lines of a step's log: shown on failure, kept as a validation's evidence.

@@ -732,7 +732,9 @@ impl NodeCx<'_> {
             }
             RawStepKind::Apply { path: path_at, namespace, force } => {
                 let produced =
-                    self.path(path_at, dir, scope, "manifest", false).filter(|p| rendered.contains(p));
+                    // The manifest itself, or a folder a template step writes into.
+                    self.path(path_at, dir, scope, "manifest", false)
+                        .filter(|p| rendered.iter().any(|dest| dest == p || dest.starts_with(p)));
                 let namespace = self.opt_public(namespace, scope, "namespace");
                 let (path, manifests) = match produced {
                     Some(p) => (p, Vec::new()),

@@ -84,7 +84,14 @@ impl Recorder for JournalRecorder {
     }
 
     fn syncer(&self) -> Option<crate::exec::Syncer> {
-        let sync = self.journal.sync_handle().ok()?;
-        Some(std::sync::Arc::new(move || sync().map_err(|e| e.to_string())))
+        // Without a second handle nothing could be made durable: every sync then fails,
+        // and the run stops on the first one, rather than going on without a journal.
+        Some(match self.journal.sync_handle() {
+            Ok(sync) => std::sync::Arc::new(move || sync().map_err(|e| e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                std::sync::Arc::new(move || Err(reason.clone()))
+            }
+        })
     }
 }
