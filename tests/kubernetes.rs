@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_api::{FakeApi, WatchStep};
-use crate::support::milepost;
+use crate::support::{milepost, walk};
 
 struct Cluster {
     api: FakeApi,
@@ -482,17 +482,4 @@ fn secrets_the_api_server_quotes_back_are_masked() {
             entry.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

@@ -1,14 +1,14 @@
 //! The state directory: resume after a failure, plan agreeing with resume, the lock, secrets
 //! kept out, and crashes at random points never losing or repeating a completed step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use milepost::state::format::Record;
 use milepost::state::history::run_dirs;
 use milepost::state::journal;
 
-use crate::support::{milepost, Local};
+use crate::support::{milepost, walk, Local};
 
 fn stderr(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()
@@ -145,19 +145,6 @@ module fails { budget "1m"; after m; install { run boom "echo {{ secrets.token }
     )
     .unwrap();
     assert!(log.contains("token=***"), "{log}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]
