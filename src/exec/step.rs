@@ -81,7 +81,7 @@ pub async fn run_command(
         file: None,
         wrote: wrote.clone(),
     };
-    let copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
+    let mut copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
         match deadline {
@@ -113,8 +113,6 @@ pub async fn run_command(
             Outcome::Cancelled { reason: "terminated by the operator".into() }
         }
     };
-    // A daemon left behind may hold the pipe open; its output after this is not the step's.
-    let mut copy = copy;
     if tokio::time::timeout(Duration::from_secs(1), &mut copy).await.is_err() {
         // A daemon it left behind holds the pipe; what it prints from now on is not the step's.
         copy.abort();
