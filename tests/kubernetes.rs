@@ -483,3 +483,22 @@ fn secrets_the_api_server_quotes_back_are_masked() {
         );
     }
 }
+
+#[test]
+fn verify_needs_no_cluster_when_only_install_steps_use_one() {
+    let c = Cluster::new(
+        "    install { apply objects \"manifests/10-config.yaml\" }\n    validate { run ok \"true\" }",
+    );
+    c.apply().success();
+    let out = milepost()
+        .arg("verify")
+        .arg(c.path("w.kdl"))
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", c.path("nowhere"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let text = stderr(&out);
+    assert!(!text.contains("no Kubernetes cluster is configured"), "{text}");
+}

@@ -105,17 +105,17 @@ pub fn rollout(
     let will_run = |i: usize| {
         (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false)
     };
-    let mut found = preflight::check(&workflow, will_run);
+    let mut found = preflight::check(&workflow, will_run, &plan.skip_steps);
     // One thread: children, probes and the journal are all I/O; measured faster than two
     // workers, whose wake-ups cost more than the fsyncs they would overlap (bench/compare.py).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
         CliError::Io { action: "start the runtime for", path: state_dir.to_path_buf(), source }
     })?;
-    let needs_cluster = workflow
-        .nodes
-        .iter()
-        .enumerate()
-        .any(|(i, node)| will_run(i) && node.steps().any(|(_, step)| step.kind.is_kubernetes()));
+    let needs_cluster = workflow.nodes.iter().enumerate().any(|(i, node)| {
+        // Only steps this invocation runs: verify skips every install step.
+        let skip = plan.skip_steps.get(i).copied().unwrap_or(0);
+        will_run(i) && node.steps().skip(skip).any(|(_, step)| step.kind.is_kubernetes())
+    });
     let mut cluster = None;
     if needs_cluster {
         let settings = cluster_settings(&workflow, args.context.as_deref());

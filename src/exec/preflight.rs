@@ -19,7 +19,8 @@ const SHELL_WORDS: &[&str] = &[
     "type", "shift", "local", "ulimit", "umask", ":", "let", "declare", "readonly", "times", "alias",
 ];
 
-pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool) -> Preflight {
+/// `skip` is how many leading steps of each node will not run (resume, verify); empty: none.
+pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool, skip: &[usize]) -> Preflight {
     let mut found = Preflight::default();
     for secret in &workflow.secrets {
         if !secret.set {
@@ -30,8 +31,8 @@ pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool) -> Preflight
         }
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
-    for (_, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
-        for (_, step) in node.steps() {
+    for (i, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
+        for (_, step) in node.steps().skip(skip.get(i).copied().unwrap_or(0)) {
             let StepKind::Run { command, cwd, shell, .. } = &step.kind else { continue };
             let at = format!("{} › {}", node.id, step.name);
             let shell = shell.as_ref().unwrap_or(&workflow.shell);
