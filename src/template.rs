@@ -12,6 +12,11 @@ use tera::{Context, Tera};
 /// What a secret looks like wherever milepost shows it.
 pub const MASK: &str = "***";
 
+/// `text` with every secret value replaced by [`MASK`].
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |t, secret| t.replace(secret.as_str(), MASK))
+}
+
 /// A rendered string: the value to run, and the same with secrets masked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Text {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::milepost;
+use crate::support::{milepost, milepost_without_cluster};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -231,12 +231,9 @@ fn kubernetes_steps_without_a_cluster_stop_before_anything_runs() {
 module m { budget "1m"; install { run first "echo ran >> ledger"; apply manifests "cm.yaml" } }"#,
     );
     std::fs::write(f.path("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
-    let out = milepost()
+    let out = milepost_without_cluster(&f.path("no-home"))
         .arg("apply")
         .arg(f.path("w.kdl"))
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", f.path("no-home"))
         .timeout(Duration::from_secs(60))
         .assert()
         .code(6);

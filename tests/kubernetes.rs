@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_api::{FakeApi, WatchStep};
-use crate::support::{milepost, walk};
+use crate::support::{milepost, milepost_without_cluster, walk};
 
 struct Cluster {
     api: FakeApi,
@@ -267,14 +267,7 @@ fn a_forbidden_watch_fails_at_once_with_the_refusal() {
 fn preflight_needs_a_reachable_cluster_with_accepted_credentials() {
     let c = Cluster::new("    install { apply objects \"manifests/10-config.yaml\" }");
     // No kubeconfig anywhere, not in a pod.
-    let out = milepost()
-        .args(["apply"])
-        .arg(c.path("w.kdl"))
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", c.path("nowhere"))
-        .assert()
-        .code(6);
+    let out = milepost_without_cluster(&c.path("nowhere")).arg("apply").arg(c.path("w.kdl")).assert().code(6);
     assert!(stderr(&out).contains("no Kubernetes cluster is configured"), "{}", stderr(&out));
 
     c.api.answer("GET", "/version", 401, "Unauthorized", "Unauthorized");
@@ -490,12 +483,9 @@ fn verify_needs_no_cluster_when_only_install_steps_use_one() {
         "    install { apply objects \"manifests/10-config.yaml\" }\n    validate { run ok \"true\" }",
     );
     c.apply().success();
-    let out = milepost()
+    let out = milepost_without_cluster(&c.path("nowhere"))
         .arg("verify")
         .arg(c.path("w.kdl"))
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", c.path("nowhere"))
         .timeout(Duration::from_secs(60))
         .assert()
         .success();

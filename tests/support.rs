@@ -17,6 +17,14 @@ pub fn milepost() -> Command {
     cmd
 }
 
+/// The binary on a machine with no Kubernetes configured: no KUBECONFIG, a HOME without
+/// ~/.kube/config, not in a pod.
+pub fn milepost_without_cluster(home: &Path) -> Command {
+    let mut cmd = milepost();
+    cmd.env_remove("KUBECONFIG").env_remove("KUBERNETES_SERVICE_HOST").env("HOME", home);
+    cmd
+}
+
 /// Diagnostics exactly as `milepost validate` prints them, without colour, 80 columns.
 pub fn diagnostics(path: &Path) -> String {
     match load(path, &LoadOptions { env: Some(Default::default()), ..LoadOptions::default() }) {

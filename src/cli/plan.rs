@@ -139,15 +139,8 @@ fn server_dry_run(cx: &Cx, plan: &Plan, context: Option<&str>) -> Result<Vec<Ser
         .map_err(|e| CliError::Preflight { message: e.to_string() })?;
     eprintln!("{}", cx.err.dim(&format!("server-side dry run against {}", cluster.server)));
     // The API server quotes objects back in its answers: mask secrets as apply steps do.
-    let secrets: Vec<String> = workflow
-        .secrets
-        .iter()
-        .filter_map(|s| std::env::var(&s.env).ok())
-        .filter(|v| !v.is_empty())
-        .collect();
-    let mask = |text: &str| {
-        secrets.iter().fold(text.to_string(), |t, secret| t.replace(secret.as_str(), crate::template::MASK))
-    };
+    let secrets = workflow.secret_values();
+    let mask = |text: &str| crate::template::mask(text, &secrets);
     let mut steps = Vec::new();
     for &n in plan.graph.order() {
         if plan.status[n] == crate::plan::NodeStatus::Done {

@@ -20,9 +20,7 @@ pub const APPLY_DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// have secret values masked: the API server quotes objects back in its errors.
 pub async fn run(step: &Step, cx: &StepContext<'_>, limit: Duration) -> Outcome {
     let secrets = cx.secrets;
-    let mask = |text: &str| -> String {
-        secrets.iter().fold(text.to_string(), |t, secret| t.replace(secret.as_str(), crate::template::MASK))
-    };
+    let mask = |text: &str| crate::template::mask(text, secrets);
     let outcome = run_unmasked(step, cx, limit, &mask).await;
     match outcome {
         Outcome::Passed => Outcome::Passed,

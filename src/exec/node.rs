@@ -78,13 +78,7 @@ async fn run_steps(
     overran: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Outcome {
     let node = &run.workflow.nodes[run.node];
-    let secrets: Vec<String> = run
-        .workflow
-        .secrets
-        .iter()
-        .filter_map(|s| std::env::var(&s.env).ok())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let secrets = run.workflow.secret_values();
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
         let log = run.log_dir.join(log_name(&node.id, index, &step.name));
         let started = Instant::now();

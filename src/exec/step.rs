@@ -183,10 +183,7 @@ async fn copy_output(
                 }
             }
             Ok(_) => {
-                let mut text = String::from_utf8_lossy(&buf).into_owned();
-                for secret in secrets.iter() {
-                    text = text.replace(secret.as_str(), crate::template::MASK);
-                }
+                let text = crate::template::mask(&String::from_utf8_lossy(&buf), &secrets);
                 if log.write(text.as_bytes()).is_err() {
                     break;
                 }

@@ -138,10 +138,7 @@ pub fn render(report: &Report) -> Result<String, String> {
         })
         .collect();
     let failures: Vec<serde_json::Value> = report
-        .nodes
-        .iter()
-        .flat_map(|n| n.attempts.iter().map(move |a| (n, a)))
-        .flat_map(|(n, a)| a.steps.iter().filter(|s| s.result != "passed").map(move |s| (n, a, s)))
+        .failed_steps()
         .map(|(n, a, s)| serde_json::json!({ "node": n.id, "run_id": a.run_id, "step": s }))
         .collect();
     let modules_done = report.nodes.iter().filter(|n| n.result == "passed").count();

@@ -97,12 +97,7 @@ pub fn render(report: &Report) -> String {
         report.validations.passed, report.validations.ran
     );
 
-    let failed: Vec<_> = report
-        .nodes
-        .iter()
-        .flat_map(|n| n.attempts.iter().map(move |a| (n, a)))
-        .flat_map(|(n, a)| a.steps.iter().filter(|s| s.result != "passed").map(move |s| (n, a, s)))
-        .collect();
+    let failed: Vec<_> = report.failed_steps().collect();
     if !failed.is_empty() {
         out.push_str("\n### Failed steps\n");
         for (n, a, s) in failed {

@@ -143,6 +143,16 @@ pub struct StepReport {
     pub evidence: Option<String>,
 }
 
+impl Report {
+    /// Every step that did not pass, with its node and attempt, in report order.
+    pub fn failed_steps(&self) -> impl Iterator<Item = (&NodeReport, &Attempt, &StepReport)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.attempts.iter().map(move |a| (n, a)))
+            .flat_map(|(n, a)| a.steps.iter().filter(|s| s.result != "passed").map(move |s| (n, a, s)))
+    }
+}
+
 impl StepReport {
     pub fn stage_name(&self) -> &'static str {
         match self.stage {

@@ -36,6 +36,11 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// The values of the declared secrets that are set, to mask wherever output is shown.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.secrets.iter().filter_map(|s| std::env::var(&s.env).ok()).filter(|v| !v.is_empty()).collect()
+    }
+
     pub fn node(&self, id: &str) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.id == id)
     }

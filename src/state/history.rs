@@ -1,6 +1,6 @@
 //! What earlier runs did, folded from their journals, oldest first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,11 +72,13 @@ impl History {
     }
 
     fn fold(&mut self, records: &[Record]) {
+        // In order of first start, for in_flight; the sets answer membership.
         let mut started: Vec<String> = Vec::new();
-        let mut ended: Vec<String> = Vec::new();
+        let mut started_set: HashSet<String> = HashSet::new();
+        let mut ended: HashSet<String> = HashSet::new();
         let mut run: Option<RunRecord> = None;
         // Nodes whose first step ran in this run: only their durations are whole.
-        let mut from_first_step: Vec<String> = Vec::new();
+        let mut from_first_step: HashSet<String> = HashSet::new();
         for record in records {
             match record {
                 Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
@@ -96,10 +98,10 @@ impl History {
                 Record::StepStart { node, index, .. } => {
                     // A started step is not complete until its end, whatever earlier runs did.
                     self.steps.remove(&(node.clone(), *index));
-                    if !started.contains(node) {
+                    if started_set.insert(node.clone()) {
                         started.push(node.clone());
                         if *index == 0 {
-                            from_first_step.push(node.clone());
+                            from_first_step.insert(node.clone());
                         }
                     }
                 }
@@ -114,7 +116,7 @@ impl History {
                     }
                 }
                 Record::NodeEnd { node, outcome, took_ms, node_hash, .. } => {
-                    ended.push(node.clone());
+                    ended.insert(node.clone());
                     let took = Duration::from_millis(*took_ms);
                     if let Some(r) = run.as_mut() {
                         if outcome.passed() {
