@@ -1,6 +1,11 @@
 //! The dispatcher owns all run state: what waits, what runs, what failed, the Ctrl-C count.
 //! Nodes start when their dependencies passed and a slot (and every resource they use) is
 //! free; among ready nodes the longest remaining path goes first, as in `plan`.
+//!
+//! A node whose dependencies passed but whose records are not yet on disk is held: it may
+//! not start before they are (a crash must not lose a step something was built on). The
+//! journal is synced when a held node is the one the scheduler would start next, or at the
+//! end, so one fsync covers every node that ended meanwhile instead of one per node.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -37,8 +42,8 @@ pub struct ApplyOptions {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
-/// Nodes that ended together, and whether their records reached the disk.
-type SyncedBatch = (Vec<(NodeId, Outcome)>, Result<(), String>);
+/// The records a finished sync covers (see `written`), and whether they reached the disk.
+type Synced = (u64, Result<(), String>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -88,6 +93,12 @@ pub async fn execute(
     let mut waiting: Vec<usize> =
         (0..n).map(|i| graph.deps(i).filter(|&d| state[d] != State::Passed).count()).collect();
     let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> = BinaryHeap::new();
+    // Ready but for the durability of their dependencies' records: node end batches are
+    // numbered as written; `durable` is the last batch a finished sync covers.
+    let mut held: BinaryHeap<(Duration, Reverse<NodeId>)> = BinaryHeap::new();
+    let mut needs = vec![0u64; n];
+    let mut written = 0u64;
+    let mut durable = 0u64;
     for i in 0..n {
         if state[i] == State::Waiting && waiting[i] == 0 {
             state[i] = State::Ready;
@@ -105,14 +116,22 @@ pub async fn execute(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let syncer = super::syncer_of(&options.recorder);
-    // Batches of ended nodes whose records are being made durable; their dependents wait
-    // for the sync, the other lanes do not.
-    let mut syncing: JoinSet<SyncedBatch> = JoinSet::new();
+    // At most one sync at a time; it covers every record written before it started.
+    let mut syncing: JoinSet<Synced> = JoinSet::new();
+    // One flat folder for all step logs: a directory per node cost more than the steps
+    // themselves on ext4 (directory inode allocation), see bench/compare.py.
+    let log_dir = std::fs::create_dir_all(options.run_dir.join("logs"));
 
     loop {
         // Start what can start.
         let mut deferred = Vec::new();
+        let mut wants_sync = false;
         while !stopping && running.len() < options.parallelism as usize {
+            // A held node comes first: keep the slot for it until its dependencies are durable.
+            if held.peek().is_some_and(|h| ready.peek().is_none_or(|r| h > r)) {
+                wants_sync = true;
+                break;
+            }
             let Some((tail, Reverse(i))) = ready.pop() else { break };
             let node = &workflow.nodes[i];
             if !node.uses.iter().all(|&r| in_use[r] < workflow.resources[r].limit) {
@@ -144,9 +163,7 @@ pub async fn execute(
                 cluster: options.cluster.clone(),
                 syncer: syncer.clone(),
             };
-            // One flat folder for all step logs: a directory per node cost more than the
-            // steps themselves on ext4 (directory inode allocation), see bench/compare.py.
-            if let Err(e) = std::fs::create_dir_all(&run.log_dir) {
+            if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
                 running.spawn(async move { (i, Outcome::Failed { reason }) });
                 continue;
@@ -154,6 +171,15 @@ pub async fn execute(
             running.spawn(async move { (i, run_node(run).await) });
         }
         ready.extend(deferred);
+        // Everything is recorded durably before the run ends, whatever stopped it.
+        if running.is_empty() {
+            wants_sync = true;
+        }
+        if wants_sync && syncing.is_empty() && written > durable && !summary.record_failed {
+            let syncer = syncer.clone();
+            let covers = written;
+            syncing.spawn(async move { (covers, super::sync(&syncer).await) });
+        }
 
         if running.is_empty() && syncing.is_empty() {
             break;
@@ -173,8 +199,6 @@ pub async fn execute(
                 for &r in &workflow.nodes[i].uses {
                     in_use[r] -= 1;
                 }
-                // Every node that ended by now is recorded, then one sync covers them all:
-                // durable before any dependent starts, one fsync per batch.
                 let mut ended = vec![(i, outcome, took)];
                 while let Some(Ok((more, outcome))) = running.try_join_next() {
                     let took = running_since[more].take().map(|t| t.elapsed()).unwrap_or_default();
@@ -183,8 +207,8 @@ pub async fn execute(
                     }
                     ended.push((more, outcome, took));
                 }
-                // Every node that ended by now is written, then one sync covers them all, on a
-                // blocking thread: durable before any dependent starts, one fsync per batch.
+                // Every node that ended by now is written as one batch; their dependents are
+                // held until a sync covers it.
                 let mut record_failed = None;
                 for (node, outcome, took) in &ended {
                     let event = ExecEvent::NodeRecorded { node: *node, outcome: outcome.clone(), took: *took };
@@ -192,59 +216,59 @@ pub async fn execute(
                         record_failed = Some(reason);
                     }
                 }
+                written += 1;
                 if let Some(reason) = record_failed {
                     let _ = events.send(ExecEvent::RecordFailed { reason });
                     summary.record_failed = true;
                     stopping = true;
                 }
-                // Fail fast means no new start from now, not from when the sync is done.
-                if !options.keep_going && ended.iter().any(|(_, o, _)| !o.passed()) {
-                    stopping = true;
-                }
-                let batch: Vec<(NodeId, Outcome)> = ended.into_iter().map(|(i, o, _)| (i, o)).collect();
-                let syncer = syncer.clone();
-                syncing.spawn(async move {
-                    let synced = super::sync(&syncer).await;
-                    (batch, synced)
-                });
-            }
-            Some(synced) = syncing.join_next(), if !syncing.is_empty() => {
-                let Ok((batch, synced)) = synced else { continue };
-                if let Err(reason) = synced {
-                    let _ = events.send(ExecEvent::RecordFailed { reason });
-                    summary.record_failed = true;
-                    stopping = true;
-                }
-                for (i, outcome) in batch {
+                for (i, outcome, _) in ended {
                     if outcome.passed() {
                         state[i] = State::Passed;
                         summary.passed += 1;
                         for d in graph.dependents(i) {
                             waiting[d] -= 1;
+                            needs[d] = written;
                             if waiting[d] == 0 && state[d] == State::Waiting {
                                 state[d] = State::Ready;
-                                ready.push((tails[d], Reverse(d)));
+                                held.push((tails[d], Reverse(d)));
                             }
                         }
+                        continue;
+                    }
+                    state[i] = State::Failed;
+                    summary.failed += 1;
+                    if !options.keep_going {
+                        stopping = true;
+                    }
+                    for d in graph.downstream(&[i]).into_iter().skip(1) {
+                        if matches!(state[d], State::Waiting | State::Ready) {
+                            state[d] = State::Skipped;
+                            let upstream = workflow.nodes[i].id.clone();
+                            let event =
+                                ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
+                            let _ = super::record(&options.recorder, &event, false);
+                            let _ = events.send(event);
+                        }
+                    }
+                    ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                    held.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                }
+            }
+            Some(synced) = syncing.join_next(), if !syncing.is_empty() => {
+                let Ok((covers, synced)) = synced else { continue };
+                if let Err(reason) = synced {
+                    let _ = events.send(ExecEvent::RecordFailed { reason });
+                    summary.record_failed = true;
+                    stopping = true;
+                    continue;
+                }
+                durable = covers;
+                for (tail, Reverse(d)) in std::mem::take(&mut held) {
+                    if needs[d] <= durable {
+                        ready.push((tail, Reverse(d)));
                     } else {
-                        state[i] = State::Failed;
-                        summary.failed += 1;
-                        if !options.keep_going {
-                            stopping = true;
-                        }
-                        for d in graph.downstream(&[i]).into_iter().skip(1) {
-                            if matches!(state[d], State::Waiting | State::Ready) {
-                                state[d] = State::Skipped;
-                                let upstream = workflow.nodes[i].id.clone();
-                                let event = ExecEvent::NodeSkipped {
-                                    node: d,
-                                    reason: SkipReason::UpstreamFailed { upstream },
-                                };
-                                let _ = super::record(&options.recorder, &event, false);
-                                let _ = events.send(event);
-                            }
-                        }
-                        ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                        held.push((tail, Reverse(d)));
                     }
                 }
             }
@@ -269,7 +293,7 @@ pub async fn execute(
                     .filter_map(|i| running_since[i].map(|since| planned[i].saturating_sub(since.elapsed()) + (tails[i] - planned[i])))
                     .max()
                     .unwrap_or_default();
-                let ready_left = ready.iter().map(|&(t, _)| t).max().unwrap_or_default();
+                let ready_left = ready.iter().chain(held.iter()).map(|&(t, _)| t).max().unwrap_or_default();
                 let _ = events.send(ExecEvent::Tick {
                     elapsed,
                     projected_finish: elapsed + running_left.max(ready_left),
@@ -287,4 +311,128 @@ pub async fn execute(
     summary.skipped = state.iter().filter(|s| **s == State::Skipped).count();
     summary.took = started.elapsed();
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::exec::{Flush, Recorder};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Entry {
+        StepStarted(NodeId, usize),
+        StepEnded(NodeId, usize),
+        NodeEnded(NodeId),
+        /// A flush began: everything logged before it is on disk when it returns.
+        Flushed,
+    }
+
+    /// Logs what was written and when a flush began, in one order.
+    struct Log(Arc<Mutex<Vec<Entry>>>);
+
+    impl Recorder for Log {
+        fn record(&mut self, event: &ExecEvent, _durable: bool) -> Result<(), String> {
+            let entry = match event {
+                ExecEvent::StepStarted { node, index, .. } => Entry::StepStarted(*node, *index),
+                ExecEvent::StepFinished { node, index, .. } => Entry::StepEnded(*node, *index),
+                ExecEvent::NodeRecorded { node, .. } => Entry::NodeEnded(*node),
+                _ => return Ok(()),
+            };
+            self.0.lock().unwrap().push(entry);
+            Ok(())
+        }
+
+        fn syncer(&self) -> Option<Flush> {
+            let log = self.0.clone();
+            Some(Arc::new(move || {
+                log.lock().unwrap().push(Entry::Flushed);
+                Ok(())
+            }))
+        }
+    }
+
+    /// Runs a workflow of `true` steps to its end and returns the log.
+    fn run(text: &str, dir: &std::path::Path) -> (Arc<Workflow>, Vec<Entry>) {
+        // Steps run in the workflow's folder, so it is written where it stays while they run.
+        let file = dir.join("w.kdl");
+        std::fs::write(&file, text).unwrap();
+        let loaded = crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap();
+        let workflow = Arc::new(loaded.workflow);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let options = ApplyOptions {
+            parallelism: workflow.parallelism,
+            keep_going: false,
+            selected: Vec::new(),
+            done: Vec::new(),
+            deadline: None,
+            run_dir: dir.to_path_buf(),
+            run_id: "test".into(),
+            skip_steps: Vec::new(),
+            recorder: Some(Arc::new(Mutex::new(Log(log.clone())))),
+            cluster: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let summary = runtime.block_on(execute(workflow.clone(), options, tx));
+        assert_eq!(summary.passed, workflow.nodes.len(), "{summary:?}");
+        let entries = log.lock().unwrap().clone();
+        (workflow, entries)
+    }
+
+    /// Whether a flush began after entry `from` and before entry `to`.
+    fn flushed_between(log: &[Entry], from: usize, to: usize) -> bool {
+        log[from + 1..to].contains(&Entry::Flushed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Nothing starts on top of a record that is not yet on disk: a node's first step
+        /// starts after its dependencies' ends were flushed, a later step after the step
+        /// before it was, and the run ends with everything flushed.
+        #[test]
+        fn nothing_starts_before_what_it_builds_on_is_durable(
+            deps in proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..3), 1..10),
+            steps in proptest::collection::vec(1usize..3, 10),
+            parallelism in 1u32..4,
+        ) {
+            let mut text = format!("workflow w {{ parallelism {parallelism} }}\n");
+            for (i, d) in deps.iter().enumerate() {
+                let mut after: Vec<usize> = if i == 0 { Vec::new() } else { d.iter().map(|x| x.index(i)).collect() };
+                after.sort();
+                after.dedup();
+                let after = if after.is_empty() {
+                    String::new()
+                } else {
+                    format!("after {}; ", after.iter().map(|a| format!("n{a}")).collect::<Vec<_>>().join(" "))
+                };
+                let runs: String = (0..steps[i]).map(|s| format!("run s{s} \"true\"; ")).collect();
+                text.push_str(&format!("module n{i} {{ budget \"1m\"; {after}install {{ {runs}}} }}\n"));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let (workflow, log) = run(&text, dir.path());
+            let graph = PlanGraph::new(&workflow);
+            let at = |e: Entry| log.iter().position(|&x| x == e);
+            for (p, &entry) in log.iter().enumerate() {
+                let Entry::StepStarted(node, index) = entry else { continue };
+                if index == 0 {
+                    for dep in graph.deps(node) {
+                        let ended = at(Entry::NodeEnded(dep));
+                        prop_assert!(ended.is_some_and(|q| q < p && flushed_between(&log, q, p)),
+                            "{} started before the end of {} was durable: {log:?}", workflow.nodes[node].id, workflow.nodes[dep].id);
+                    }
+                } else {
+                    let ended = at(Entry::StepEnded(node, index - 1));
+                    prop_assert!(ended.is_some_and(|q| q < p && flushed_between(&log, q, p)),
+                        "step {index} of {} started before step {} was durable: {log:?}", workflow.nodes[node].id, index - 1);
+                }
+            }
+            let last_end = log.iter().rposition(|e| matches!(e, Entry::NodeEnded(_))).unwrap();
+            prop_assert!(flushed_between(&log, last_end, log.len()) , "the run ended with records not flushed: {log:?}");
+        }
+    }
 }

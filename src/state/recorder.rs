@@ -83,7 +83,7 @@ impl Recorder for JournalRecorder {
         self.append(&record, durable)
     }
 
-    fn syncer(&self) -> Option<crate::exec::Syncer> {
+    fn syncer(&self) -> Option<crate::exec::Flush> {
         // Without a second handle nothing could be made durable: every sync then fails,
         // and the run stops on the first one, rather than going on without a journal.
         Some(match self.journal.sync_handle() {
