@@ -195,9 +195,14 @@ pub fn rollout(
         let run = tokio::spawn(exec::execute(workflow.clone(), options, tx));
         while let Some(event) = rx.recv().await {
             reporter.handle(&event);
+            while let Ok(event) = rx.try_recv() {
+                reporter.handle(&event);
+            }
+            reporter.flush();
         }
         let summary = run.await.unwrap_or_default();
         reporter.handle(&ExecEvent::RunFinished { summary: summary.clone() });
+        reporter.flush();
         summary
     });
     let end = Record::RunEnd {

@@ -31,18 +31,24 @@ pub fn check(workflow: &Workflow, selected: impl Fn(usize) -> bool, skip: &[usiz
         }
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
+    // Many steps share a shell and a few programs: each is looked up once.
+    let mut known = std::collections::HashMap::new();
+    let mut resolves = |program: &str, cwd: &Path| {
+        let key = if program.contains('/') { cwd.join(program) } else { program.into() };
+        *known.entry(key).or_insert_with(|| resolve(program, cwd, &path_var).is_some())
+    };
     for (i, node) in workflow.nodes.iter().enumerate().filter(|(i, _)| selected(*i)) {
         for (_, step) in node.steps().skip(skip.get(i).copied().unwrap_or(0)) {
             let StepKind::Run { command, cwd, shell, .. } = &step.kind else { continue };
             let at = format!("{} › {}", node.id, step.name);
             let shell = shell.as_ref().unwrap_or(&workflow.shell);
             if let Some(program) = shell.first() {
-                if resolve(program, cwd, &path_var).is_none() {
+                if !resolves(program, cwd) {
                     found.errors.push(format!("{at}: the shell `{program}` is not on PATH"));
                 }
             }
             match first_program(&command.exec) {
-                Program::Named(name) if resolve(&name, cwd, &path_var).is_none() => {
+                Program::Named(name) if !resolves(&name, cwd) => {
                     found.errors.push(format!("{at}: `{name}` is not on PATH (or not executable)"));
                 }
                 Program::Undecidable(word) => found

@@ -41,7 +41,6 @@ pub async fn run_command(
     let shell = shell.as_deref().unwrap_or(cx.shell);
     // The log is created when the command first writes: a thousand silent steps would cost a
     // thousand inode allocations, which on ext4 took longer than the commands themselves.
-    let attempt_starts = std::fs::metadata(cx.log).map_or(0, |m| m.len());
     // A plain `program arg …` runs without a shell, as make does: same result, one fork less.
     let mut cmd = match simple_words(&command.exec, shell) {
         Some(words) => {
@@ -57,7 +56,7 @@ pub async fn run_command(
     };
     // stdout and stderr share one pipe, so the log keeps the order the command wrote in.
     let (reader, writer) = std::io::pipe()?;
-    cmd.current_dir(cwd).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+    cmd.current_dir(cwd).stdin(dev_null()?).process_group(0).kill_on_drop(true);
     cmd.stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
     for (k, v) in env {
         cmd.env(k, &v.exec);
@@ -74,12 +73,12 @@ pub async fn run_command(
     };
     let pid = child.id().map(|p| p as i32);
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
-    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opened_at = std::sync::Arc::new(std::sync::OnceLock::new());
     let log = LazyLog {
         path: cx.log.to_path_buf(),
         header: format!("$ {}\n", command.shown),
         file: None,
-        wrote: wrote.clone(),
+        opened_at: opened_at.clone(),
     };
     let mut copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
@@ -117,16 +116,16 @@ pub async fn run_command(
         // A daemon it left behind holds the pipe; what it prints from now on is not the step's.
         copy.abort();
     }
-    let wrote = wrote.load(std::sync::atomic::Ordering::SeqCst);
+    let attempt_starts = opened_at.get().copied();
     // Read only now, when all of the attempt's output (masked or not) is in the log.
-    let outcome = match outcome {
-        Outcome::Failed { reason } => match last_output_line(cx.log, attempt_starts) {
-            Some(line) if wrote => Outcome::Failed { reason: format!("{reason}: {line}") },
-            _ => Outcome::Failed { reason },
+    let outcome = match (outcome, attempt_starts) {
+        (Outcome::Failed { reason }, Some(from)) => match last_output_line(cx.log, from) {
+            Some(line) => Outcome::Failed { reason: format!("{reason}: {line}") },
+            None => Outcome::Failed { reason },
         },
-        other => other,
+        (other, _) => other,
     };
-    if !wrote && !outcome.passed() {
+    if attempt_starts.is_none() && !outcome.passed() {
         // A failure always has a log to point at, even when the command said nothing.
         let mut log = File::options().create(true).append(true).open(cx.log)?;
         writeln!(log, "$ {}\n(no output)", command.shown)?;
@@ -136,22 +135,36 @@ pub async fn run_command(
     Ok(outcome)
 }
 
+/// Stdin for every command: one /dev/null opened once, handed out as duplicates.
+fn dev_null() -> std::io::Result<Stdio> {
+    static DEV_NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    let file = match DEV_NULL.get() {
+        Some(file) => file,
+        None => {
+            let file = File::open("/dev/null")?;
+            DEV_NULL.get_or_init(|| file)
+        }
+    };
+    Ok(Stdio::from(file.try_clone()?))
+}
+
 /// A step's log file, created with its header line at the first write.
 struct LazyLog {
     path: std::path::PathBuf,
     header: String,
     file: Option<File>,
-    /// Set at the first write; read by the step even when the copy is still running.
-    wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where this attempt's part of the log starts (earlier attempts append to the same
+    /// file), set at the first write; read by the step even when the copy is still running.
+    opened_at: std::sync::Arc<std::sync::OnceLock<u64>>,
 }
 
 impl LazyLog {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             let mut file = File::options().create(true).append(true).open(&self.path)?;
+            let _ = self.opened_at.set(file.metadata()?.len());
             file.write_all(self.header.as_bytes())?;
             self.file = Some(file);
-            self.wrote.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         self.file.as_mut().expect("opened above").write_all(bytes)
     }
@@ -222,11 +235,26 @@ fn simple_words(command: &str, shell: &[String]) -> Option<Vec<String>> {
     if program.contains('/') {
         return None;
     }
-    // The resolved path, so the exec does not search PATH again.
+    words[0] = on_path(program)?;
+    Some(words)
+}
+
+/// Where PATH finds `program`, looked up once per run: a thousand steps running the same
+/// program would otherwise stat every PATH folder a thousand times. Only hits are kept; a
+/// program a step installs later is found then (and a miss runs through the shell anyway).
+fn on_path(program: &str) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    if let Some(path) = found.lock().ok()?.get(program) {
+        return Some(path.clone());
+    }
     let path = std::env::var_os("PATH")
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|c| c.is_file()))?;
-    words[0] = path.to_string_lossy().into_owned();
-    Some(words)
+    let path = path.to_string_lossy().into_owned();
+    found.lock().ok()?.insert(program.to_string(), path.clone());
+    Some(path)
 }
 
 /// SIGTERM to the group, then SIGKILL after a grace period.

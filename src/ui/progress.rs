@@ -45,6 +45,11 @@ pub struct Reporter<'w> {
     total: usize,
     last_tick: Option<(Duration, Duration, Duration)>,
     pub failures: Vec<Failure>,
+    /// Plain lines not yet written: everything handled in one wake-up goes out in one write.
+    pending: std::cell::RefCell<String>,
+    /// The last timestamp shown, by its second: formatting the local time per line cost more
+    /// than the line.
+    stamp: std::cell::RefCell<(i64, String)>,
 }
 
 impl<'w> Reporter<'w> {
@@ -67,6 +72,18 @@ impl<'w> Reporter<'w> {
             total: 0,
             last_tick: None,
             failures: Vec::new(),
+            pending: Default::default(),
+            stamp: std::cell::RefCell::new((i64::MIN, String::new())),
+        }
+    }
+
+    /// Writes the plain lines handled so far; call when no more events are waiting.
+    pub fn flush(&self) {
+        use std::io::Write;
+        let mut pending = self.pending.borrow_mut();
+        if !pending.is_empty() {
+            let _ = std::io::stderr().lock().write_all(pending.as_bytes());
+            pending.clear();
         }
     }
 
@@ -80,16 +97,23 @@ impl<'w> Reporter<'w> {
 
     /// A line above the bars (or on its own in plain mode).
     fn line(&self, text: String) {
-        let stamp = jiff::Zoned::now().strftime("%H:%M:%S").to_string();
-        let text = format!("{} {text}", self.palette.dim(&stamp));
+        let now = jiff::Timestamp::now();
+        let mut stamp = self.stamp.borrow_mut();
+        if stamp.0 != now.as_second() {
+            *stamp = (
+                now.as_second(),
+                now.to_zoned(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string(),
+            );
+        }
+        let text = format!("{} {text}", self.palette.dim(&stamp.1));
         match &self.multi {
             Some(multi) => {
                 let _ = multi.println(text);
             }
-            // One write per line: eprintln! writes the newline separately.
             None => {
-                use std::io::Write;
-                let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
+                let mut pending = self.pending.borrow_mut();
+                pending.push_str(&text);
+                pending.push('\n');
             }
         }
     }
