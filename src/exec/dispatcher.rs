@@ -125,11 +125,12 @@ pub async fn execute(
     loop {
         // Start what can start.
         let mut deferred = Vec::new();
-        let mut wants_sync = false;
+        let held_leads = |ready: &BinaryHeap<_>, held: &BinaryHeap<_>| {
+            held.peek().is_some_and(|h| ready.peek().is_none_or(|r| h > r))
+        };
         while !stopping && running.len() < options.parallelism as usize {
             // A held node comes first: keep the slot for it until its dependencies are durable.
-            if held.peek().is_some_and(|h| ready.peek().is_none_or(|r| h > r)) {
-                wants_sync = true;
+            if held_leads(&ready, &held) {
                 break;
             }
             let Some((tail, Reverse(i))) = ready.pop() else { break };
@@ -171,10 +172,9 @@ pub async fn execute(
             running.spawn(async move { (i, run_node(run).await) });
         }
         ready.extend(deferred);
-        // Everything is recorded durably before the run ends, whatever stopped it.
-        if running.is_empty() {
-            wants_sync = true;
-        }
+        // Sync ahead when a held node leads, even with every slot taken, so that it is
+        // durable by the time a slot frees; and before the run ends, whatever stopped it.
+        let wants_sync = running.is_empty() || held_leads(&ready, &held);
         if wants_sync && syncing.is_empty() && written > durable && !summary.record_failed {
             let syncer = syncer.clone();
             let covers = written;
