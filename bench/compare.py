@@ -7,6 +7,10 @@ tool runs it for several interleaved rounds; medians and milepost's ratio to mak
 printed. Two workloads: `true` (pure overhead) and `sleep 0.01`.
 
     python3 bench/compare.py [--steps 1000] [--rounds 5] [--seed 7] [--milepost target/release/milepost]
+                             [--workload true|sleep]
+
+Shared VMs are noisy (±5% between runs of the same binary): use 15 rounds or more for a
+figure to quote.
 
 Needs make and ninja (apt-get install ninja-build). Peak RSS of milepost is printed too.
 """
@@ -67,6 +71,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--milepost", default="target/release/milepost")
+    ap.add_argument("--workload", choices=["true", "sleep"], help="run one workload only")
     args = ap.parse_args()
     milepost = os.path.abspath(args.milepost)
     for tool in ("make", "ninja"):
@@ -74,7 +79,8 @@ def main():
             sys.exit(f"{tool} is not installed (apt-get install make ninja-build)")
     deps = dag(args.steps, args.seed)
     print(f"{args.steps} steps, {sum(map(len, deps))} edges, seed {args.seed}, {args.rounds} rounds, -j2")
-    for workload in ("true", "sleep 0.01"):
+    workloads = {"true": ["true"], "sleep": ["sleep 0.01"], None: ["true", "sleep 0.01"]}[args.workload]
+    for workload in workloads:
         with tempfile.TemporaryDirectory() as dir:
             write(dir, deps, workload)
             times = {"milepost": [], "make": [], "ninja": []}
