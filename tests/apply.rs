@@ -336,3 +336,25 @@ module noisy { budget "1m"; install { run daemon "(sleep 2; echo late) & echo ea
         "the daemon's later line is not the step's"
     );
 }
+
+#[test]
+fn a_deadline_stops_before_the_node_that_would_pass_it_and_resume_goes_on() {
+    let f = Fixture::new(
+        r#"workflow w { parallelism 1 }
+module a { budget "1m"; install { run s "echo a >> done" } }
+module b { budget "2m"; after a; install { run s "echo b >> done" } }"#,
+    );
+    // a fits the 90 s window; b, starting when a ends, would end 2m later, after it.
+    let out = f.apply(&["--deadline", "90s", "--progress", "plain"]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("the rollout stopped before it"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(f.path("done")).unwrap(), "a\n");
+    let report = milepost().arg("report").arg(f.path("w.kdl")).args(["--format", "json"]).assert().success();
+    let report: serde_json::Value = serde_json::from_slice(&report.get_output().stdout).unwrap();
+    assert_eq!(report["outcome"], "deadline", "{report}");
+    let history = milepost().arg("history").arg(f.path("w.kdl")).assert().success();
+    assert!(String::from_utf8_lossy(&history.get_output().stdout).contains("stopped"));
+
+    milepost().arg("resume").arg(f.path("w.kdl")).timeout(Duration::from_secs(60)).assert().success();
+    assert_eq!(std::fs::read_to_string(f.path("done")).unwrap(), "a\nb\n");
+}

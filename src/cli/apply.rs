@@ -219,6 +219,7 @@ pub fn rollout(
         failed: summary.failed,
         skipped: summary.skipped,
         interrupted: summary.interrupted,
+        deadline: summary.deadline_stop,
         took_ms: summary.took.as_millis() as u64,
         at: now(),
     };

@@ -10,7 +10,7 @@ fn mark(result: &str) -> &'static str {
     match result {
         "passed" | "complete" => "✅",
         "failed" | "timed-out" => "❌",
-        "interrupted" | "killed" | "cancelled" | "skipped" => "⚠️",
+        "interrupted" | "killed" | "deadline" | "cancelled" | "skipped" => "⚠️",
         _ => "⏸️",
     }
 }

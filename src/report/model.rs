@@ -314,13 +314,15 @@ pub fn build(
                     skips.insert(node.clone(), reason.to_string());
                 }
                 Record::GatePassed { at, .. } => last_at = at.clone(),
-                Record::RunEnd { failed, interrupted, at, .. } => {
+                Record::RunEnd { failed, interrupted, deadline, at, .. } => {
                     info.ended_at = Some(at.clone());
                     last_at = at.clone();
                     info.outcome = if *interrupted {
                         "interrupted"
                     } else if *failed > 0 {
                         "failed"
+                    } else if *deadline {
+                        "deadline"
                     } else {
                         "complete"
                     }

@@ -67,6 +67,10 @@ pub enum Record {
         failed: usize,
         skipped: usize,
         interrupted: bool,
+        /// Stopped before a node whose planned end would pass `--deadline`. Absent: false
+        /// (journals written before it existed read the same).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deadline: bool,
         took_ms: u64,
         at: String,
     },

@@ -141,9 +141,9 @@ impl History {
                     }
                 }
                 Record::GatePassed { .. } => {}
-                Record::RunEnd { took_ms, failed, interrupted, .. } => {
+                Record::RunEnd { took_ms, failed, interrupted, deadline, .. } => {
                     if let Some(r) = run.as_mut() {
-                        r.finished = Some(*failed == 0 && !interrupted);
+                        r.finished = Some(*failed == 0 && !interrupted && !deadline);
                         r.took = Some(Duration::from_millis(*took_ms));
                     }
                 }
