@@ -141,7 +141,9 @@ fn force_takes_over_fields_and_a_changed_manifest_is_reported_changed() {
 
 #[test]
 fn a_forbidden_patch_names_the_verb_resource_and_namespace() {
-    let c = Cluster::new("    install { apply objects \"manifests/10-config.yaml\" }");
+    // A 403 can heal (a Role granted meanwhile): retries are spent on it.
+    let c =
+        Cluster::new("    install { apply objects \"manifests/10-config.yaml\" retries=1 backoff=\"10ms\" }");
     c.api.answer(
         "PATCH",
         "/configmaps/",
@@ -159,6 +161,12 @@ fn a_forbidden_patch_names_the_verb_resource_and_namespace() {
     );
     assert!(text.contains("User \"ci\" cannot patch"), "the API server's own words: {text}");
     assert!(text.contains("10-config.yaml:1"), "which manifest: {text}");
+    assert_eq!(patches(&c, "/configmaps/"), 2, "one attempt and one retry");
+}
+
+/// PATCH requests the fake API server answered on paths containing `path`.
+fn patches(c: &Cluster, path: &str) -> usize {
+    c.api.seen().iter().filter(|s| s.method == "PATCH" && s.path.contains(path)).count()
 }
 
 #[test]
@@ -175,8 +183,9 @@ fn an_unknown_kind_says_which_group_version_is_missing() {
 }
 
 #[test]
-fn a_conflict_suggests_force() {
-    let c = Cluster::new("    install { apply objects \"manifests/10-config.yaml\" }");
+fn a_conflict_suggests_force_and_is_not_retried() {
+    let c =
+        Cluster::new("    install { apply objects \"manifests/10-config.yaml\" retries=3 backoff=\"10s\" }");
     c.api.answer(
         "PATCH",
         "/networkpolicies/",
@@ -187,6 +196,9 @@ fn a_conflict_suggests_force() {
     let text = stderr(&c.apply().code(1));
     assert!(text.contains("conflict (409) on networkpolicies `default-deny` in namespace `apps`"), "{text}");
     assert!(text.contains("conflict with \"kubectl\"") && text.contains("force=#true"), "{text}");
+    // The same request would conflict again: no backoff spent, one PATCH sent.
+    assert_eq!(patches(&c, "/networkpolicies/"), 1);
+    assert!(c.log(1, "objects").contains("the same request would be refused again; not retried"));
 }
 
 fn deployment(ready: &str, reason: &str) -> serde_json::Value {

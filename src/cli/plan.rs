@@ -153,7 +153,7 @@ fn server_dry_run(cx: &Cx, plan: &Plan, context: Option<&str>) -> Result<Vec<Ser
             let result = crate::exec::kubernetes::documents(path, manifests).and_then(|documents| {
                 let options = ApplyOptions { namespace: namespace.as_deref(), force: *force, dry_run: true };
                 let mut log = |line: &str| lines.push(line.to_string());
-                runtime.block_on(apply::apply(&cluster, &documents, options, &mut log))
+                runtime.block_on(apply::apply(&cluster, &documents, options, &mut log)).map_err(|e| e.reason)
             });
             steps.push(ServerStep {
                 node: node.label(),

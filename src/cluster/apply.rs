@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
 use super::manifest::Document;
-use super::{describe, group_version_kind, is_namespaced, Cluster};
+use super::{describe, group_version_kind, is_namespaced, may_heal, Cluster};
 
 pub const FIELD_MANAGER: &str = "milepost";
 
@@ -29,6 +29,21 @@ impl fmt::Display for Change {
             Change::Changed => "changed",
             Change::Unchanged => "unchanged",
         })
+    }
+}
+
+/// Why an apply stopped: the first object refused, with its file and line and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError {
+    pub reason: String,
+    /// False when the same request would be refused again (see [`super::may_heal`]): a
+    /// step's `retries` are not spent on it.
+    pub may_heal: bool,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
     }
 }
 
@@ -83,7 +98,7 @@ pub async fn apply(
     documents: &[Document],
     options: ApplyOptions<'_>,
     log: &mut (dyn FnMut(&str) + Send),
-) -> Result<Vec<Applied>, String> {
+) -> Result<Vec<Applied>, ApplyError> {
     let mut results = Vec::new();
     let mut crd_groups: Vec<String> = Vec::new();
     for doc in apply_order(documents) {
@@ -103,7 +118,10 @@ pub async fn apply(
             Err(_) if crd_groups.contains(&gvk.group) => wait_for_kind(cluster, &gvk, log).await,
             Err(reason) => Err(reason),
         }
-        .map_err(|reason| format!("{at}: {}: {reason}", doc.reference()))?;
+        .map_err(|reason| ApplyError {
+            reason: format!("{at}: {}: {reason}", doc.reference()),
+            may_heal: true,
+        })?;
         let namespace = is_namespaced(&caps).then(|| {
             doc.object
                 .metadata
@@ -121,10 +139,11 @@ pub async fn apply(
         object.metadata.namespace = namespace.clone();
         let name = doc.name();
         let what = format!("{} `{name}`", resource.plural);
-        let before = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("{at}: {}", describe(&e, "get", &what, namespace.as_deref())))?;
+        let refused = |e: kube::Error, verb: &str| ApplyError {
+            reason: format!("{at}: {}", describe(&e, verb, &what, namespace.as_deref())),
+            may_heal: may_heal(&e),
+        };
+        let before = api.get_opt(name).await.map_err(|e| refused(e, "get"))?;
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if options.force {
             params = params.force();
@@ -132,10 +151,8 @@ pub async fn apply(
         if options.dry_run {
             params = params.dry_run();
         }
-        let after = api
-            .patch(name, &params, &Patch::Apply(&object))
-            .await
-            .map_err(|e| format!("{at}: {}", describe(&e, "patch", &what, namespace.as_deref())))?;
+        let after =
+            api.patch(name, &params, &Patch::Apply(&object)).await.map_err(|e| refused(e, "patch"))?;
         let change = match before {
             None => Change::Created,
             Some(before) if options.dry_run => {

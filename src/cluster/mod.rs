@@ -203,6 +203,14 @@ impl Cluster {
     }
 }
 
+/// Whether sending the same request again could get another answer. A conflict (409) or an
+/// invalid object (422) is about the request itself: only a change to it (or `force`) helps.
+/// A 403 or 404 can heal while the rollout goes on (a Role granted, a CRD served), and
+/// connection errors and 5xx are the usual transient ones.
+pub fn may_heal(err: &kube::Error) -> bool {
+    !matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
+}
+
 /// An API error as a person can act on it: what was refused, where, and the server's words.
 pub fn describe(err: &kube::Error, verb: &str, what: &str, namespace: Option<&str>) -> String {
     let place = namespace.map(|n| format!(" in namespace `{n}`")).unwrap_or_default();

@@ -16,18 +16,20 @@ use crate::spec::{Manifest, Step, StepKind};
 /// How long an `apply` step without a `timeout` may take.
 pub const APPLY_DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Runs one `apply` or `wait` step, at most `limit`. What it logs and the reason it gives
-/// have secret values masked: the API server quotes objects back in its errors.
-pub async fn run(step: &Step, cx: &StepContext<'_>, limit: Duration) -> Outcome {
+/// Runs one `apply` or `wait` step, at most `limit`, and says whether another attempt could
+/// end otherwise. What it logs and the reason it gives have secret values masked: the API
+/// server quotes objects back in its errors.
+pub async fn run(step: &Step, cx: &StepContext<'_>, limit: Duration) -> (Outcome, bool) {
     let secrets = cx.secrets;
     let mask = |text: &str| crate::template::mask(text, secrets);
-    let outcome = run_unmasked(step, cx, limit, &mask).await;
-    match outcome {
+    let (outcome, may_heal) = run_unmasked(step, cx, limit, &mask).await;
+    let outcome = match outcome {
         Outcome::Passed => Outcome::Passed,
         Outcome::Failed { reason } => Outcome::Failed { reason: mask(&reason) },
         Outcome::TimedOut { reason } => Outcome::TimedOut { reason: mask(&reason) },
         Outcome::Cancelled { reason } => Outcome::Cancelled { reason: mask(&reason) },
-    }
+    };
+    (outcome, may_heal)
 }
 
 async fn run_unmasked(
@@ -35,9 +37,12 @@ async fn run_unmasked(
     cx: &StepContext<'_>,
     limit: Duration,
     mask: &(dyn Fn(&str) -> String + Sync),
-) -> Outcome {
+) -> (Outcome, bool) {
     let Some(cluster) = cx.cluster else {
-        return Outcome::Failed { reason: "no Kubernetes connection: preflight did not connect".into() };
+        return (
+            Outcome::Failed { reason: "no Kubernetes connection: preflight did not connect".into() },
+            false,
+        );
     };
     let log_path = cx.log;
     let mut log = |line: &str| {
@@ -49,15 +54,17 @@ async fn run_unmasked(
         StepKind::Apply { path, namespace, force, manifests } => {
             let documents = match documents(path, manifests) {
                 Ok(d) => d,
-                Err(reason) => return Outcome::Failed { reason },
+                // An earlier step of the node may write the files: reading again can help.
+                Err(reason) => return (Outcome::Failed { reason }, true),
             };
             let options = ApplyOptions { namespace: namespace.as_deref(), force: *force, dry_run: false };
             let applying = apply::apply(cluster, &documents, options, &mut log);
             match tokio::time::timeout(limit, applying).await {
-                Err(_) => {
-                    Outcome::TimedOut { reason: format!("the apply did not finish in {}", human(limit)) }
-                }
-                Ok(Err(reason)) => Outcome::Failed { reason },
+                Err(_) => (
+                    Outcome::TimedOut { reason: format!("the apply did not finish in {}", human(limit)) },
+                    true,
+                ),
+                Ok(Err(refused)) => (Outcome::Failed { reason: refused.reason }, refused.may_heal),
                 Ok(Ok(applied)) => {
                     let count = |c: Change| applied.iter().filter(|a| a.change == c).count();
                     log(&format!(
@@ -67,7 +74,7 @@ async fn run_unmasked(
                         count(Change::Changed),
                         count(Change::Unchanged)
                     ));
-                    Outcome::Passed
+                    (Outcome::Passed, true)
                 }
             }
         }
@@ -75,10 +82,10 @@ async fn run_unmasked(
             match wait::wait(cluster, resource, namespace.as_deref(), until, limit, &mut log).await {
                 Ok(done) => {
                     log(&done);
-                    Outcome::Passed
+                    (Outcome::Passed, true)
                 }
-                Err(WaitError::TimedOut(reason)) => Outcome::TimedOut { reason },
-                Err(WaitError::Refused(reason)) => Outcome::Failed { reason },
+                Err(WaitError::TimedOut(reason)) => (Outcome::TimedOut { reason }, true),
+                Err(WaitError::Refused(reason)) => (Outcome::Failed { reason }, false),
             }
         }
         _ => unreachable!("only apply and wait steps reach the cluster"),

@@ -161,10 +161,10 @@ async fn run_step(
         let _ = run.events.send(start_event(1));
         let mut attempt = 1;
         loop {
-            let outcome = attempt_once(step, cx, Some(step::remaining(deadline))).await?;
-            // A wait watches until its own deadline; a refusal (RBAC) does not heal by retrying.
+            let (outcome, may_heal) = attempt_once(step, cx, Some(step::remaining(deadline))).await?;
+            // A wait watches until its own deadline.
             let waits = matches!(step.kind, StepKind::Wait { .. });
-            if outcome.passed() || waits || matches!(outcome, Outcome::Cancelled { .. }) {
+            if outcome.passed() || waits || !may_heal || matches!(outcome, Outcome::Cancelled { .. }) {
                 return Ok(outcome);
             }
             let reason = outcome.reason().unwrap_or_default().to_string();
@@ -189,8 +189,18 @@ async fn run_step(
     let mut outcome = Outcome::Passed;
     for attempt in 1..=attempts {
         let _ = run.events.send(start_event(attempt));
-        outcome = attempt_once(step, cx, step.timeout).await?;
+        let may_heal;
+        (outcome, may_heal) = attempt_once(step, cx, step.timeout).await?;
         if outcome.passed() || matches!(outcome, Outcome::Cancelled { .. }) || attempt == attempts {
+            break;
+        }
+        if !may_heal {
+            append_log(
+                cx.log,
+                &format!(
+                    "attempt {attempt} of {attempts}: the same request would be refused again; not retried"
+                ),
+            );
             break;
         }
         append_log(
@@ -206,26 +216,30 @@ async fn run_step(
     Ok(outcome)
 }
 
+/// One attempt, and whether another could end otherwise (false for a request the API server
+/// refused for what it is, such as a conflict: retrying would only spend the backoff).
 async fn attempt_once(
     step: &Step,
     cx: &mut StepContext<'_>,
     limit: Option<Duration>,
-) -> std::io::Result<Outcome> {
+) -> std::io::Result<(Outcome, bool)> {
     let probe_limit = limit.unwrap_or(Duration::from_secs(30));
     Ok(match &step.kind {
-        StepKind::Run { .. } => step::run_command(step, cx, limit).await?,
-        StepKind::Http { .. } => step::http_once(step, probe_limit.min(Duration::from_secs(30))).await,
-        StepKind::Tcp { .. } => step::tcp_once(step, probe_limit.min(Duration::from_secs(10))).await,
-        StepKind::Template { .. } => step::write_template(step),
+        StepKind::Run { .. } => (step::run_command(step, cx, limit).await?, true),
+        StepKind::Http { .. } => {
+            (step::http_once(step, probe_limit.min(Duration::from_secs(30))).await, true)
+        }
+        StepKind::Tcp { .. } => (step::tcp_once(step, probe_limit.min(Duration::from_secs(10))).await, true),
+        StepKind::Template { .. } => (step::write_template(step), true),
         StepKind::Apply { .. } | StepKind::Wait { .. } => {
             // An apply without a timeout still ends; a big directory with a CRD to wait for
             // needs more than a probe's 30 s.
             let limit = limit.unwrap_or(super::kubernetes::APPLY_DEFAULT_TIMEOUT);
             let mut cancel = cx.cancel.clone();
             tokio::select! {
-                outcome = super::kubernetes::run(step, cx, limit) => outcome,
+                result = super::kubernetes::run(step, cx, limit) => result,
                 _ = step::wait_cancelled(&mut cancel) => {
-                    Outcome::Cancelled { reason: "terminated by the operator".into() }
+                    (Outcome::Cancelled { reason: "terminated by the operator".into() }, false)
                 }
             }
         }

@@ -52,6 +52,13 @@ pub struct Reporter<'w> {
     stamp: std::cell::RefCell<(i64, String)>,
 }
 
+impl Drop for Reporter<'_> {
+    /// Lines handled but not yet written are never lost, however the run ends.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl<'w> Reporter<'w> {
     pub fn new(workflow: &'w Workflow, palette: Palette, mode: ProgressMode, is_terminal: bool) -> Self {
         let mode = match mode {
