@@ -108,18 +108,9 @@ pub fn rollout(
     let mut found = preflight::check(&workflow, will_run, &plan.skip_steps);
     // One thread: children, probes and the journal are all I/O; measured faster than two
     // workers, whose wake-ups cost more than the fsyncs they would overlap (bench/compare.py).
-    // Blocking threads (journal syncs, HTTP probes) end as soon as they are idle: a parked
-    // one keeps this process's memory map live on an idle CPU, and every spawn's stack
-    // unmap then interrupts that CPU (a VM exit here) to flush it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_keep_alive(std::time::Duration::from_millis(1))
-        .build()
-        .map_err(|source| CliError::Io {
-            action: "start the runtime for",
-            path: state_dir.to_path_buf(),
-            source,
-        })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
+        CliError::Io { action: "start the runtime for", path: state_dir.to_path_buf(), source }
+    })?;
     let needs_cluster = workflow.nodes.iter().enumerate().any(|(i, node)| {
         // Only steps this invocation runs: verify skips every install step.
         let skip = plan.skip_steps.get(i).copied().unwrap_or(0);
