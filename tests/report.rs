@@ -156,6 +156,11 @@ fn a_failed_then_resumed_rollout_reports_both_attempts_in_every_format() {
     assert!(xml.contains("<failure message=\"still failing") && xml.contains("injected failure"), "{xml}");
     assert!(xml.contains(r#"<skipped message="#), "nodes the failure stopped are skipped: {xml}");
     check_junit_schema(&first);
+    // A report of the first run alone shows the metrics as they stood after it, not today's.
+    let first_json =
+        json(&local.command("report").args(["--format", "json", "--run", run_ids[0]]).assert().success());
+    assert_eq!(first_json["metrics"][0]["id"], "phase-2-success-rate");
+    assert!(first_json["metrics"][0]["value"].as_f64().unwrap() < 100.0, "{}", first_json["metrics"]);
 
     let md = stdout(&local.command("report").assert().success());
     assert!(md.starts_with("## ✅ Phase 2 on one machine — complete"), "{md}");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::state::{open, StateArgs};
+use super::state::{open_journals, StateArgs};
 use super::{exit, print, CliError, Cx};
 use crate::report::{self, ReportError};
 
@@ -34,8 +34,8 @@ pub struct ReportArgs {
 }
 
 pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
-    let (dir, history, workflow) = open(&args.state, args.state_dir.as_deref())?;
-    let report = report::build(&workflow, &dir, args.run.as_deref(), &history).map_err(|e| match e {
+    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
+    let report = report::build(&workflow, &dir, args.run.as_deref(), &journals).map_err(|e| match e {
         ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
         other => CliError::State { message: other.to_string() },
     })?;

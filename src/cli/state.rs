@@ -13,7 +13,8 @@ use crate::plan::NodeStatus;
 use crate::report::facts::{self, run_facts};
 use crate::spec::values::human;
 use crate::spec::{load, parse_var, LoadOptions, NodeKind, Workflow};
-use crate::state::history::History;
+use crate::state::format::Record;
+use crate::state::history::{read_journals, History, Journals};
 use crate::state::resume::{decide, Decision};
 use crate::ui::style::pad;
 
@@ -89,9 +90,23 @@ pub(super) fn open(
     args: &StateArgs,
     explicit_dir: Option<&Path>,
 ) -> Result<(PathBuf, History, Workflow), CliError> {
+    let (dir, journals, workflow) = open_journals(args, explicit_dir)?;
+    Ok((dir, History::from_journals(&journals), workflow))
+}
+
+/// The state directory, its journals, and the workflow: the one named, or the one the last
+/// run recorded.
+pub(super) fn open_journals(
+    args: &StateArgs,
+    explicit_dir: Option<&Path>,
+) -> Result<(PathBuf, Journals, Workflow), CliError> {
     let dir = state_dir(explicit_dir, args.workflow.as_deref());
-    let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
-    let Some(last) = history.runs.last() else {
+    let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let last_file = journals.iter().rev().find_map(|(_, records)| match records.first() {
+        Some(Record::RunStart { workflow_file, .. }) => Some(workflow_file.clone()),
+        _ => None,
+    });
+    let Some(last_file) = last_file else {
         return Err(CliError::State {
             message: format!(
                 "no earlier run in {}; start one with `milepost apply <workflow>`",
@@ -99,10 +114,10 @@ pub(super) fn open(
             ),
         });
     };
-    let file = args.workflow.clone().unwrap_or_else(|| PathBuf::from(&last.workflow_file));
+    let file = args.workflow.clone().unwrap_or_else(|| PathBuf::from(last_file));
     let options = LoadOptions { vars: args.vars.clone(), vars_files: args.vars_files.clone(), env: None };
     let workflow = load(&file, &options).map_err(CliError::Definitions)?.workflow;
-    Ok((dir, history, workflow))
+    Ok((dir, journals, workflow))
 }
 
 pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {

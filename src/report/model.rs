@@ -16,8 +16,7 @@ use crate::plan::{Plan, PlanOptions};
 use crate::spec::metrics::RunFacts;
 use crate::spec::{NodeKind, Stage, Workflow};
 use crate::state::format::Record;
-use crate::state::history::{run_dirs, History};
-use crate::state::journal;
+use crate::state::history::{History, Journals};
 use crate::state::resume::decide;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -177,8 +176,6 @@ pub enum ReportError {
     NoRuns(PathBuf),
     #[error("no run `{id}` in {dir}; `milepost history` lists the runs")]
     UnknownRun { id: String, dir: PathBuf },
-    #[error("{0}")]
-    Journal(String),
 }
 
 fn result_of(outcome: &Outcome) -> &'static str {
@@ -198,29 +195,28 @@ fn seconds_between(from: &str, to: &str) -> f64 {
 }
 
 /// The runs a report covers: `run` alone, or the last `apply` and every run after it.
-fn select_runs(state_dir: &Path, run: Option<&str>) -> Result<Vec<(PathBuf, Vec<Record>)>, ReportError> {
-    let dirs = run_dirs(state_dir);
-    if dirs.is_empty() {
+/// The journals a report covers, as a range: `--run` alone, or the last `apply` and every
+/// run after it.
+fn select_runs(
+    journals: &[(PathBuf, Vec<Record>)],
+    state_dir: &Path,
+    run: Option<&str>,
+) -> Result<std::ops::Range<usize>, ReportError> {
+    if journals.is_empty() {
         return Err(ReportError::NoRuns(state_dir.to_path_buf()));
-    }
-    let mut runs = Vec::with_capacity(dirs.len());
-    for dir in dirs {
-        let records =
-            journal::read(&dir.join("journal.jsonl")).map_err(|e| ReportError::Journal(e.to_string()))?;
-        runs.push((dir, records));
     }
     let command = |records: &[Record]| match records.first() {
         Some(Record::RunStart { command, .. }) => command.clone(),
         _ => String::new(),
     };
     if let Some(id) = run {
-        let found = runs.into_iter().find(|(dir, _)| dir.file_name().is_some_and(|n| n == id));
+        let found = journals.iter().position(|(dir, _)| dir.file_name().is_some_and(|n| n == id));
         return found
-            .map(|r| vec![r])
+            .map(|i| i..i + 1)
             .ok_or_else(|| ReportError::UnknownRun { id: id.to_string(), dir: state_dir.to_path_buf() });
     }
-    let first = runs.iter().rposition(|(_, records)| command(records) == "apply").unwrap_or(0);
-    Ok(runs.split_off(first))
+    let first = journals.iter().rposition(|(_, records)| command(records) == "apply").unwrap_or(0);
+    Ok(first..journals.len())
 }
 
 /// A step as one attempt of its node saw it.
@@ -238,21 +234,27 @@ struct NodeSeen {
     steps: std::collections::BTreeMap<usize, StepSeen>,
 }
 
+/// The report of the runs `run` selects among `journals` (every run of `state_dir`, oldest
+/// first). Gate and metric facts are as of the last covered run: a report of an old run
+/// shows that run's figures, not today's.
 pub fn build(
     workflow: &Workflow,
     state_dir: &Path,
     run: Option<&str>,
-    history: &History,
+    journals: &Journals,
 ) -> Result<Report, ReportError> {
     // Log paths in a report are absolute: it is read from anywhere.
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    let runs = select_runs(state_dir, run)?;
+    let covered = select_runs(journals, state_dir, run)?;
+    let history = History::from_journals(&journals[..covered.end]);
+    let history = &history;
+    let runs = &journals[covered];
     let plan = Plan::new(workflow, &PlanOptions::default());
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
     let mut skips: HashMap<String, String> = HashMap::new();
     let mut run_infos = Vec::new();
     let mut offset = 0.0;
-    for (dir, records) in &runs {
+    for (dir, records) in runs {
         let Some(Record::RunStart { run_id, command, started_at, .. }) = records.first() else { continue };
         let mut seen: Vec<(String, NodeSeen)> = Vec::new();
         let mut last_at = started_at.clone();

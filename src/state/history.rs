@@ -61,14 +61,33 @@ pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Every run's folder and records, oldest first: read once, for commands that need the
+/// records themselves as well as the [`History`] folded from them.
+pub type Journals = Vec<(PathBuf, Vec<Record>)>;
+
+/// Reads every journal of a state directory, oldest first.
+pub fn read_journals(state_dir: &Path) -> Result<Journals, JournalError> {
+    run_dirs(state_dir)
+        .into_iter()
+        .map(|dir| {
+            let records = journal::read(&dir.join("journal.jsonl"))?;
+            Ok((dir, records))
+        })
+        .collect()
+}
+
 impl History {
     pub fn load(state_dir: &Path) -> Result<Self, JournalError> {
+        Ok(Self::from_journals(&read_journals(state_dir)?))
+    }
+
+    /// The history the given journals tell, in their order.
+    pub fn from_journals(journals: &[(PathBuf, Vec<Record>)]) -> Self {
         let mut history = History::default();
-        for dir in run_dirs(state_dir) {
-            let records = journal::read(&dir.join("journal.jsonl"))?;
-            history.fold(&records);
+        for (_, records) in journals {
+            history.fold(records);
         }
-        Ok(history)
+        history
     }
 
     fn fold(&mut self, records: &[Record]) {
