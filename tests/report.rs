@@ -285,4 +285,21 @@ module slow { budget "2h" buffer="10%"; after fast; install { run b "true" } }
     let uncalibrated =
         json(&milepost().args(["plan", "--fresh", "--format", "json"]).arg(&w).assert().success());
     assert_eq!(uncalibrated["nodes"][0]["duration_source"], "budget");
+
+    // A new budget keeps what was measured; a changed step makes it someone else's duration.
+    let source = |text: &str| {
+        std::fs::write(&w, text).unwrap();
+        let plan = json(
+            &milepost()
+                .args(["plan", "--fresh", "--calibrate", "--format", "json"])
+                .arg(&w)
+                .assert()
+                .success(),
+        );
+        plan["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "fast").unwrap()["duration_source"]
+            .clone()
+    };
+    let defined = std::fs::read_to_string(&w).unwrap();
+    assert_eq!(source(&defined.replace(r#"budget "1h""#, r#"budget "3h""#)), "history");
+    assert_eq!(source(&defined.replace("sleep 0.05", "sleep 0.5")), "budget");
 }

@@ -185,15 +185,27 @@ fn server_text(steps: &[ServerStep], cx: &Cx) -> String {
     out
 }
 
-/// Each node's median recorded duration where it has history, its budget + buffer otherwise.
+/// Each node's median recorded duration where it has history with today's steps, its
+/// budget + buffer otherwise. A budget change keeps the history; a step change drops it.
 fn calibrated(workflow: &Workflow, history: &History) -> Vec<(Duration, &'static str)> {
     workflow
         .nodes
         .iter()
-        .map(|node| match history.actuals.get(&node.id).and_then(|d| median(d)) {
-            Some(m) => (m, "history"),
-            None if node.buffer.is_some() => (node.planned, "budget+buffer"),
-            None => (node.planned, "budget"),
+        .map(|node| {
+            let steps: Vec<String> = node.steps().map(|(_, s)| crate::state::step_hash(node, s)).collect();
+            let same_steps: Vec<Duration> = history
+                .actuals
+                .get(&node.id)
+                .into_iter()
+                .flatten()
+                .filter(|a| a.step_hashes == steps)
+                .map(|a| a.took)
+                .collect();
+            match median(&same_steps) {
+                Some(m) => (m, "history"),
+                None if node.buffer.is_some() => (node.planned, "budget+buffer"),
+                None => (node.planned, "budget"),
+            }
         })
         .collect()
 }

@@ -33,6 +33,14 @@ pub struct RunRecord {
     pub took: Option<Duration>,
 }
 
+/// One whole, passing run of a node: how long it took, and the hashes of the steps that ran
+/// (by index), so a duration measured under other steps is not taken for today's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actual {
+    pub took: Duration,
+    pub step_hashes: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct History {
     pub runs: Vec<RunRecord>,
@@ -47,7 +55,7 @@ pub struct History {
     /// How long each node took whenever it passed with all its steps run in one run (not in
     /// a `verify`, not resumed past its first step, not re-recorded without running a step),
     /// oldest first: what `plan --calibrate` reads.
-    pub actuals: HashMap<String, Vec<Duration>>,
+    pub actuals: HashMap<String, Vec<Actual>>,
 }
 
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
@@ -98,6 +106,8 @@ impl History {
         let mut run: Option<RunRecord> = None;
         // Nodes whose first step ran in this run: only their durations are whole.
         let mut from_first_step: HashSet<String> = HashSet::new();
+        // The passing step hashes of each node in this run, by index.
+        let mut ran: HashMap<String, std::collections::BTreeMap<usize, String>> = HashMap::new();
         for record in records {
             match record {
                 Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
@@ -126,6 +136,7 @@ impl History {
                 }
                 Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
                     if outcome.passed() {
+                        ran.entry(node.clone()).or_default().insert(*index, step_hash.clone());
                         self.steps.insert((node.clone(), *index), step_hash.clone());
                         self.step_failures.remove(node);
                     } else {
@@ -146,7 +157,8 @@ impl History {
                     }
                     let whole_run = run.as_ref().is_some_and(|r| r.command != "verify");
                     if outcome.passed() && whole_run && from_first_step.contains(node) {
-                        self.actuals.entry(node.clone()).or_default().push(took);
+                        let step_hashes = ran.remove(node).unwrap_or_default().into_values().collect();
+                        self.actuals.entry(node.clone()).or_default().push(Actual { took, step_hashes });
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
                     self.nodes.insert(
