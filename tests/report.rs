@@ -19,6 +19,22 @@ fn json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
     serde_json::from_slice(&a.get_output().stdout).expect("valid JSON")
 }
 
+/// Every `*_secs` number in `value`, with its key.
+fn secs_fields(value: &serde_json::Value, found: &mut Vec<(String, f64)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match v.as_f64() {
+                    Some(n) if key.ends_with("_secs") => found.push((key.clone(), n)),
+                    _ => secs_fields(v, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| secs_fields(v, found)),
+        _ => {}
+    }
+}
+
 /// A tool the report checks need. CI installs it (.ci/run), so there its absence fails the
 /// test; elsewhere the check is reported as skipped on stderr.
 fn required_tool(candidates: &[&str], what: &str) -> Option<String> {
@@ -93,6 +109,13 @@ fn a_failed_then_resumed_rollout_reports_both_attempts_in_every_format() {
     let report = json(&local.command("report").args(["--format", "json"]).assert().success());
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["outcome"], "complete");
+    // Times are whole milliseconds, as recorded: no `1.2610000000000001`.
+    let mut secs = Vec::new();
+    secs_fields(&report, &mut secs);
+    assert!(secs.len() > 50, "{secs:?}");
+    for (key, n) in &secs {
+        assert!(n.to_string().split('.').nth(1).is_none_or(|d| d.len() <= 3), "{key}: {n}");
+    }
     let runs = report["runs"].as_array().unwrap();
     let commands: Vec<(&str, &str)> =
         runs.iter().map(|r| (r["command"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();

@@ -57,9 +57,9 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
             if let Some(r) = history.nodes.get(&node.id) {
                 actual += r.took.as_secs_f64();
                 planned += node.planned.as_secs_f64();
-                facts.actual_secs = r.took.as_secs_f64();
+                facts.actual_secs = super::to_ms(r.took.as_secs_f64());
                 facts.budget_used =
-                    if facts.budget_secs > 0.0 { facts.actual_secs / facts.budget_secs } else { 0.0 };
+                    if facts.budget_secs > 0.0 { ratio(facts.actual_secs / facts.budget_secs) } else { 0.0 };
             }
         }
         f.nodes.insert(node.id.clone(), facts);
@@ -83,7 +83,7 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
     }
     f.total_runs = history.runs.len() as u32;
     f.successful_runs = history.runs.iter().filter(|r| r.finished == Some(true)).count() as u32;
-    f.budget_ratio = if planned > 0.0 { actual / planned } else { 0.0 };
+    f.budget_ratio = if planned > 0.0 { ratio(actual / planned) } else { 0.0 };
     f
 }
 
@@ -109,4 +109,9 @@ pub fn evaluate(workflow: &Workflow, facts: &RunFacts) -> Vec<MetricResult> {
             }
         })
         .collect()
+}
+
+/// A ratio to six decimals: enough for any percentage a metric shows, without float noise.
+fn ratio(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
 }

@@ -340,8 +340,8 @@ pub fn build(
             // A node that ran again clears an earlier skip.
             skips.remove(&node_id);
             let ended = s.ended_at.clone().unwrap_or_else(|| last_at.clone());
-            let start_secs = offset + seconds_between(started_at, &s.started_at);
-            let end_secs = offset + seconds_between(started_at, &ended);
+            let start_secs = super::to_ms(offset + seconds_between(started_at, &s.started_at));
+            let end_secs = super::to_ms(offset + seconds_between(started_at, &ended));
             let all_steps: Vec<_> = node.steps().collect();
             let steps: Vec<StepReport> = s
                 .steps
@@ -386,13 +386,13 @@ pub fn build(
                 ended_at: s.ended_at.clone(),
                 start_secs,
                 end_secs,
-                took_secs: end_secs - start_secs,
+                took_secs: super::to_ms(end_secs - start_secs),
                 result,
                 reason,
                 steps,
             });
         }
-        offset += info.took_secs;
+        offset = super::to_ms(offset + info.took_secs);
         run_infos.push(info);
     }
 
@@ -412,8 +412,11 @@ pub fn build(
                     validations.failed += 1;
                 }
             }
-            let actual: Option<f64> =
-                if tries.is_empty() { None } else { Some(tries.iter().map(|a| a.took_secs).sum()) };
+            let actual: Option<f64> = if tries.is_empty() {
+                None
+            } else {
+                Some(super::to_ms(tries.iter().map(|a| a.took_secs).sum()))
+            };
             let skip_reason = skips.get(&node.id).cloned();
             let result = match (tries.last(), &skip_reason) {
                 (Some(a), _) => match a.result.as_str() {
