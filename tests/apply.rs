@@ -358,3 +358,29 @@ module b { budget "2m"; after a; install { run s "echo b >> done" } }"#,
     milepost().arg("resume").arg(f.path("w.kdl")).timeout(Duration::from_secs(60)).assert().success();
     assert_eq!(std::fs::read_to_string(f.path("done")).unwrap(), "a\nb\n");
 }
+
+#[test]
+fn a_probe_log_names_its_command_once_and_each_attempt_after_its_output() {
+    let f = Fixture::new(
+        r#"workflow w {}
+module m { budget "1m"; validate { run ready "echo not yet; exit 1" timeout="1s" interval="200ms" } }"#,
+    );
+    let out = f.apply(&["--progress", "plain"]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("still failing after 1s: exited with status 1: not yet"), "{stderr}");
+    let run = std::fs::read_dir(f.path(".milepost/runs")).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(run.join("logs/m.01-ready.log")).unwrap();
+    assert_eq!(log.matches("$ echo not yet; exit 1").count(), 1, "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 5, "several attempts: {log}");
+    // Each attempt: its output, then milepost's line about it.
+    for pair in lines[1..].chunks(2) {
+        assert_eq!(pair[0], "not yet", "{log}");
+        if let Some(note) = pair.get(1) {
+            assert!(
+                note.starts_with("milepost: attempt ") && note.ends_with("exited with status 1: not yet"),
+                "{log}"
+            );
+        }
+    }
+}

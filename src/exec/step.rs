@@ -128,7 +128,10 @@ pub async fn run_command(
     if attempt_starts.is_none() && !outcome.passed() {
         // A failure always has a log to point at, even when the command said nothing.
         let mut log = File::options().create(true).append(true).open(cx.log)?;
-        writeln!(log, "$ {}\n(no output)", command.shown)?;
+        if log.metadata()?.len() == 0 {
+            writeln!(log, "$ {}", command.shown)?;
+        }
+        writeln!(log, "(no output)")?;
     }
     // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
     // only a timeout or a cancel kills the group.
@@ -162,8 +165,13 @@ impl LazyLog {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             let mut file = File::options().create(true).append(true).open(&self.path)?;
-            let _ = self.opened_at.set(file.metadata()?.len());
-            file.write_all(self.header.as_bytes())?;
+            let len = file.metadata()?.len();
+            let _ = self.opened_at.set(len);
+            // The command heads the log once: a probe's tenth attempt would otherwise fill the
+            // tail shown on failure with the same command line.
+            if len == 0 {
+                file.write_all(self.header.as_bytes())?;
+            }
             self.file = Some(file);
         }
         self.file.as_mut().expect("opened above").write_all(bytes)
@@ -216,7 +224,9 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
 fn last_output_line(log: &Path, from: u64) -> Option<String> {
     let text = std::fs::read(log).ok()?;
     let attempt = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
-    let line = attempt.lines().skip(1).filter(|l| !l.trim().is_empty()).last()?.trim().to_string();
+    // Only the first attempt's part starts with the command line.
+    let header = usize::from(from == 0);
+    let line = attempt.lines().skip(header).filter(|l| !l.trim().is_empty()).last()?.trim().to_string();
     Some(crate::ui::style::truncate(&line, 160))
 }
 
