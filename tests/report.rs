@@ -128,6 +128,14 @@ fn a_failed_then_resumed_rollout_reports_both_attempts_in_every_format() {
         (attempts[0]["result"].as_str(), attempts[1]["result"].as_str()),
         (Some("timed-out"), Some("passed"))
     );
+    // Metrics count the whole time ha-dr took to get done, its failed run included.
+    let spent = report["facts"]["nodes"]["ha-dr"]["actual_secs"].as_f64().unwrap();
+    let drawn = ha_dr["actual_secs"].as_f64().unwrap();
+    let resumed = attempts[1]["took_secs"].as_f64().unwrap();
+    assert!(
+        (spent - drawn).abs() < 0.1 && spent > resumed + 0.5,
+        "facts {spent}, report {drawn}, resumed {resumed}"
+    );
     let failed = attempts[0]["steps"].as_array().unwrap().iter().find(|s| s["result"] != "passed").unwrap();
     assert!(failed["reason"].as_str().unwrap().contains("injected failure"), "{failed}");
     assert!(Path::new(failed["log"].as_str().unwrap()).is_file(), "the log path is real: {failed}");

@@ -247,14 +247,14 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             NodeStatus::Rerun(why) => ("changed".into(), Some(why.clone())),
             NodeStatus::Pending => ("pending".into(), None),
         };
-        let took = last.map(|r| r.took);
+        let took = last.map(|r| r.spent);
         nodes.push(StatusNode {
             id: &node.id,
             kind: node.kind,
             phase: workflow.phase_of(n).map(|p| p.id.as_str()),
             status,
             reason,
-            took_secs: took.map(|t| t.as_secs_f64()),
+            took_secs: took.map(|t| t.as_millis() as f64 / 1000.0),
             planned_secs: node.planned.as_secs(),
             over_budget: took.is_some_and(|t| t > node.planned),
         });

@@ -55,9 +55,9 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
         };
         if done {
             if let Some(r) = history.nodes.get(&node.id) {
-                actual += r.took.as_secs_f64();
+                actual += r.spent.as_secs_f64();
                 planned += node.planned.as_secs_f64();
-                facts.actual_secs = super::to_ms(r.took.as_secs_f64());
+                facts.actual_secs = super::to_ms(r.spent.as_secs_f64());
                 facts.budget_used =
                     if facts.budget_secs > 0.0 { ratio(facts.actual_secs / facts.budget_secs) } else { 0.0 };
             }

@@ -14,6 +14,9 @@ pub struct NodeRecord {
     pub outcome: Outcome,
     pub node_hash: String,
     pub took: Duration,
+    /// The time of every run that brought the node to this end: its `took`, plus the earlier
+    /// ends it was resumed from (a run that started it past its first step continues them).
+    pub spent: Duration,
     pub run_id: String,
 }
 
@@ -161,9 +164,19 @@ impl History {
                         self.actuals.entry(node.clone()).or_default().push(Actual { took, step_hashes });
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
+                    let spent = match self.nodes.get(node) {
+                        Some(earlier) if !from_first_step.contains(node) => earlier.spent + took,
+                        _ => took,
+                    };
                     self.nodes.insert(
                         node.clone(),
-                        NodeRecord { outcome: outcome.clone(), node_hash: node_hash.clone(), took, run_id },
+                        NodeRecord {
+                            outcome: outcome.clone(),
+                            node_hash: node_hash.clone(),
+                            took,
+                            spent,
+                            run_id,
+                        },
                     );
                 }
                 Record::NodeSkipped { .. } => {
