@@ -212,7 +212,7 @@ pub async fn execute(
                 let mut record_failed = None;
                 for (node, outcome, took) in &ended {
                     let event = ExecEvent::NodeRecorded { node: *node, outcome: outcome.clone(), took: *took };
-                    if let Err(reason) = super::record(&options.recorder, &event, false) {
+                    if let Err(reason) = super::record(&options.recorder, &event) {
                         record_failed = Some(reason);
                     }
                 }
@@ -247,7 +247,7 @@ pub async fn execute(
                             let upstream = workflow.nodes[i].id.clone();
                             let event =
                                 ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
-                            let _ = super::record(&options.recorder, &event, false);
+                            let _ = super::record(&options.recorder, &event);
                             let _ = events.send(event);
                         }
                     }
@@ -335,7 +335,7 @@ mod tests {
     struct Log(Arc<Mutex<Vec<Entry>>>);
 
     impl Recorder for Log {
-        fn record(&mut self, event: &ExecEvent, _durable: bool) -> Result<(), String> {
+        fn record(&mut self, event: &ExecEvent) -> Result<(), String> {
             let entry = match event {
                 ExecEvent::StepStarted { node, index, .. } => Entry::StepStarted(*node, *index),
                 ExecEvent::StepFinished { node, index, .. } => Entry::StepEnded(*node, *index),

@@ -12,15 +12,15 @@ pub use dispatcher::{execute, ApplyOptions};
 
 use std::sync::{Arc, Mutex};
 
-/// Where the executor makes its records durable. Called synchronously, before anything that
-/// depends on the event starts; `exec` defines it and `state` implements it, so execution
-/// never depends on the journal's format.
+/// Where the executor keeps its records. Written synchronously as events happen, and made
+/// durable through [`Recorder::syncer`] before anything that depends on them starts; `exec`
+/// defines it and `state` implements it, so execution never depends on the journal's format.
 pub trait Recorder: Send {
-    /// Writes what `event` says; with `durable`, it is on disk when this returns.
+    /// Writes what `event` says (to the OS: it survives a killed process, not yet a crash).
     ///
     /// # Errors
     /// A message naming what could not be written; the run stops cleanly on it.
-    fn record(&mut self, event: &ExecEvent, durable: bool) -> Result<(), String>;
+    fn record(&mut self, event: &ExecEvent) -> Result<(), String>;
 
     /// Makes everything recorded so far durable from any thread, so the executor can wait
     /// for the disk without stopping the children it supervises. `None`: nothing to sync.
@@ -122,12 +122,10 @@ pub async fn sync(syncer: &Option<Syncer>) -> Result<(), String> {
 }
 
 /// Records through `recorder` when there is one.
-pub fn record(recorder: &Option<SharedRecorder>, event: &ExecEvent, durable: bool) -> Result<(), String> {
+pub fn record(recorder: &Option<SharedRecorder>, event: &ExecEvent) -> Result<(), String> {
     match recorder {
         None => Ok(()),
-        Some(r) => {
-            r.lock().map_err(|_| "the recorder broke earlier in this run".to_string())?.record(event, durable)
-        }
+        Some(r) => r.lock().map_err(|_| "the recorder broke earlier in this run".to_string())?.record(event),
     }
 }
 pub use events::{ExecEvent, Outcome, RunSummary, SkipReason};

@@ -115,7 +115,7 @@ async fn run_steps(
         // Durable before the next step of this node starts; the last step's end is made
         // durable together with the node's end, in the dispatcher's grouped sync.
         let last = index + 1 == node.install.len() + node.validate.len();
-        let mut recorded = super::record(&run.recorder, &finished, false);
+        let mut recorded = super::record(&run.recorder, &finished);
         if recorded.is_ok() && (!last || !outcome.passed()) {
             // On a blocking thread: the other nodes' children are watched meanwhile.
             recorded = super::sync(&run.syncer).await;
@@ -152,7 +152,7 @@ async fn run_step(
             log: cx.log.to_path_buf(),
         };
         // Not synced: a start without an end already means "in flight" on resume.
-        let _ = super::record(&run.recorder, &event, false);
+        let _ = super::record(&run.recorder, &event);
         event
     };
     if polls {

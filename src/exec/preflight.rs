@@ -88,7 +88,9 @@ fn first_program(command: &str) -> Program {
     }
 }
 
-fn resolve(program: &str, cwd: &Path, path_var: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+/// Where `program` is, as a shell finds it: a path from `cwd` when it has a `/`, else the
+/// first executable file of that name in `path_var`'s folders.
+pub(super) fn resolve(program: &str, cwd: &Path, path_var: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
         |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);

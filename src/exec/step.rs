@@ -73,13 +73,8 @@ pub async fn run_command(
     };
     let pid = child.id().map(|p| p as i32);
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
-    let opened_at = std::sync::Arc::new(std::sync::OnceLock::new());
-    let log = LazyLog {
-        path: cx.log.to_path_buf(),
-        header: format!("$ {}\n", command.shown),
-        file: None,
-        opened_at: opened_at.clone(),
-    };
+    let log = LazyLog::new(cx.log, &command.shown);
+    let opened_at = log.opened_at.clone();
     let mut copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
@@ -127,11 +122,7 @@ pub async fn run_command(
     };
     if attempt_starts.is_none() && !outcome.passed() {
         // A failure always has a log to point at, even when the command said nothing.
-        let mut log = File::options().create(true).append(true).open(cx.log)?;
-        if log.metadata()?.len() == 0 {
-            writeln!(log, "$ {}", command.shown)?;
-        }
-        writeln!(log, "(no output)")?;
+        LazyLog::new(cx.log, &command.shown).write(b"(no output)\n")?;
     }
     // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
     // only a timeout or a cancel kills the group.
@@ -162,6 +153,15 @@ struct LazyLog {
 }
 
 impl LazyLog {
+    fn new(path: &Path, command: &str) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            header: format!("$ {command}\n"),
+            file: None,
+            opened_at: Default::default(),
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             let mut file = File::options().create(true).append(true).open(&self.path)?;
@@ -260,8 +260,8 @@ fn on_path(program: &str) -> Option<String> {
     if let Some(path) = found.lock().ok()?.get(program) {
         return Some(path.clone());
     }
-    let path = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|c| c.is_file()))?;
+    let path_var = std::env::var_os("PATH")?;
+    let path = super::preflight::resolve(program, Path::new("."), &path_var)?;
     let path = path.to_string_lossy().into_owned();
     found.lock().ok()?.insert(program.to_string(), path.clone());
     Some(path)

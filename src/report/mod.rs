@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use crate::spec::values::human;
 
-/// Seconds as a person reads them: `0s`, `0.42s`, `3.4s`, `30s`, `4h30m`.
 /// Seconds kept to the millisecond the journals record, so sums and differences do not
 /// carry float noise (`1.2610000000000001`) into JSON.
 pub fn to_ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
 }
 
+/// Seconds as a person reads them: `0s`, `0.42s`, `3.4s`, `30s`, `4h30m`.
 pub fn seconds(secs: f64) -> String {
     if secs == 0.0 {
         "0s".into()

@@ -194,7 +194,6 @@ fn seconds_between(from: &str, to: &str) -> f64 {
     }
 }
 
-/// The runs a report covers: `run` alone, or the last `apply` and every run after it.
 /// The journals a report covers, as a range: `--run` alone, or the last `apply` and every
 /// run after it.
 fn select_runs(
@@ -247,7 +246,6 @@ pub fn build(
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
     let covered = select_runs(journals, state_dir, run)?;
     let history = History::from_journals(&journals[..covered.end]);
-    let history = &history;
     let runs = &journals[covered];
     let plan = Plan::new(workflow, &PlanOptions::default());
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
@@ -466,7 +464,7 @@ pub fn build(
         .collect();
 
     let graph = PlanGraph::new(workflow);
-    let facts = facts::run_facts(workflow, history, &decide(workflow, &graph, history));
+    let facts = facts::run_facts(workflow, &history, &decide(workflow, &graph, &history));
     let metrics = facts::evaluate(workflow, &facts);
     let outcome = run_infos.last().map(|r| r.outcome.clone()).unwrap_or_default();
     Ok(Report {

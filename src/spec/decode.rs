@@ -1147,14 +1147,14 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         // Debug output with every span blanked: the same values, steps and properties.
         let blank = |raw: &RawFile| {
             let text = format!("{:?}", raw.nodes);
-            regex_free_spans(&text)
+            blank_spans(&text)
         };
         assert_eq!(blank(&fast), blank(&exact));
         assert_eq!(fast.workflows.len(), exact.workflows.len());
     }
 
     /// `SourceSpan { offset: SourceOffset(12), length: 3 }` → `SourceSpan { … }`.
-    fn regex_free_spans(text: &str) -> String {
+    fn blank_spans(text: &str) -> String {
         let mut out = String::new();
         let mut rest = text;
         while let Some(at) = rest.find("SourceSpan {") {

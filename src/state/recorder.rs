@@ -36,7 +36,7 @@ impl JournalRecorder {
 }
 
 impl Recorder for JournalRecorder {
-    fn record(&mut self, event: &ExecEvent, durable: bool) -> Result<(), String> {
+    fn record(&mut self, event: &ExecEvent) -> Result<(), String> {
         let w = self.workflow.clone();
         let record = match event {
             ExecEvent::StepStarted { node, index, step, attempt, .. } => Record::StepStart {
@@ -80,7 +80,7 @@ impl Recorder for JournalRecorder {
             }
             _ => return Ok(()),
         };
-        self.append(&record, durable)
+        self.append(&record, false)
     }
 
     fn syncer(&self) -> Option<crate::exec::Flush> {
