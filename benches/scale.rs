@@ -84,7 +84,6 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
     let workflow = load(&path, &LoadOptions::default()).expect("generated workflow is valid").workflow;
     let run = dir.path().join(".milepost/runs/20260101T000000000Z-1");
     std::fs::create_dir_all(&run).unwrap();
-    let mut journal = Journal::create(&run.join("journal.jsonl")).unwrap();
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
         run_id: "r".into(),
@@ -95,8 +94,10 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
         pid: 1,
         host: String::new(),
         command: "apply".into(),
+        previous_run: None,
+        selected: None,
     };
-    journal.append(&start).unwrap();
+    let mut journal = Journal::create(&run.join("journal.jsonl"), &start).unwrap();
     for node in &workflow.nodes {
         for (index, (_, step)) in node.steps().enumerate() {
             let record = Record::StepEnd {

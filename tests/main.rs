@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod corpus;
+mod crash;
 mod examples;
 mod fake_api;
 mod fuzz;
@@ -11,3 +12,4 @@ mod plan;
 mod report;
 mod state;
 mod support;
+mod trust;

@@ -74,8 +74,18 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let workflow = Arc::new(loaded.workflow);
     let selected = selection(&workflow, args)?;
     let state_dir = args.run.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    let lock = take_lock(&state_dir, "apply")?;
     let plan = Rollout { command: "apply", selected, done: Vec::new(), skip_steps: Vec::new() };
-    rollout(cx, workflow, &args.run, &state_dir, plan)
+    rollout(cx, workflow, &args.run, &state_dir, plan, lock)
+}
+
+/// The state directory's lock, taken before anything is read or decided: two rollouts that
+/// start together must not both decide from the same journals.
+pub fn take_lock(state_dir: &Path, command: &str) -> Result<lock::StateLock, CliError> {
+    lock::acquire(state_dir, command).map_err(|e| match e {
+        held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
+        other => CliError::State { message: other.to_string() },
+    })
 }
 
 /// What one invocation runs.
@@ -86,13 +96,15 @@ pub struct Rollout {
     pub skip_steps: Vec<usize>,
 }
 
-/// Preflight, lock, journal, run, report. Shared by `apply` and `resume`.
+/// Preflight, journal, run, report, under the lock the caller took. Shared by `apply`,
+/// `resume` and `verify`.
 pub fn rollout(
     cx: &Cx,
     workflow: Arc<Workflow>,
     args: &RunArgs,
     state_dir: &Path,
     plan: Rollout,
+    _lock: lock::StateLock,
 ) -> Result<u8, CliError> {
     let p = cx.err;
     let deadline = match &args.deadline {
@@ -137,21 +149,15 @@ pub fn rollout(
         eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
-    let _lock = lock::acquire(state_dir, plan.command).map_err(|e| match e {
-        held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
-        other => CliError::State { message: other.to_string() },
-    })?;
     let run_id = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "")
         + &format!("-{}", std::process::id());
-    let run_dir = state_dir.join("runs").join(&run_id);
-    std::fs::create_dir_all(&run_dir).map_err(|source| CliError::Io {
-        action: "create",
-        path: run_dir.clone(),
-        source,
-    })?;
-    let journal = Journal::create(&run_dir.join("journal.jsonl"))
-        .map_err(|e| CliError::State { message: e.to_string() })?;
-    let mut recorder = JournalRecorder::new(journal, workflow.clone());
+    let previous_run = crate::state::history::run_dirs(state_dir)
+        .last()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned());
+    let selected = (plan.command == "apply" && !plan.selected.is_empty()).then(|| {
+        workflow.nodes.iter().zip(&plan.selected).filter(|(_, s)| **s).map(|(n, _)| n.id.clone()).collect()
+    });
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -165,8 +171,12 @@ pub fn rollout(
         pid: std::process::id(),
         host: lock::hostname(),
         command: plan.command.to_string(),
+        previous_run,
+        selected,
     };
-    recorder.append(&start, true).map_err(|message| CliError::State { message })?;
+    let (run_dir, journal) = Journal::create_run(&state_dir.join("runs"), &run_id, &start)
+        .map_err(|e| CliError::State { message: e.to_string() })?;
+    let recorder = JournalRecorder::new(journal, workflow.clone());
     let recorder = Arc::new(Mutex::new(recorder));
 
     let mode = match args.log_format {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use serde::Serialize;
 
-use super::apply::{rollout, Rollout, RunArgs};
+use super::apply::{rollout, take_lock, Rollout, RunArgs};
 use super::{exit, print, CliError, Cx};
 use crate::graph::PlanGraph;
 use crate::plan::NodeStatus;
@@ -15,6 +15,7 @@ use crate::spec::values::human;
 use crate::spec::{load, parse_var, LoadOptions, NodeKind, Workflow};
 use crate::state::format::Record;
 use crate::state::history::{read_journals, History, Journals};
+use crate::state::lock::{self, StateLock};
 use crate::state::resume::{decide, Decision};
 use crate::ui::style::pad;
 
@@ -120,7 +121,18 @@ pub(super) fn open_journals(
     Ok((dir, journals, workflow))
 }
 
+/// The lock of the state directory a resume or verify continues, taken before its journals
+/// are read. Without a state directory there is nothing to continue: `open` says so.
+fn lock_for(args: &StateArgs, explicit_dir: Option<&Path>, command: &str) -> Result<StateLock, CliError> {
+    let dir = state_dir(explicit_dir, args.workflow.as_deref());
+    if !dir.join("runs").is_dir() {
+        open(args, explicit_dir)?;
+    }
+    take_lock(&dir, command)
+}
+
 pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
+    let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "resume")?;
     let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
     let graph = PlanGraph::new(&workflow);
     let mut decisions = decide(&workflow, &graph, &history);
@@ -160,12 +172,13 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         done: decisions.iter().map(|d| d.status == NodeStatus::Done).collect(),
         skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
     };
-    rollout(cx, Arc::new(workflow), &args.run, &dir, plan)
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
 }
 
 /// Re-runs only the validate steps of completed modules and gates: a drift audit. Install
 /// steps never run; the results are recorded like any run.
 pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
+    let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "verify")?;
     let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
@@ -212,7 +225,7 @@ pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
         done: Vec::new(),
         skip_steps: workflow.nodes.iter().map(|n| n.install.len()).collect(),
     };
-    rollout(cx, Arc::new(workflow), &args.run, &dir, plan)
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
 }
 
 #[derive(Serialize)]
@@ -228,7 +241,9 @@ struct StatusNode<'a> {
 }
 
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
-    let (_, history, workflow) = open(&args.state, args.state_dir.as_deref())?;
+    let (_, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
+    let history = History::from_journals(&journals);
+    let live = live_run(&journals);
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
     let mut nodes = Vec::new();
@@ -238,8 +253,11 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
         let (status, reason) = match &decisions[n].status {
             NodeStatus::Done => ("done".to_string(), None),
             NodeStatus::Rerun(why) if why.starts_with("failed") => {
-                let detail = history.step_failures.get(&node.id).map(|(step, r)| format!("{step}: {r}"));
+                let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
                 ("failed".into(), detail.or(Some(why.clone())))
+            }
+            NodeStatus::Rerun(_) if live.is_some() && history.in_flight.contains(&node.id) => {
+                ("running".into(), live.clone())
             }
             NodeStatus::Rerun(why) if why.starts_with("interrupted") => {
                 ("interrupted".into(), Some(why.clone()))
@@ -288,6 +306,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "done" => p.green("✓"),
             "failed" => p.red("✗"),
             "interrupted" | "changed" => p.yellow("↻"),
+            "running" => p.bold("▶"),
             _ => p.dim("·"),
         };
         let took = node
@@ -320,6 +339,20 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     print(&out);
     Ok(exit::SUCCESS)
+}
+
+/// "running in <run> (pid …)" when the last run has no end and its milepost still runs.
+fn live_run(journals: &Journals) -> Option<String> {
+    let (_, records) = journals.last()?;
+    if records.iter().any(|r| matches!(r, Record::RunEnd { .. })) {
+        return None;
+    }
+    match records.first() {
+        Some(Record::RunStart { run_id, host, pid, command, .. }) if lock::is_live(host, *pid) => {
+            Some(format!("now, in `milepost {command}` run {run_id} (pid {pid})"))
+        }
+        _ => None,
+    }
 }
 
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {

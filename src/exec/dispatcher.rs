@@ -164,6 +164,18 @@ pub async fn execute(
                 cluster: options.cluster.clone(),
                 syncer: syncer.clone(),
             };
+            let begun = ExecEvent::NodeBegun { node: i, first_step: run.skip_steps };
+            if let Err(reason) = super::record(&options.recorder, &begun) {
+                let _ = events.send(ExecEvent::RecordFailed { reason });
+                summary.record_failed = true;
+                stopping = true;
+                state[i] = State::Skipped;
+                for &r in &node.uses {
+                    in_use[r] -= 1;
+                }
+                running_since[i] = None;
+                break;
+            }
             if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
                 running.spawn(async move { (i, Outcome::Failed { reason }) });

@@ -126,6 +126,11 @@ pub enum ExecEvent {
     },
     /// First Ctrl-C: nothing new starts, running nodes finish.
     Draining,
+    /// Only for the recorder: a node begins, past `first_step` steps kept from an earlier run.
+    NodeBegun {
+        node: NodeId,
+        first_step: usize,
+    },
     /// Only for the recorder: a node's end, with the time the dispatcher measured.
     NodeRecorded {
         node: NodeId,

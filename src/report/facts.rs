@@ -67,8 +67,7 @@ pub fn run_facts(workflow: &Workflow, history: &History, decisions: &[Decision])
             if stage != Stage::Validate {
                 continue;
             }
-            let passed =
-                history.steps.get(&(node.id.clone(), index)).is_some_and(|h| *h == step_hash(node, step));
+            let passed = history.passed_step(&node.id, index) == Some(step_hash(node, step).as_str());
             f.validations_total += 1;
             f.validations_passed += u32::from(passed);
             if let Some(domain) = &node.domain {

@@ -328,7 +328,7 @@ pub fn build(
                     }
                     .into();
                 }
-                Record::RunStart { .. } => {}
+                Record::RunStart { .. } | Record::NodeStart { .. } => {}
             }
         }
         info.took_secs = seconds_between(started_at, &last_at);

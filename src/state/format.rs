@@ -1,12 +1,15 @@
 //! The journal's on-disk format: JSON Lines, one [`Record`] per line, the first a
-//! `run-start` carrying `format_version`. Fields added later get `#[serde(default)]`; a
-//! journal with a newer version is read-only to this build. Documented in docs/state.md.
+//! `run-start` carrying `format_version`. From version 2 every line ends with a checksum
+//! (see `journal.rs`). Fields added later get `#[serde(default)]`; a journal with a newer
+//! version is refused by this build. Documented in docs/state.md.
 
 use serde::{Deserialize, Serialize};
 
 use crate::exec::{Outcome, SkipReason};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: every line carries a checksum, nodes have a `node-start`, and `run-start` names the
+/// run it follows and what an `apply` selected. Version 1 journals are still read.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -22,8 +25,23 @@ pub enum Record {
         started_at: String,
         pid: u32,
         host: String,
-        /// `apply` or `resume`.
+        /// `apply`, `resume` or `verify`.
         command: String,
+        /// The run this one follows in the state directory (the newest one when it took the
+        /// lock): a journal removed from the middle of the history is noticed, not skipped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_run: Option<String>,
+        /// For `apply`: the nodes it was asked to run (`--only`, `--phase`, `--from`);
+        /// absent: every node. An `apply` starts those nodes anew (docs/state.md §8).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selected: Option<Vec<String>>,
+    },
+    /// A node begins: from its first step (a new run of it), or past `first_step` leading
+    /// steps kept from its earlier, unfinished run (resume, verify).
+    NodeStart {
+        node: String,
+        first_step: usize,
+        at: String,
     },
     StepStart {
         node: String,

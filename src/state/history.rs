@@ -1,6 +1,6 @@
 //! What earlier runs did, folded from their journals, oldest first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,28 +44,56 @@ pub struct Actual {
     pub step_hashes: Vec<String>,
 }
 
+/// A node's current run: the one that resume continues and that `status` reports. It
+/// begins when the node starts from its first step, or when an `apply` selects the node,
+/// and is continued (never restarted) by a `resume` or `verify` that keeps leading steps.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    /// Where it began, in the order of every record of every journal: what its dependents'
+    /// completions are compared with.
+    pub began: u64,
+    /// Where it first passed: a dependent whose own attempt began before this was built on
+    /// an earlier run of this node.
+    pub completed: Option<u64>,
+    /// Whether any of its steps started (an `apply` that never reached it: not).
+    pub started: bool,
+    /// Passing step hashes by index: the steps that need not run again.
+    pub steps: BTreeMap<usize, String>,
+    /// The step that failed last, and why.
+    pub failure: Option<(String, String)>,
+    /// How long its runs took, summed over the runs that continued it.
+    pub spent: Duration,
+    /// Where its last step or node record was: the order of in-flight nodes.
+    last_seen: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct History {
     pub runs: Vec<RunRecord>,
-    /// Last node end per node id.
+    /// The end of each node's current attempt, when it has ended.
     pub nodes: HashMap<String, NodeRecord>,
-    /// Step hashes that passed, per (node, index), most recent.
-    pub steps: HashMap<(String, usize), String>,
-    /// Nodes started in the last run without an end: in flight at a crash.
+    /// Each node's current attempt (docs/state.md §8).
+    pub attempts: HashMap<String, Attempt>,
+    /// Nodes whose current attempt started and has no end: in flight at a crash (or now).
     pub in_flight: Vec<String>,
-    /// Failure reasons of the last end of each failed node's steps.
-    pub step_failures: HashMap<String, (String, String)>,
     /// How long each node took whenever it passed with all its steps run in one run (not in
     /// a `verify`, not resumed past its first step, not re-recorded without running a step),
     /// oldest first: what `plan --calibrate` reads.
     pub actuals: HashMap<String, Vec<Actual>>,
+    /// Records folded so far: the position of the next one.
+    position: u64,
 }
 
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
+/// Folders being created (`.partial-*`) are not runs yet.
 pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
         .map(|rd| {
-            rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("journal.jsonl").exists()).collect()
+            rd.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
         })
         .unwrap_or_default();
     dirs.sort();
@@ -76,15 +104,41 @@ pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
 /// records themselves as well as the [`History`] folded from them.
 pub type Journals = Vec<(PathBuf, Vec<Record>)>;
 
-/// Reads every journal of a state directory, oldest first.
+/// Reads every journal of a state directory, oldest first. A run folder without its
+/// journal, or a journal that names a previous run that is not there, is an error: the
+/// history would silently lack what that run did.
 pub fn read_journals(state_dir: &Path) -> Result<Journals, JournalError> {
-    run_dirs(state_dir)
-        .into_iter()
-        .map(|dir| {
-            let records = journal::read(&dir.join("journal.jsonl"))?;
-            Ok((dir, records))
-        })
-        .collect()
+    let mut journals: Journals = Vec::new();
+    for dir in run_dirs(state_dir) {
+        let path = dir.join("journal.jsonl");
+        if !path.exists() {
+            return Err(JournalError::Missing {
+                message: format!(
+                    "the run folder {} has no journal.jsonl: what that run did is unknown. \
+                     Restore it, or move the folder out of runs/ (its completed steps then run again)",
+                    dir.display()
+                ),
+            });
+        }
+        let records = journal::read(&path)?;
+        if let Some(Record::RunStart { previous_run: Some(previous), run_id, .. }) = records.first() {
+            let before = journals.last().and_then(|(_, r)| match r.first() {
+                Some(Record::RunStart { run_id, .. }) => Some(run_id.as_str()),
+                _ => None,
+            });
+            if before != Some(previous.as_str()) {
+                return Err(JournalError::Missing {
+                    message: format!(
+                        "run {run_id} follows run {previous}, whose folder is not in {}: what that run \
+                         did is unknown. Restore it, or move the later runs out of runs/",
+                        state_dir.join("runs").display()
+                    ),
+                });
+            }
+        }
+        journals.push((dir, records));
+    }
+    Ok(journals)
 }
 
 impl History {
@@ -98,22 +152,61 @@ impl History {
         for (_, records) in journals {
             history.fold(records);
         }
+        let mut in_flight: Vec<(u64, String)> = history
+            .attempts
+            .iter()
+            .filter(|(id, a)| a.started && !history.nodes.contains_key(*id))
+            .map(|(id, a)| (a.last_seen, id.clone()))
+            .collect();
+        in_flight.sort();
+        history.in_flight = in_flight.into_iter().map(|(_, id)| id).collect();
         history
     }
 
+    /// The hash the step at `index` of `node` last passed with in the node's current attempt.
+    pub fn passed_step(&self, node: &str, index: usize) -> Option<&str> {
+        self.attempts.get(node).and_then(|a| a.steps.get(&index)).map(String::as_str)
+    }
+
+    /// The failing step and reason of the node's current attempt.
+    pub fn failure(&self, node: &str) -> Option<&(String, String)> {
+        self.attempts.get(node).and_then(|a| a.failure.as_ref())
+    }
+
+    /// A new attempt of `node` begins here; nothing of the earlier one counts any more.
+    fn begin(&mut self, node: &str, started: bool) {
+        let began = self.position;
+        self.nodes.remove(node);
+        self.attempts
+            .insert(node.to_string(), Attempt { began, started, last_seen: began, ..Attempt::default() });
+    }
+
+    /// The node's current attempt goes on past `first_step` kept steps.
+    fn resume(&mut self, node: &str, first_step: usize) {
+        let position = self.position;
+        if !self.attempts.contains_key(node) {
+            self.begin(node, true);
+        }
+        self.nodes.remove(node);
+        let attempt = self.attempts.get_mut(node).expect("just ensured");
+        attempt.started = true;
+        attempt.steps.retain(|&i, _| i < first_step);
+        attempt.last_seen = position;
+    }
+
     fn fold(&mut self, records: &[Record]) {
-        // In order of first start, for in_flight; the sets answer membership.
-        let mut started: Vec<String> = Vec::new();
-        let mut started_set: HashSet<String> = HashSet::new();
-        let mut ended: HashSet<String> = HashSet::new();
         let mut run: Option<RunRecord> = None;
-        // Nodes whose first step ran in this run: only their durations are whole.
-        let mut from_first_step: HashSet<String> = HashSet::new();
+        // Nodes that began or went on in this run, and whether from their first step: only
+        // those durations are whole.
+        let mut began_here: HashMap<String, bool> = HashMap::new();
         // The passing step hashes of each node in this run, by index.
-        let mut ran: HashMap<String, std::collections::BTreeMap<usize, String>> = HashMap::new();
+        let mut ran: HashMap<String, BTreeMap<usize, String>> = HashMap::new();
         for record in records {
+            self.position += 1;
             match record {
-                Record::RunStart { run_id, workflow, workflow_file, started_at, command, .. } => {
+                Record::RunStart {
+                    run_id, workflow, workflow_file, started_at, command, selected, ..
+                } => {
                     run = Some(RunRecord {
                         run_id: run_id.clone(),
                         command: command.clone(),
@@ -126,30 +219,68 @@ impl History {
                         finished: None,
                         took: None,
                     });
-                }
-                Record::StepStart { node, index, .. } => {
-                    // A started step is not complete until its end, whatever earlier runs did.
-                    self.steps.remove(&(node.clone(), *index));
-                    if started_set.insert(node.clone()) {
-                        started.push(node.clone());
-                        if *index == 0 {
-                            from_first_step.insert(node.clone());
+                    // An apply starts a new rollout of what it selected: nothing of theirs
+                    // from before counts, whether or not this run gets to them. A journal
+                    // that does not say (format 1) selected every node.
+                    if command == "apply" {
+                        let nodes: Vec<String> = match selected {
+                            Some(ids) => ids.clone(),
+                            None => self.attempts.keys().cloned().collect(),
+                        };
+                        for node in nodes {
+                            self.begin(&node, false);
                         }
                     }
                 }
+                Record::NodeStart { node, first_step, .. } => {
+                    if *first_step == 0 {
+                        self.begin(node, true);
+                    } else {
+                        self.resume(node, *first_step);
+                    }
+                    began_here.insert(node.clone(), *first_step == 0);
+                }
+                Record::StepStart { node, index, .. } => {
+                    // Format 1 has no node-start: a node's first step start in a run is it.
+                    if !began_here.contains_key(node) {
+                        if *index == 0 {
+                            self.begin(node, true);
+                        } else {
+                            self.resume(node, *index);
+                        }
+                        began_here.insert(node.clone(), *index == 0);
+                    }
+                    // A started step is not complete until its end, nor is anything after it.
+                    let position = self.position;
+                    let attempt = self.attempts.get_mut(node).expect("began above");
+                    attempt.steps.retain(|&i, _| i < *index);
+                    attempt.last_seen = position;
+                }
                 Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
+                    if !self.attempts.contains_key(node) {
+                        self.begin(node, true);
+                    }
+                    let position = self.position;
+                    let attempt = self.attempts.get_mut(node).expect("ensured above");
+                    attempt.last_seen = position;
                     if outcome.passed() {
                         ran.entry(node.clone()).or_default().insert(*index, step_hash.clone());
-                        self.steps.insert((node.clone(), *index), step_hash.clone());
-                        self.step_failures.remove(node);
+                        attempt.steps.insert(*index, step_hash.clone());
+                        attempt.failure = None;
                     } else {
-                        self.steps.remove(&(node.clone(), *index));
+                        attempt.steps.remove(index);
                         let reason = outcome.reason().unwrap_or_default().to_string();
-                        self.step_failures.insert(node.clone(), (step.clone(), reason));
+                        attempt.failure = Some((step.clone(), reason));
                     }
                 }
                 Record::NodeEnd { node, outcome, took_ms, node_hash, .. } => {
-                    ended.insert(node.clone());
+                    // Format 1 has no node-start: a node recorded without running a step
+                    // continues its attempt with every step kept.
+                    if !began_here.contains_key(node) {
+                        let kept = self.attempts.get(node).map_or(0, |a| a.steps.len());
+                        self.resume(node, kept);
+                        began_here.insert(node.clone(), false);
+                    }
                     let took = Duration::from_millis(*took_ms);
                     if let Some(r) = run.as_mut() {
                         if outcome.passed() {
@@ -158,23 +289,27 @@ impl History {
                             r.failed += 1;
                         }
                     }
+                    let from_first_step = began_here.get(node).copied().unwrap_or(false);
                     let whole_run = run.as_ref().is_some_and(|r| r.command != "verify");
-                    if outcome.passed() && whole_run && from_first_step.contains(node) {
+                    if outcome.passed() && whole_run && from_first_step {
                         let step_hashes = ran.remove(node).unwrap_or_default().into_values().collect();
                         self.actuals.entry(node.clone()).or_default().push(Actual { took, step_hashes });
                     }
+                    let position = self.position;
+                    let attempt = self.attempts.get_mut(node).expect("began above");
+                    attempt.spent = if from_first_step { took } else { attempt.spent + took };
+                    attempt.last_seen = position;
+                    if outcome.passed() && attempt.completed.is_none() {
+                        attempt.completed = Some(position);
+                    }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
-                    let spent = match self.nodes.get(node) {
-                        Some(earlier) if !from_first_step.contains(node) => earlier.spent + took,
-                        _ => took,
-                    };
                     self.nodes.insert(
                         node.clone(),
                         NodeRecord {
                             outcome: outcome.clone(),
                             node_hash: node_hash.clone(),
                             took,
-                            spent,
+                            spent: attempt.spent,
                             run_id,
                         },
                     );
@@ -192,12 +327,6 @@ impl History {
                     }
                 }
             }
-        }
-        // A node that started in this run and never ended was in flight at a crash: an
-        // earlier completion no longer counts, so resume runs it again (at least once).
-        self.in_flight = started.into_iter().filter(|n| !ended.contains(n)).collect();
-        for node in &self.in_flight {
-            self.nodes.remove(node);
         }
         if let Some(r) = run {
             self.runs.push(r);

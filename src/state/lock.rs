@@ -1,14 +1,15 @@
-//! One rollout per state directory: an OS lock on `lock`, which dies with its holder, so a
-//! killed milepost never leaves a stale lock. The file also names the holder for the message.
+//! One rollout per state directory: an OS lock on the state directory itself, which dies
+//! with its holder (a killed milepost never leaves a stale lock) and cannot be unlinked from
+//! under the holder the way a lock file can. The file `lock` names the holder for messages.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Holds the lock until dropped.
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    _dir: File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -18,36 +19,52 @@ pub enum LockError {
         "{dir} is in use by another rollout ({holder}); wait for it to finish, or use another --state-dir"
     )]
     Held { dir: PathBuf, holder: String },
-    /// The lock file could not be opened.
+    /// The state directory could not be created, opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
 
 pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> {
-    let path = state_dir.join("lock");
-    let io = |source| LockError::Io { path: path.clone(), source };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
-    let mut file =
-        File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-    match file.try_lock() {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LockError::Io { path, source }
+    };
+    std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+    let dir = File::open(state_dir).map_err(io(state_dir))?;
+    let holder_file = state_dir.join("lock");
+    match dir.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = std::fs::read_to_string(&holder_file).unwrap_or_default();
             let holder = holder.trim();
             let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
             return Err(LockError::Held { dir: state_dir.to_path_buf(), holder });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(state_dir)(e)),
     }
-    let host =
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "?".into());
-    let who =
-        format!("`milepost {command}`, pid {} on {host}, since {}", std::process::id(), super::format::now());
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    file.write_all(who.as_bytes()).map_err(io)?;
-    Ok(StateLock { _file: file })
+    let who = format!(
+        "`milepost {command}`, pid {} on {}, since {}",
+        std::process::id(),
+        hostname(),
+        super::format::now()
+    );
+    // Replaced whole, so a reader never sees half a name.
+    let partial = state_dir.join(".lock.partial");
+    File::create(&partial)
+        .and_then(|mut f| f.write_all(who.as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, &holder_file))
+        .map_err(io(&holder_file))?;
+    Ok(StateLock { _dir: dir })
+}
+
+/// Whether a rollout holds the state directory now. Asks without taking the lock (a shared
+/// probe would make a rollout starting that instant fail): the holder's process, named in
+/// the journal of a run with no end, is alive on this host and is a milepost.
+pub fn is_live(host: &str, pid: u32) -> bool {
+    host == hostname()
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline.split(|&b| b == 0).next().is_some_and(|arg0| arg0.ends_with(b"milepost"))
+        })
 }
 
 pub fn hostname() -> String {
@@ -70,5 +87,14 @@ mod tests {
         );
         drop(first);
         assert!(acquire(dir.path(), "resume").is_ok(), "the lock goes with its holder");
+    }
+
+    #[test]
+    fn removing_the_lock_file_does_not_release_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = acquire(dir.path(), "apply").unwrap();
+        std::fs::remove_file(dir.path().join("lock")).unwrap();
+        let err = acquire(dir.path(), "resume").unwrap_err();
+        assert!(matches!(err, LockError::Held { .. }), "{err}");
     }
 }

@@ -29,11 +29,11 @@ pub fn step_hash(node: &Node, step: &Step) -> String {
     hex(&Sha256::digest(json))
 }
 
-/// A node's definition: its steps, in order, and the budget it runs against.
+/// A node's definition: its steps, in order. Budgets, buffers and probabilities are planning
+/// data, like `after`: changing them changes no hash, so nothing runs again for them.
 pub fn node_hash(node: &Node) -> String {
     let mut h = Sha256::new();
     h.update(node.id.as_bytes());
-    h.update(node.planned.as_secs().to_le_bytes());
     for (_, step) in node.steps() {
         h.update(step_hash(node, step).as_bytes());
     }

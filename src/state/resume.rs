@@ -1,9 +1,12 @@
-//! The resume decision, shared by `resume` (what it runs) and `plan` (what it shows): a node
-//! is done when its last end passed with the definition it has now and everything it waits
-//! for is done too; otherwise it runs again, skipping leading steps that passed unchanged.
+//! The resume decision, shared by `resume` (what it runs), `plan` (what it shows), `status`
+//! and reports (what they call done). A node is done when its current attempt passed with
+//! the steps it has today, everything it depends on is done, and it was built on the runs
+//! of those dependencies that are current: a dependency that ran again since invalidates
+//! it. Otherwise it runs again, keeping the leading steps its current attempt passed
+//! unchanged. docs/state.md §8 states the rules.
 
 use super::history::History;
-use super::{node_hash, step_hash};
+use super::step_hash;
 use crate::graph::PlanGraph;
 use crate::plan::NodeStatus;
 use crate::spec::Workflow;
@@ -18,44 +21,54 @@ pub struct Decision {
 pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<Decision> {
     let n = workflow.nodes.len();
     let mut decisions = vec![Decision { status: NodeStatus::Pending, skip_steps: 0 }; n];
+    let whole = |status| Decision { status, skip_steps: 0 };
     for &i in graph.order() {
         let node = &workflow.nodes[i];
-        let upstream_rerun = graph.deps(i).find(|&d| decisions[d].status != NodeStatus::Done);
-        let last = history.nodes.get(&node.id);
-        let unchanged = last.is_some_and(|r| r.node_hash == node_hash(node));
-        decisions[i] = match (last, upstream_rerun) {
-            (None, None) if history.in_flight.contains(&node.id) => Decision {
-                status: NodeStatus::Rerun("interrupted in flight".into()),
-                skip_steps: skipped_steps(workflow, i, history),
-            },
-            (None, _) => Decision { status: NodeStatus::Pending, skip_steps: 0 },
-            (Some(r), None) if r.outcome.passed() && unchanged => {
-                Decision { status: NodeStatus::Done, skip_steps: 0 }
-            }
-            (Some(r), None) if r.outcome.passed() => Decision {
+        let Some(attempt) = history.attempts.get(&node.id) else { continue };
+        let ended = history.nodes.get(&node.id);
+        if !attempt.started && ended.is_none() {
+            continue; // selected by an apply that did not get to it: pending
+        }
+        if let Some(d) = graph.deps(i).find(|&d| decisions[d].status != NodeStatus::Done) {
+            decisions[i] = whole(NodeStatus::Rerun(format!("`{}` runs again", workflow.nodes[d].id)));
+            continue;
+        }
+        // Built on a run of a dependency that is no longer its current one.
+        let moved = graph.deps(i).find(|&d| {
+            let dep = history.attempts.get(&workflow.nodes[d].id);
+            dep.and_then(|a| a.completed).is_none_or(|completed| completed > attempt.began)
+        });
+        if let Some(d) = moved {
+            let why = format!("`{}` ran again after it was built on", workflow.nodes[d].id);
+            decisions[i] = whole(NodeStatus::Rerun(why));
+            continue;
+        }
+        let kept = kept_steps(workflow, i, history);
+        let steps = node.steps().count();
+        let unchanged = kept == steps;
+        decisions[i] = match ended {
+            Some(r) if r.outcome.passed() && unchanged => whole(NodeStatus::Done),
+            Some(r) if r.outcome.passed() => Decision {
                 status: NodeStatus::Rerun("definition changed since it completed".into()),
-                skip_steps: skipped_steps(workflow, i, history),
+                skip_steps: kept,
             },
-            (Some(r), None) => Decision {
+            Some(r) => Decision {
                 status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
-                skip_steps: skipped_steps(workflow, i, history),
+                skip_steps: kept.min(steps.saturating_sub(1)),
             },
-            (Some(_), Some(d)) => Decision {
-                status: NodeStatus::Rerun(format!("`{}` runs again", workflow.nodes[d].id)),
-                skip_steps: 0,
-            },
+            None => Decision { status: NodeStatus::Rerun("interrupted in flight".into()), skip_steps: kept },
         };
     }
     decisions
 }
 
-/// Leading steps whose last run passed with today's definition.
-fn skipped_steps(workflow: &Workflow, i: usize, history: &History) -> usize {
+/// Leading steps whose pass in the node's current attempt has today's definition.
+fn kept_steps(workflow: &Workflow, i: usize, history: &History) -> usize {
     let node = &workflow.nodes[i];
     node.steps()
         .enumerate()
         .take_while(|(index, (_, step))| {
-            history.steps.get(&(node.id.clone(), *index)).is_some_and(|h| *h == step_hash(node, step))
+            history.passed_step(&node.id, *index) == Some(step_hash(node, step).as_str())
         })
         .count()
 }

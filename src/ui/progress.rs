@@ -262,7 +262,7 @@ impl<'w> Reporter<'w> {
                     overall.set_message(self.pace().trim_start_matches(" · ").to_string());
                 }
             }
-            ExecEvent::NodeRecorded { .. } => {}
+            ExecEvent::NodeRecorded { .. } | ExecEvent::NodeBegun { .. } => {}
             ExecEvent::RecordFailed { reason } => {
                 self.line(format!("{} {reason}; no new nodes start", p.red("✗")));
             }
@@ -328,7 +328,7 @@ impl<'w> Reporter<'w> {
             }
             ExecEvent::Tick { .. } => {}
             ExecEvent::Draining => tracing::warn!(event = "draining"),
-            ExecEvent::NodeRecorded { .. } => {}
+            ExecEvent::NodeRecorded { .. } | ExecEvent::NodeBegun { .. } => {}
             ExecEvent::RecordFailed { reason } => tracing::error!(event = "record_failed", reason = %reason),
             ExecEvent::RunFinished { summary } => {
                 tracing::info!(

@@ -1,0 +1,300 @@
+//! Regressions of "trust the state" (issue 12): what resume counts as done, kept steps over
+//! repeated interruptions, the lock taken before deciding, a full disk, damaged journals,
+//! live runs, planning data.
+
+use std::path::Path;
+
+use milepost::state::format::Record;
+use milepost::state::history::run_dirs;
+use milepost::state::journal;
+
+use crate::support::{apply_in_background, milepost};
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn ledger(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
+}
+
+fn count(lines: &[String], line: &str) -> usize {
+    lines.iter().filter(|l| *l == line).count()
+}
+
+fn status_json(w: &Path) -> serde_json::Value {
+    let out = milepost().arg("status").arg(w).arg("--json").assert().success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+fn status_of(status: &serde_json::Value, id: &str) -> String {
+    let nodes = status["nodes"].as_array().unwrap();
+    nodes.iter().find(|n| n["id"] == id).unwrap()["status"].as_str().unwrap().to_string()
+}
+
+/// A chain a → b → c and an independent d: each step appends its name to `ledger`; `a`
+/// stops in its step while `slow` exists.
+const CHAIN: &str = r#"workflow w { parallelism 1 }
+module a { budget "9m"; install { run s "echo a >> ledger; if [ -f slow ]; then touch started; sleep 30; fi" } }
+module b { budget "1m"; after a; install { run s "echo b >> ledger" } }
+module c { budget "1m"; after b; install { run s "echo c >> ledger" } }
+module d { budget "1m"; install { run s "echo d >> ledger" } }
+"#;
+
+/// Item 0: an `apply` starts a new rollout; killed after it re-ran `a`, nothing downstream
+/// of `a` (nor `d`, which it never reached) counts as done from the earlier rollout.
+#[test]
+fn an_interrupted_apply_is_not_completed_by_the_rollout_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let mut second = apply_in_background(&w, &dir.path().join("started"));
+    second.kill().unwrap();
+    second.wait().unwrap();
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+
+    let status = status_json(&w);
+    for id in ["a", "b", "c", "d"] {
+        assert_ne!(status_of(&status, id), "done", "{id}: {status}");
+    }
+    let resumed = milepost().arg("resume").arg(&w).assert().success();
+    assert!(!stderr(&resumed).contains("nothing to resume"), "{}", stderr(&resumed));
+    let lines = ledger(dir.path());
+    assert_eq!(
+        (count(&lines, "a"), count(&lines, "b"), count(&lines, "c"), count(&lines, "d")),
+        (3, 2, 2, 2)
+    );
+    let status = status_json(&w);
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
+}
+
+/// Item 0, the other half: a node re-run on its own (`apply --only a`) invalidates what was
+/// built on its earlier run, while `apply --phase`-style partial runs of other nodes do not.
+#[test]
+fn a_node_run_again_upstream_invalidates_what_came_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    milepost().arg("apply").arg(&w).args(["--only", "d"]).assert().success();
+    let status = status_json(&w);
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
+
+    milepost().arg("apply").arg(&w).args(["--only", "a"]).assert().success();
+    let status = status_json(&w);
+    assert_eq!(status_of(&status, "a"), "done");
+    assert_eq!(status_of(&status, "d"), "done");
+    assert_eq!(status_of(&status, "b"), "changed", "{status}");
+    assert_eq!(status_of(&status, "c"), "changed", "{status}");
+    let resumed = milepost().arg("resume").arg(&w).assert().success();
+    assert!(
+        stderr(&resumed).contains("b runs again: `a` ran again after it was built on"),
+        "{}",
+        stderr(&resumed)
+    );
+    let lines = ledger(dir.path());
+    assert_eq!(
+        (count(&lines, "a"), count(&lines, "b"), count(&lines, "c"), count(&lines, "d")),
+        (2, 2, 2, 2)
+    );
+}
+
+/// Item 1: the issue's reproduction. `x` is killed after its first step; a run that does
+/// not restart `x` ends; the next resume still keeps `x.s1`.
+#[test]
+fn kept_steps_survive_any_number_of_runs_that_do_not_reach_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wf.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow rp { parallelism 1 }
+module x { budget "1m"; install { run s1 "echo x.s1 >> ledger"; run s2 "echo x.s2 >> ledger; if [ -f slow ]; then touch started; sleep 30; fi" } }
+module y { budget "5m"; install { run t "echo y.t >> ledger; test -z \"$FAIL_Y\"" } }"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("apply")
+        .arg(&w)
+        .arg("--keep-going")
+        .env("FAIL_Y", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if dir.path().join("started").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    // y fails first (longest path first, parallelism 1): x is not reached.
+    milepost().arg("resume").arg(&w).env("FAIL_Y", "1").assert().code(1);
+    for _ in 0..3 {
+        milepost().arg("resume").arg(&w).env("FAIL_Y", "1").assert().code(1);
+    }
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(
+        stderr(&out).contains("x runs again: interrupted in flight (first 1 steps kept)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(count(&ledger(dir.path()), "x.s1"), 1, "{:?}", ledger(dir.path()));
+}
+
+/// Item 2: resume takes the lock before it reads the journals and decides: with the state
+/// directory held, it says so and decides nothing.
+#[test]
+fn resume_decides_nothing_without_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    milepost().arg("apply").arg(&w).args(["--only", "a"]).assert().success();
+    let held = milepost::state::lock::acquire(&dir.path().join(".milepost"), "apply").unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().code(4);
+    assert!(!stderr(&out).contains("resuming"), "it decided before holding the lock: {}", stderr(&out));
+    let out = milepost().arg("verify").arg(&w).assert().code(4);
+    assert!(stderr(&out).contains("in use by another rollout"), "{}", stderr(&out));
+    drop(held);
+    milepost().arg("resume").arg(&w).assert().success();
+}
+
+/// Item 3: a write that fails half-way (a file-size limit stands in for a full disk) leaves
+/// the journal ending at its last whole record; once there is room, resume finishes the
+/// rollout without running a recorded step again.
+#[test]
+fn a_full_disk_leaves_whole_records_and_the_next_run_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    let mut text = String::from("workflow w { parallelism 1 }\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "module m{i} {{ budget \"1m\"; install {{ run step \"echo m{i} >> ledger\" }} }}\n"
+        ));
+    }
+    std::fs::write(&w, text).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 8; exec '{}' apply '{}' --progress plain",
+            bin.display(),
+            w.display()
+        ))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let state = dir.path().join(".milepost");
+    let journal = run_dirs(&state)[0].join("journal.jsonl");
+    let bytes = std::fs::read(&journal).unwrap();
+    assert!(bytes.ends_with(b"\n"), "the journal ends with a whole record");
+    assert!(bytes.len() <= 8192);
+    let written = journal::read(&journal).unwrap();
+    assert!(written.len() > 5);
+    let resumed = milepost().arg("resume").arg(&w).assert().success();
+    let _ = resumed;
+    let lines = ledger(dir.path());
+    for i in 0..40 {
+        let n = count(&lines, &format!("m{i}"));
+        assert!(n >= 1, "m{i} never ran");
+    }
+    // Every step the first run recorded as passed ran exactly once.
+    for record in written {
+        if let Record::StepEnd { node, outcome, .. } = record {
+            assert!(outcome.passed());
+            assert_eq!(count(&lines, &node), 1, "{node} ran again after its pass was recorded");
+        }
+    }
+}
+
+/// Item 4: damage is found and named, with the file and the line, by every reader; a
+/// deleted journal is noticed, not taken as a fresh start.
+#[test]
+fn damaged_or_missing_journals_are_named_not_read_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    milepost().arg("apply").arg(&w).args(["--only", "a"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--only", "b"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--only", "c"]).assert().success();
+    let state = dir.path().join(".milepost");
+    let runs = run_dirs(&state);
+    let journal = runs[1].join("journal.jsonl");
+    let original = std::fs::read(&journal).unwrap();
+
+    // One flipped byte in a step's hash.
+    let text = String::from_utf8(original.clone()).unwrap();
+    let at = text.find("\"step_hash\":\"").unwrap() + 14;
+    let mut flipped = original.clone();
+    flipped[at] = if flipped[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&journal, &flipped).unwrap();
+    let line = text[..at].matches('\n').count() + 1;
+    for command in ["status", "resume", "plan", "history"] {
+        let out = milepost().arg(command).arg(&w).assert().code(5);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{} is damaged at line {line}", journal.display())),
+            "{command}: {err}"
+        );
+        assert!(err.contains("checksum"), "{command}: {err}");
+    }
+    // Emptied.
+    std::fs::write(&journal, "").unwrap();
+    let err = stderr(&milepost().arg("resume").arg(&w).assert().code(5));
+    assert!(err.contains("damaged at line 1") && err.contains("empty"), "{err}");
+    // Deleted: the run folder without it, or the whole folder.
+    std::fs::remove_file(&journal).unwrap();
+    let err = stderr(&milepost().arg("resume").arg(&w).assert().code(5));
+    assert!(err.contains("has no journal.jsonl"), "{err}");
+    std::fs::remove_dir_all(&runs[1]).unwrap();
+    let err = stderr(&milepost().arg("status").arg(&w).assert().code(5));
+    let missing = runs[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.contains(&format!("follows run {missing}")), "{err}");
+    assert_eq!(count(&ledger(dir.path()), "b"), 1, "nothing ran on damaged state");
+}
+
+/// Item 7: while a rollout runs, `status` shows its nodes running (not interrupted) and
+/// `verify` reports the lock.
+#[test]
+fn a_live_run_is_shown_running_and_holds_off_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {}
+module m { budget "1m"; install { run wait "touch started; sleep 30" }; validate { run ok "true" } }"#,
+    )
+    .unwrap();
+    let mut run = apply_in_background(&w, &dir.path().join("started"));
+    let status = status_json(&w);
+    assert_eq!(status_of(&status, "m"), "running", "{status}");
+    let out = milepost().arg("verify").arg(&w).assert().code(4);
+    assert!(stderr(&out).contains("in use by another rollout"), "{}", stderr(&out));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(status_of(&status_json(&w), "m"), "interrupted");
+}
+
+/// Item 19: budgets, buffers and probabilities are planning data: changing them runs
+/// nothing again.
+#[test]
+fn changing_only_planning_data_runs_nothing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    let changed = CHAIN.replace(
+        "module a { budget \"9m\"",
+        "module a { budget \"3h\"; buffer \"20%\"; success-probability 0.5",
+    );
+    std::fs::write(&w, changed).unwrap();
+    milepost().arg("validate").arg(&w).assert().success();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+    assert_eq!(count(&ledger(dir.path()), "b"), 1);
+}
