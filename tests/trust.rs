@@ -298,3 +298,27 @@ fn changing_only_planning_data_runs_nothing_again() {
     assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
     assert_eq!(count(&ledger(dir.path()), "b"), 1);
 }
+
+/// Item 20: the plan `apply` announces (and re-forecasts from) is the plan's own simulation,
+/// with the run's parallelism: `apply -j1` says what `plan -j1` says.
+#[test]
+fn apply_announces_the_plan_that_plan_simulates() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {}
+module a { budget "1m"; install { run s "true" } }
+module b { budget "1m"; install { run s "true" } }
+module c { budget "2m"; after a; install { run s "true" } }"#,
+    )
+    .unwrap();
+    for (j, expected) in [("1", "4m"), ("2", "3m")] {
+        let plan =
+            milepost().arg("plan").arg(&w).args(["-j", j, "--format", "json", "--fresh"]).assert().success();
+        let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).unwrap();
+        assert_eq!(plan["totals"]["finish"], expected);
+        let out = milepost().arg("apply").arg(&w).args(["-j", j, "--progress", "plain"]).assert().success();
+        assert!(stderr(&out).contains(&format!("3 nodes · plan {expected}")), "-j{j}: {}", stderr(&out));
+    }
+}

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::events::{ExecEvent, Outcome, RunSummary, SkipReason};
 use super::node::{run_node, NodeRun};
 use crate::graph::PlanGraph;
+use crate::plan::simulate::{simulate, simulate_from, Limits, Progress};
 use crate::spec::{NodeId, Workflow};
 
 #[derive(Clone)]
@@ -74,7 +75,10 @@ pub async fn execute(
 
     let mut state = vec![State::Waiting; n];
     let mut summary = RunSummary::default();
-    let planned_finish = tails.iter().copied().max().unwrap_or_default();
+    // The plan's own simulation, with this run's parallelism and resource limits; re-run
+    // once a second with what has finished for the live forecast.
+    let limits = Limits::of(&workflow, options.parallelism);
+    let planned_finish = simulate(&graph, &planned, &limits).finish;
     let _ = events.send(ExecEvent::RunStarted {
         run_id: options.run_id.clone(),
         nodes: (0..n).filter(|&i| !done(i) && selected(i)).count(),
@@ -301,14 +305,19 @@ pub async fn execute(
             }
             _ = tick.tick() => {
                 let elapsed = started.elapsed();
-                let running_left = (0..n)
-                    .filter_map(|i| running_since[i].map(|since| planned[i].saturating_sub(since.elapsed()) + (tails[i] - planned[i])))
-                    .max()
-                    .unwrap_or_default();
-                let ready_left = ready.iter().chain(held.iter()).map(|&(t, _)| t).max().unwrap_or_default();
+                let finished: Vec<bool> = state.iter().map(|s| matches!(s, State::Passed | State::Failed | State::Skipped)).collect();
+                let now_running: Vec<NodeId> = (0..n).filter(|&i| running_since[i].is_some()).collect();
+                let left: Vec<Duration> = (0..n)
+                    .map(|i| match running_since[i] {
+                        Some(since) => planned[i].saturating_sub(since.elapsed()),
+                        None => planned[i],
+                    })
+                    .collect();
+                let progress = Progress { finished: &finished, running: &now_running };
+                let remaining = simulate_from(&graph, &left, &limits, progress).finish;
                 let _ = events.send(ExecEvent::Tick {
                     elapsed,
-                    projected_finish: elapsed + running_left.max(ready_left),
+                    projected_finish: elapsed + remaining,
                     planned_finish,
                 });
             }

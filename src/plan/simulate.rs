@@ -50,15 +50,39 @@ impl Limits {
     }
 }
 
+/// Where a rollout stands when its schedule is simulated again mid-run: `apply`'s live
+/// forecast is this same simulation, re-run with what has finished and what runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress<'a> {
+    /// Nodes that ended (or will not run), indexed by node; empty: none.
+    pub finished: &'a [bool],
+    /// Nodes running now: they hold their lanes from the start, for their `durations`
+    /// (what is left of them).
+    pub running: &'a [NodeId],
+}
+
 /// Simulates the run: a node starts when its dependencies have ended and a lane (and each
 /// resource it uses) is free; among ready nodes the one with the longest remaining path goes
 /// first, ties to the lower node index.
 pub fn simulate(graph: &PlanGraph, durations: &[Duration], limits: &Limits) -> Schedule {
+    simulate_from(graph, durations, limits, Progress::default())
+}
+
+/// [`simulate`] from a point in a run: finished nodes take no time, running ones start at 0.
+pub fn simulate_from(
+    graph: &PlanGraph,
+    durations: &[Duration],
+    limits: &Limits,
+    progress: Progress,
+) -> Schedule {
     let n = graph.len();
+    let finished = |i: usize| progress.finished.get(i).copied().unwrap_or(false);
     let tails = graph.tails(|i| durations[i]);
-    let mut waiting: Vec<usize> = (0..n).map(|i| graph.deps(i).count()).collect();
-    let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> =
-        (0..n).filter(|&i| waiting[i] == 0).map(|i| (tails[i], Reverse(i))).collect();
+    let mut waiting: Vec<usize> = (0..n).map(|i| graph.deps(i).filter(|&d| !finished(d)).count()).collect();
+    let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> = (0..n)
+        .filter(|&i| waiting[i] == 0 && !finished(i) && !progress.running.contains(&i))
+        .map(|i| (tails[i], Reverse(i)))
+        .collect();
     // Ends in time order, then node order, so simultaneous ends release deterministically.
     let mut running: BinaryHeap<Reverse<(Duration, NodeId)>> = BinaryHeap::new();
     let mut free_lanes: BinaryHeap<Reverse<u32>> = (0..limits.parallelism).map(Reverse).collect();
@@ -66,7 +90,16 @@ pub fn simulate(graph: &PlanGraph, durations: &[Duration], limits: &Limits) -> S
     let mut slots = vec![Slot::default(); n];
     let mut blocked: Vec<(Duration, Reverse<NodeId>)> = Vec::new();
     let mut now = Duration::ZERO;
-    let mut done = 0;
+    let mut done = (0..n).filter(|&i| finished(i)).count();
+    for &node in progress.running {
+        // A run never has more running than lanes; if it did, the extra ones share lane 0.
+        let Reverse(lane) = free_lanes.pop().unwrap_or(Reverse(0));
+        for &r in &limits.uses[node] {
+            in_use[r] += 1;
+        }
+        slots[node] = Slot { start: now, end: durations[node], lane };
+        running.push(Reverse((durations[node], node)));
+    }
     while done < n {
         while !free_lanes.is_empty() {
             let Some(candidate) = ready.pop() else { break };
@@ -138,6 +171,19 @@ pub fn cpm(graph: &PlanGraph, durations: &[Duration]) -> Cpm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_from_mid_run_keeps_running_nodes_in_their_lanes() {
+        // a → c, b alone; one lane. b runs with 5s left, a finished: c waits for b's lane.
+        let graph = PlanGraph::from_edges(3, [(0, 2)]).unwrap();
+        let durations = [Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(120)];
+        let finished = [true, false, false];
+        let progress = Progress { finished: &finished, running: &[1] };
+        let schedule = simulate_from(&graph, &durations, &Limits::parallelism(1, 3), progress);
+        assert_eq!(schedule.slots[1].start, Duration::ZERO);
+        assert_eq!(schedule.slots[2].start, Duration::from_secs(5));
+        assert_eq!(schedule.finish, Duration::from_secs(125));
+    }
     use crate::testing::workflow_from;
 
     fn hours(h: f64) -> Duration {
