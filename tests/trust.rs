@@ -275,9 +275,15 @@ module m { budget "1m"; install { run wait "touch started; sleep 30" }; validate
     assert_eq!(status_of(&status, "m"), "running", "{status}");
     let out = milepost().arg("verify").arg(&w).assert().code(4);
     assert!(stderr(&out).contains("in use by another rollout"), "{}", stderr(&out));
+    let history = |w: &Path| {
+        let out = milepost().arg("history").arg(w).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    };
+    assert!(history(&w).contains(" running "), "{}", history(&w));
     run.kill().unwrap();
     run.wait().unwrap();
     assert_eq!(status_of(&status_json(&w), "m"), "interrupted");
+    assert!(history(&w).contains(" killed? "), "{}", history(&w));
 }
 
 /// Item 19: budgets, buffers and probabilities are planning data: changing them runs

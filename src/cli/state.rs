@@ -367,6 +367,7 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
         let verdict = match r.finished {
             Some(true) => p.green("complete"),
             Some(false) => p.red("stopped "),
+            None if lock::is_live(&r.host, r.pid) => p.bold("running "),
             None => p.yellow("killed? "),
         };
         let took = r.took.map(human).unwrap_or_else(|| "—".into());

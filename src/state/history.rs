@@ -28,6 +28,9 @@ pub struct RunRecord {
     pub workflow: String,
     pub workflow_file: String,
     pub started_at: String,
+    /// The milepost that ran it: whether a run without an end still runs.
+    pub host: String,
+    pub pid: u32,
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -205,7 +208,15 @@ impl History {
             self.position += 1;
             match record {
                 Record::RunStart {
-                    run_id, workflow, workflow_file, started_at, command, selected, ..
+                    run_id,
+                    workflow,
+                    workflow_file,
+                    started_at,
+                    command,
+                    selected,
+                    host,
+                    pid,
+                    ..
                 } => {
                     run = Some(RunRecord {
                         run_id: run_id.clone(),
@@ -213,6 +224,8 @@ impl History {
                         workflow: workflow.clone(),
                         workflow_file: workflow_file.clone(),
                         started_at: started_at.clone(),
+                        host: host.clone(),
+                        pid: *pid,
                         passed: 0,
                         failed: 0,
                         skipped: 0,

@@ -48,12 +48,15 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
         hostname(),
         super::format::now()
     );
-    // Replaced whole, so a reader never sees half a name.
+    // Replaced whole, so a reader never sees half a name. Only for messages: on a full disk
+    // the lock still holds, and the journal's own write says what is wrong.
     let partial = state_dir.join(".lock.partial");
-    File::create(&partial)
+    let named = File::create(&partial)
         .and_then(|mut f| f.write_all(who.as_bytes()))
-        .and_then(|()| std::fs::rename(&partial, &holder_file))
-        .map_err(io(&holder_file))?;
+        .and_then(|()| std::fs::rename(&partial, &holder_file));
+    if named.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
     Ok(StateLock { _dir: dir })
 }
 
