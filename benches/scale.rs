@@ -95,7 +95,7 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
         host: String::new(),
         command: "apply".into(),
         previous_run: None,
-        selected: None,
+        restart: None,
     };
     let mut journal = Journal::create(&run.join("journal.jsonl"), &start).unwrap();
     for node in &workflow.nodes {

@@ -88,12 +88,13 @@ fn a_node_run_again_upstream_invalidates_what_came_after_it() {
     assert_eq!(status_of(&status, "d"), "done");
     assert_eq!(status_of(&status, "b"), "changed", "{status}");
     assert_eq!(status_of(&status, "c"), "changed", "{status}");
+    // resume continues the rollout of the last apply (`--only a`): done; it names the rest.
     let resumed = milepost().arg("resume").arg(&w).assert().success();
-    assert!(
-        stderr(&resumed).contains("b runs again: `a` ran again after it was built on"),
-        "{}",
-        stderr(&resumed)
-    );
+    assert!(stderr(&resumed).contains("not done, outside it: b, c"), "{}", stderr(&resumed));
+    let plan = milepost().arg("plan").arg(&w).assert().success();
+    let plan = String::from_utf8_lossy(&plan.get_output().stdout).into_owned();
+    assert!(plan.contains("`a` ran again after it was built on"), "{plan}");
+    milepost().arg("resume").arg(&w).args(["--from", "b"]).assert().success();
     let lines = ledger(dir.path());
     assert_eq!(
         (count(&lines, "a"), count(&lines, "b"), count(&lines, "c"), count(&lines, "d")),
@@ -327,4 +328,192 @@ module c { budget "2m"; after a; install { run s "true" } }"#,
         let out = milepost().arg("apply").arg(&w).args(["-j", j, "--progress", "plain"]).assert().success();
         assert!(stderr(&out).contains(&format!("3 nodes · plan {expected}")), "-j{j}: {}", stderr(&out));
     }
+}
+
+/// Writes `text` as `w.kdl` in a new temp dir.
+fn workflow(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, text).unwrap();
+    (dir, w)
+}
+
+/// Review 1: a node continued past kept steps that runs an install step again builds
+/// something new: what was built on its earlier run runs again, even after a run that
+/// stopped before reaching it.
+#[test]
+fn a_dependency_rebuilt_past_kept_steps_invalidates_its_dependents() {
+    let (dir, w) = workflow(
+        r#"workflow w { parallelism 1 }
+module a { budget "1h"; install { run s1 "echo a.s1 >> ledger"; run s2 "echo a.s2 >> ledger" } }
+module b { budget "1m"; after a; install { run s "echo b >> ledger" } }
+module x { budget "30m"; install { run s "echo x >> ledger; test ! -f broken" } }"#,
+    );
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    milepost().arg("apply").arg(&w).arg("--keep-going").assert().code(1);
+    let text = std::fs::read_to_string(&w).unwrap().replace("echo a.s2 >>", "echo a.s2-v2 >>");
+    std::fs::write(&w, text).unwrap();
+    milepost().arg("resume").arg(&w).assert().code(1); // a.s2-v2 runs, x fails, b never starts
+    std::fs::remove_file(dir.path().join("broken")).unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("b runs again: `a` ran again after it was built on"), "{}", stderr(&out));
+    assert_eq!(count(&ledger(dir.path()), "b"), 2);
+}
+
+/// Review 2 and 5: `verify` checks and builds nothing: a passing one leaves dependents done,
+/// and a failing one reruns the checks, not what was built on the node.
+#[test]
+fn verify_never_makes_dependents_run_again() {
+    let (dir, w) = workflow(
+        r#"workflow w {
+    phase "P1" { modules a; gate g }
+    phase "P2" { modules b }
+}
+module a { budget "1m"; install { run s "echo a >> ledger" }; validate { run v "test ! -f drift" timeout="200ms" interval="50ms" } }
+gate g { budget "1m"; validate { run v "echo g >> ledger" } }
+module b { budget "1m"; after g; install { run s "echo b >> ledger" } }"#,
+    );
+    milepost().arg("apply").arg(&w).assert().success();
+    milepost().arg("verify").arg(&w).assert().success();
+    let status = status_json(&w);
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
+    std::fs::write(dir.path().join("drift"), "").unwrap();
+    milepost().arg("verify").arg(&w).assert().code(1);
+    std::fs::remove_file(dir.path().join("drift")).unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("a runs again: failed"), "{}", stderr(&out));
+    let lines = ledger(dir.path());
+    assert_eq!((count(&lines, "a"), count(&lines, "b")), (1, 1), "{lines:?}");
+}
+
+/// Review 3: a failed step removed from the definition: the steps that passed are kept,
+/// and the node is recorded again without running one.
+#[test]
+fn a_removed_failing_step_runs_nothing_again() {
+    let (dir, w) = workflow(
+        r#"workflow w {}
+module a { budget "1m"; install { run s1 "echo s1 >> ledger"; run s2 "echo s2 >> ledger"; run s3 "false" } }"#,
+    );
+    milepost().arg("apply").arg(&w).assert().code(1);
+    let text = std::fs::read_to_string(&w).unwrap().replace("; run s3 \"false\"", "");
+    std::fs::write(&w, text).unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("(first 2 steps kept)"), "{}", stderr(&out));
+    assert_eq!(ledger(dir.path()), ["s1", "s2"]);
+}
+
+/// Review 4: `after` is planning data: a dependency added later, on a node that completed
+/// after this one began, runs nothing again.
+#[test]
+fn an_added_dependency_runs_nothing_again() {
+    let (_dir, w) = workflow(
+        r#"workflow w { parallelism 1 }
+module a { budget "3m"; install { run s "true" } }
+module b { budget "2m"; after a; install { run s "true" } }
+module c { budget "1m"; install { run s "true" } }"#,
+    );
+    milepost().arg("apply").arg(&w).assert().success();
+    let text = std::fs::read_to_string(&w).unwrap().replace("after a;", "after a c;");
+    std::fs::write(&w, text).unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+}
+
+/// Review 6: an `apply` of another workflow in a shared state directory starts nothing of
+/// this one anew.
+#[test]
+fn an_apply_of_another_workflow_leaves_this_one_alone() {
+    let (dir, w1) =
+        workflow("workflow one {}\nmodule x { budget \"1m\"; install { run s \"echo x >> ledger\" } }");
+    let w2 = dir.path().join("w2.kdl");
+    std::fs::write(
+        &w2,
+        "workflow two {}\nmodule y { budget \"1m\"; install { run s \"echo y >> ledger\" } }",
+    )
+    .unwrap();
+    milepost().arg("apply").arg(&w1).assert().success();
+    milepost().arg("apply").arg(&w2).assert().success();
+    assert_eq!(status_of(&status_json(&w1), "x"), "done");
+    let out = milepost().arg("resume").arg(&w1).assert().success();
+    assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+}
+
+/// Review 7: moving the oldest runs away, as docs/state.md §1 allows, keeps the state readable.
+#[test]
+fn pruning_the_oldest_runs_keeps_the_state_readable() {
+    let (dir, w) = workflow(CHAIN);
+    for only in ["a", "b", "c"] {
+        milepost().arg("apply").arg(&w).args(["--only", only]).assert().success();
+    }
+    let runs = run_dirs(&dir.path().join(".milepost"));
+    std::fs::rename(&runs[0], dir.path().join("old-run")).unwrap();
+    milepost().arg("status").arg(&w).assert().success();
+    milepost().arg("history").arg(&w).assert().success();
+}
+
+/// Review 9: `resume --from X` starts X anew even if the run stops before reaching it.
+#[test]
+fn resume_from_is_remembered_when_the_run_stops_first() {
+    let (dir, w) = workflow(CHAIN);
+    milepost().arg("apply").arg(&w).assert().success();
+    // a's budget (9m) is past the 1m deadline: the run stops before a.
+    milepost().arg("resume").arg(&w).args(["--from", "a", "--deadline", "1m"]).assert().code(1);
+    assert_ne!(status_of(&status_json(&w), "a"), "done");
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(!stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+    assert_eq!(count(&ledger(dir.path()), "a"), 2);
+}
+
+/// Review 10: a report counts what `status` counts: nodes done before the last `apply`
+/// (an `--only` one) are passed, not "not run".
+#[test]
+fn the_report_agrees_with_status() {
+    let (_dir, w) = workflow(CHAIN);
+    milepost().arg("apply").arg(&w).assert().success();
+    milepost().arg("apply").arg(&w).args(["--only", "c"]).assert().success();
+    let out = milepost().arg("report").arg(&w).args(["--format", "json"]).assert().success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for node in report["nodes"].as_array().unwrap() {
+        assert_eq!(node["result"], "passed", "{node}");
+    }
+}
+
+/// Review 11: `running` is what the live run runs, not a node an earlier run left in flight.
+#[test]
+fn only_the_live_runs_nodes_show_running() {
+    let (dir, w) = workflow(
+        r#"workflow w {}
+module x { budget "1m"; install { run s "if [ -f slow ]; then touch started; sleep 30; fi" } }
+module y { budget "1m"; install { run s "if [ -f slow ]; then touch started; sleep 30; fi" } }"#,
+    );
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("apply")
+        .arg(&w)
+        .args(["--only", "x"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("started");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_file(&started).unwrap();
+    let mut second = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("apply")
+        .arg(&w)
+        .args(["--only", "y"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = status_json(&w);
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(status_of(&status, "x"), "interrupted", "{status}");
+    assert_eq!(status_of(&status, "y"), "running", "{status}");
 }

@@ -75,7 +75,8 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let selected = selection(&workflow, args)?;
     let state_dir = args.run.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
     let lock = take_lock(&state_dir, "apply")?;
-    let plan = Rollout { command: "apply", selected, done: Vec::new(), skip_steps: Vec::new() };
+    let restart = (!selected.is_empty()).then(|| ids_of(&workflow, &selected));
+    let plan = Rollout { command: "apply", selected, restart, done: Vec::new(), skip_steps: Vec::new() };
     rollout(cx, workflow, &args.run, &state_dir, plan, lock)
 }
 
@@ -91,9 +92,18 @@ pub fn take_lock(state_dir: &Path, command: &str) -> Result<lock::StateLock, Cli
 /// What one invocation runs.
 pub struct Rollout {
     pub command: &'static str,
+    /// Nodes to run; empty: all.
     pub selected: Vec<bool>,
+    /// Nodes started anew, recorded in `run-start` (docs/state.md §8): an apply's selection
+    /// (`None`: all), a `resume --from`'s nodes (`None`: none).
+    pub restart: Option<Vec<String>>,
     pub done: Vec<bool>,
     pub skip_steps: Vec<usize>,
+}
+
+/// The ids of the nodes `flags` marks.
+pub fn ids_of(workflow: &Workflow, flags: &[bool]) -> Vec<String> {
+    workflow.nodes.iter().zip(flags).filter(|(_, f)| **f).map(|(n, _)| n.id.clone()).collect()
 }
 
 /// Preflight, journal, run, report, under the lock the caller took. Shared by `apply`,
@@ -149,15 +159,11 @@ pub fn rollout(
         eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
-    let run_id = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "")
-        + &format!("-{}", std::process::id());
     let previous_run = crate::state::history::run_dirs(state_dir)
         .last()
         .and_then(|dir| dir.file_name())
         .map(|name| name.to_string_lossy().into_owned());
-    let selected = (plan.command == "apply" && !plan.selected.is_empty()).then(|| {
-        workflow.nodes.iter().zip(&plan.selected).filter(|(_, s)| **s).map(|(n, _)| n.id.clone()).collect()
-    });
+    let run_id = new_run_id(previous_run.as_deref());
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -172,7 +178,7 @@ pub fn rollout(
         host: lock::hostname(),
         command: plan.command.to_string(),
         previous_run,
-        selected,
+        restart: plan.restart.clone(),
     };
     let (run_dir, journal) = Journal::create_run(&state_dir.join("runs"), &run_id, &start)
         .map_err(|e| CliError::State { message: e.to_string() })?;
@@ -254,8 +260,13 @@ pub fn rollout(
         if summary.deadline_stop {
             eprintln!("the next node would end after the --deadline; the rollout stopped before it");
         }
+        let hint = if summary.failed > 0 || summary.record_failed {
+            "fix the cause, then `milepost resume` continues from the failed step"
+        } else {
+            "`milepost resume` continues where it stopped"
+        };
         if stopped {
-            eprintln!("{}", p.dim("fix the cause, then `milepost resume` continues from the failed step"));
+            eprintln!("{}", p.dim(hint));
         }
     }
     if let Err(message) = end_recorded {
@@ -270,6 +281,27 @@ pub fn rollout(
     } else {
         exit::SUCCESS
     })
+}
+
+/// A run id: the UTC start time to the millisecond and the pid. Always later than the
+/// newest run's, even if the clock stepped back, so name order stays run order.
+fn new_run_id(previous: Option<&str>) -> String {
+    const FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+    let mut at = jiff::Timestamp::now();
+    let previous_at = previous.and_then(|id| {
+        let stamp = id.split('-').next()?;
+        // `20261126T084715591Z`: the millis have no dot.
+        let (seconds, millis) = stamp.strip_suffix('Z')?.split_at_checked(15)?;
+        let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.3f", format!("{seconds}.{millis}")).ok()?;
+        civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    });
+    if let Some(previous_at) = previous_at {
+        // Compared as written, to the millisecond.
+        if at.as_millisecond() <= previous_at.as_millisecond() {
+            at = previous_at + jiff::SignedDuration::from_millis(1);
+        }
+    }
+    at.strftime(FORMAT).to_string().replace('.', "") + &format!("-{}", std::process::id())
 }
 
 /// Where to connect: `--context` over the workflow's `kubernetes` block.
@@ -317,4 +349,19 @@ fn selection(workflow: &Workflow, args: &ApplyArgs) -> Result<Vec<bool>, CliErro
         any = true;
     }
     Ok(if any { selected } else { Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_run_id;
+
+    #[test]
+    fn run_ids_grow_even_when_the_clock_steps_back() {
+        let later = "20991231T235959999Z-7";
+        let id = new_run_id(Some(later));
+        assert!(id.as_str() > later, "{id}");
+        assert!(id.starts_with("21000101T000000000Z-"), "{id}");
+        let now = new_run_id(None);
+        assert!(new_run_id(Some(&now)) > now);
+    }
 }

@@ -136,22 +136,50 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
     let graph = PlanGraph::new(&workflow);
     let mut decisions = decide(&workflow, &graph, &history);
+    // The rollout resume continues: what the last apply selected.
+    let mut selected: Vec<bool> = match history.scope(&workflow.id) {
+        Some(ids) => workflow.nodes.iter().map(|n| ids.contains(&n.id)).collect(),
+        None => vec![true; workflow.nodes.len()],
+    };
+    let mut restart = None;
     if let Some(from) = &args.from {
         let start = workflow
             .node(from)
             .ok_or_else(|| CliError::Usage { message: format!("no module or gate `{from}`") })?;
-        for n in graph.downstream(&[start]) {
+        let again = graph.downstream(&[start]);
+        for &n in &again {
             decisions[n] = Decision { status: NodeStatus::Rerun(format!("--from {from}")), skip_steps: 0 };
+            selected[n] = true;
         }
+        let mut flags = vec![false; workflow.nodes.len()];
+        for n in again {
+            flags[n] = true;
+        }
+        restart = Some(super::apply::ids_of(&workflow, &flags));
     }
     let p = cx.err;
-    let done = decisions.iter().filter(|d| d.status == NodeStatus::Done).count();
-    if done == workflow.nodes.len() {
-        eprintln!("{} nothing to resume: every node of {} is done", p.green("✓"), workflow.id);
+    let in_scope = |n: usize| selected[n];
+    let done =
+        (0..workflow.nodes.len()).filter(|&n| in_scope(n) && decisions[n].status == NodeStatus::Done).count();
+    if done == selected.iter().filter(|s| **s).count() {
+        let outside: Vec<&str> = (0..workflow.nodes.len())
+            .filter(|&n| !in_scope(n) && decisions[n].status != NodeStatus::Done)
+            .map(|n| workflow.nodes[n].id.as_str())
+            .collect();
+        if outside.is_empty() {
+            eprintln!("{} nothing to resume: every node of {} is done", p.green("✓"), workflow.id);
+        } else {
+            eprintln!(
+                "{} nothing to resume: every node the last `apply` selected is done\n  not done, outside it: {} \
+                 (`milepost apply` runs them, or `milepost resume --from <id>`)",
+                p.green("✓"),
+                outside.join(", ")
+            );
+        }
         return Ok(exit::SUCCESS);
     }
     eprintln!("{} resuming {} from {}: {done} done, kept", p.bold("↻"), workflow.id, dir.display());
-    for (n, d) in decisions.iter().enumerate() {
+    for (n, d) in decisions.iter().enumerate().filter(|(n, _)| in_scope(*n)) {
         let node = &workflow.nodes[n];
         match &d.status {
             NodeStatus::Rerun(why) => {
@@ -168,7 +196,8 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     }
     let plan = Rollout {
         command: "resume",
-        selected: Vec::new(),
+        selected,
+        restart,
         done: decisions.iter().map(|d| d.status == NodeStatus::Done).collect(),
         skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
     };
@@ -222,6 +251,7 @@ pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
     let plan = Rollout {
         command: "verify",
         selected,
+        restart: None,
         done: Vec::new(),
         skip_steps: workflow.nodes.iter().map(|n| n.install.len()).collect(),
     };
@@ -241,9 +271,9 @@ struct StatusNode<'a> {
 }
 
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
-    let (_, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
+    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
     let history = History::from_journals(&journals);
-    let live = live_run(&journals);
+    let live = live_run(&dir, &journals);
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
     let mut nodes = Vec::new();
@@ -256,8 +286,13 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
                 ("failed".into(), detail.or(Some(why.clone())))
             }
-            NodeStatus::Rerun(_) if live.is_some() && history.in_flight.contains(&node.id) => {
-                ("running".into(), live.clone())
+            NodeStatus::Rerun(_)
+                if live.as_ref().is_some_and(|(run, _)| {
+                    history.in_flight.contains(&node.id)
+                        && history.attempts.get(&node.id).is_some_and(|a| &a.last_run == run)
+                }) =>
+            {
+                ("running".into(), live.as_ref().map(|(_, text)| text.clone()))
             }
             NodeStatus::Rerun(why) if why.starts_with("interrupted") => {
                 ("interrupted".into(), Some(why.clone()))
@@ -341,15 +376,16 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     Ok(exit::SUCCESS)
 }
 
-/// "running in <run> (pid …)" when the last run has no end and its milepost still runs.
-fn live_run(journals: &Journals) -> Option<String> {
+/// The last run's id and "now, in …" when it has no end and its milepost still holds the
+/// state directory's lock.
+fn live_run(dir: &Path, journals: &Journals) -> Option<(String, String)> {
     let (_, records) = journals.last()?;
     if records.iter().any(|r| matches!(r, Record::RunEnd { .. })) {
         return None;
     }
     match records.first() {
-        Some(Record::RunStart { run_id, host, pid, command, .. }) if lock::is_live(host, *pid) => {
-            Some(format!("now, in `milepost {command}` run {run_id} (pid {pid})"))
+        Some(Record::RunStart { run_id, pid, command, .. }) if lock::holder(dir) == Some(*pid) => {
+            Some((run_id.clone(), format!("now, in `milepost {command}` run {run_id} (pid {pid})")))
         }
         _ => None,
     }
@@ -358,6 +394,7 @@ fn live_run(journals: &Journals) -> Option<String> {
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
     let dir = state_dir(args.state_dir.as_deref(), args.workflow.as_deref());
     let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let holder = lock::holder(&dir);
     let p = cx.out;
     let mut out = String::new();
     if history.runs.is_empty() {
@@ -367,7 +404,9 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
         let verdict = match r.finished {
             Some(true) => p.green("complete"),
             Some(false) => p.red("stopped "),
-            None if lock::is_live(&r.host, r.pid) => p.bold("running "),
+            None if holder == Some(r.pid) && Some(&r.run_id) == history.runs.last().map(|l| &l.run_id) => {
+                p.bold("running ")
+            }
             None => p.yellow("killed? "),
         };
         let took = r.took.map(human).unwrap_or_else(|| "—".into());

@@ -136,7 +136,8 @@ pub fn simulate_from(
             }
             for next in graph.dependents(node) {
                 waiting[next] -= 1;
-                if waiting[next] == 0 {
+                // A node that ended already (skipped) takes no lane when its dependency ends.
+                if waiting[next] == 0 && !finished(next) {
                     ready.push((tails[next], Reverse(next)));
                 }
             }
@@ -183,6 +184,14 @@ mod tests {
         assert_eq!(schedule.slots[1].start, Duration::ZERO);
         assert_eq!(schedule.slots[2].start, Duration::from_secs(5));
         assert_eq!(schedule.finish, Duration::from_secs(125));
+
+        // c was skipped (its upstream failed) while b runs: it takes no lane when b ends.
+        let graph = PlanGraph::from_edges(3, [(1, 2)]).unwrap();
+        let finished = [false, false, true];
+        let progress = Progress { finished: &finished, running: &[1] };
+        let schedule = simulate_from(&graph, &durations, &Limits::parallelism(1, 3), progress);
+        assert_eq!(schedule.slots[2], Slot::default());
+        assert_eq!(schedule.finish, Duration::from_secs(65));
     }
     use crate::testing::workflow_from;
 

@@ -194,9 +194,11 @@ fn seconds_between(from: &str, to: &str) -> f64 {
     }
 }
 
-/// The journals a report covers, as a range: `--run` alone, or the last `apply` and every
-/// run after it.
+/// The journals a report covers, as a range: `--run` alone, or every run of the rollout as
+/// it stands: from the oldest run in which a node's current attempt began
+/// (docs/state.md §8), so the report tells what `status` and `resume` count.
 fn select_runs(
+    workflow: &Workflow,
     journals: &[(PathBuf, Vec<Record>)],
     state_dir: &Path,
     run: Option<&str>,
@@ -214,7 +216,16 @@ fn select_runs(
             .map(|i| i..i + 1)
             .ok_or_else(|| ReportError::UnknownRun { id: id.to_string(), dir: state_dir.to_path_buf() });
     }
-    let first = journals.iter().rposition(|(_, records)| command(records) == "apply").unwrap_or(0);
+    let history = History::from_journals(journals);
+    let first = workflow
+        .nodes
+        .iter()
+        .filter_map(|n| history.attempts.get(&n.id))
+        .map(|a| a.began_run)
+        .min()
+        .unwrap_or_else(|| {
+            journals.iter().rposition(|(_, records)| command(records) == "apply").unwrap_or(0)
+        });
     Ok(first..journals.len())
 }
 
@@ -244,7 +255,7 @@ pub fn build(
 ) -> Result<Report, ReportError> {
     // Log paths in a report are absolute: it is read from anywhere.
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    let covered = select_runs(journals, state_dir, run)?;
+    let covered = select_runs(workflow, journals, state_dir, run)?;
     let history = History::from_journals(&journals[..covered.end]);
     let runs = &journals[covered];
     let plan = Plan::new(workflow, &PlanOptions::default());

@@ -31,16 +31,20 @@ pub enum Record {
         /// lock): a journal removed from the middle of the history is noticed, not skipped.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_run: Option<String>,
-        /// For `apply`: the nodes it was asked to run (`--only`, `--phase`, `--from`);
-        /// absent: every node. An `apply` starts those nodes anew (docs/state.md §8).
+        /// The nodes this run starts anew (docs/state.md §8): an `apply`'s selection
+        /// (`--only`, `--phase`, `--from`; absent: every node of the workflow), a
+        /// `resume --from`'s node and what follows it (absent: none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        selected: Option<Vec<String>>,
+        restart: Option<Vec<String>>,
     },
     /// A node begins: from its first step (a new run of it), or past `first_step` leading
     /// steps kept from its earlier, unfinished run (resume, verify).
     NodeStart {
         node: String,
         first_step: usize,
+        /// How many of its steps are install steps (the rest validate): a run that runs
+        /// install steps again builds something new on which dependents were not built.
+        install_steps: usize,
         at: String,
     },
     StepStart {

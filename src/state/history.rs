@@ -48,17 +48,24 @@ pub struct Actual {
 }
 
 /// A node's current run: the one that resume continues and that `status` reports. It
-/// begins when the node starts from its first step, or when an `apply` selects the node,
-/// and is continued (never restarted) by a `resume` or `verify` that keeps leading steps.
+/// begins when the node starts from its first step, or when a run starts it anew (`apply`,
+/// `resume --from`), and is continued (never restarted) by a `resume` or `verify` that keeps
+/// leading steps. docs/state.md §8.
 #[derive(Debug, Clone, Default)]
 pub struct Attempt {
-    /// Where it began, in the order of every record of every journal: what its dependents'
-    /// completions are compared with.
+    /// The workflow whose run began it: an `apply` of another workflow in the same state
+    /// directory leaves it alone.
+    pub workflow: String,
+    /// Where it began, in the order of every record of every journal.
     pub began: u64,
-    /// Where it first passed: a dependent whose own attempt began before this was built on
-    /// an earlier run of this node.
+    /// The journal (by index, oldest first) it began in: where a report of it starts.
+    pub began_run: usize,
+    /// Where it last completed having built something: its first pass, or a later pass of a
+    /// run that ran install steps again. Dependents built before that are out of date.
     pub completed: Option<u64>,
-    /// Whether any of its steps started (an `apply` that never reached it: not).
+    /// Install steps ran since it last completed (a fresh attempt always will).
+    rebuilt: bool,
+    /// Whether any of its steps started (a run that started it anew and never reached it: not).
     pub started: bool,
     /// Passing step hashes by index: the steps that need not run again.
     pub steps: BTreeMap<usize, String>,
@@ -66,6 +73,8 @@ pub struct Attempt {
     pub failure: Option<(String, String)>,
     /// How long its runs took, summed over the runs that continued it.
     pub spent: Duration,
+    /// The run of its last record: a node in flight in a live run is running now.
+    pub last_run: String,
     /// Where its last step or node record was: the order of in-flight nodes.
     last_seen: u64,
 }
@@ -77,6 +86,12 @@ pub struct History {
     pub nodes: HashMap<String, NodeRecord>,
     /// Each node's current attempt (docs/state.md §8).
     pub attempts: HashMap<String, Attempt>,
+    /// Every completion of each node that built something ([`Attempt::completed`]), oldest
+    /// first: what a dependent was built on is the last one before it began.
+    pub completions: HashMap<String, Vec<u64>>,
+    /// Per workflow, what its last `apply` selected (`None`: every node): the rollout that
+    /// `resume` continues.
+    pub scopes: HashMap<String, Option<Vec<String>>>,
     /// Nodes whose current attempt started and has no end: in flight at a crash (or now).
     pub in_flight: Vec<String>,
     /// How long each node took whenever it passed with all its steps run in one run (not in
@@ -85,6 +100,8 @@ pub struct History {
     pub actuals: HashMap<String, Vec<Actual>>,
     /// Records folded so far: the position of the next one.
     position: u64,
+    /// Journals folded so far.
+    journals: usize,
 }
 
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
@@ -129,7 +146,8 @@ pub fn read_journals(state_dir: &Path) -> Result<Journals, JournalError> {
                 Some(Record::RunStart { run_id, .. }) => Some(run_id.as_str()),
                 _ => None,
             });
-            if before != Some(previous.as_str()) {
+            // The oldest run left may follow runs pruned before it (docs/state.md §1).
+            if before.is_some_and(|before| before != previous) {
                 return Err(JournalError::Missing {
                     message: format!(
                         "run {run_id} follows run {previous}, whose folder is not in {}: what that run \
@@ -176,25 +194,71 @@ impl History {
         self.attempts.get(node).and_then(|a| a.failure.as_ref())
     }
 
+    /// Whether the node's current attempt completed something its dependent, whose attempt
+    /// began at `began`, was not built on: it completed before that and has built again
+    /// since. A dependency that had never completed by then (an `after` added later, a
+    /// node run on its own with `--only`) is not what the dependent was built on.
+    pub fn rebuilt_since(&self, dependency: &str, began: u64) -> bool {
+        let Some(completions) = self.completions.get(dependency) else { return false };
+        let before = completions.iter().rev().find(|&&c| c < began);
+        let current = self.attempts.get(dependency).and_then(|a| a.completed);
+        before.is_some() && current != before.copied()
+    }
+
+    /// The nodes a run starts anew, from its `run-start`.
+    fn restarted(&self, command: &str, workflow: &str, restart: &Option<Vec<String>>) -> Vec<String> {
+        match (command, restart) {
+            (_, Some(ids)) => ids.clone(),
+            // An apply without a list (all of format 1's) starts every node of its workflow.
+            ("apply", None) => self
+                .attempts
+                .iter()
+                .filter(|(_, a)| a.workflow == workflow)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A new attempt of `node` begins here; nothing of the earlier one counts any more.
-    fn begin(&mut self, node: &str, started: bool) {
+    fn begin(&mut self, node: &str, started: bool, run: &RunRecord) {
         let began = self.position;
         self.nodes.remove(node);
-        self.attempts
-            .insert(node.to_string(), Attempt { began, started, last_seen: began, ..Attempt::default() });
+        let attempt = Attempt {
+            workflow: run.workflow.clone(),
+            began,
+            began_run: self.journals,
+            rebuilt: true,
+            started,
+            last_run: run.run_id.clone(),
+            last_seen: began,
+            ..Attempt::default()
+        };
+        self.attempts.insert(node.to_string(), attempt);
     }
 
     /// The node's current attempt goes on past `first_step` kept steps.
-    fn resume(&mut self, node: &str, first_step: usize) {
+    fn resume(&mut self, node: &str, first_step: usize, run: &RunRecord) {
         let position = self.position;
         if !self.attempts.contains_key(node) {
-            self.begin(node, true);
+            self.begin(node, true, run);
         }
         self.nodes.remove(node);
         let attempt = self.attempts.get_mut(node).expect("just ensured");
         attempt.started = true;
         attempt.steps.retain(|&i, _| i < first_step);
+        attempt.last_run = run.run_id.clone();
         attempt.last_seen = position;
+    }
+
+    /// A node begins in `run`: from its first step a new attempt, past kept steps the same
+    /// one. A `verify` only ever continues: it checks, and builds nothing.
+    fn start(&mut self, node: &str, first_step: usize, run: &RunRecord) {
+        if first_step == 0 && run.command != "verify" {
+            self.begin(node, true, run);
+        } else {
+            self.resume(node, first_step, run);
+        }
     }
 
     fn fold(&mut self, records: &[Record]) {
@@ -202,6 +266,8 @@ impl History {
         // Nodes that began or went on in this run, and whether from their first step: only
         // those durations are whole.
         let mut began_here: HashMap<String, bool> = HashMap::new();
+        // Install step counts from `node-start` (format 1 has none: every step counts).
+        let mut installs: HashMap<String, usize> = HashMap::new();
         // The passing step hashes of each node in this run, by index.
         let mut ran: HashMap<String, BTreeMap<usize, String>> = HashMap::new();
         for record in records {
@@ -213,12 +279,12 @@ impl History {
                     workflow_file,
                     started_at,
                     command,
-                    selected,
+                    restart,
                     host,
                     pid,
                     ..
                 } => {
-                    run = Some(RunRecord {
+                    let started = RunRecord {
                         run_id: run_id.clone(),
                         command: command.clone(),
                         workflow: workflow.clone(),
@@ -231,47 +297,47 @@ impl History {
                         skipped: 0,
                         finished: None,
                         took: None,
-                    });
-                    // An apply starts a new rollout of what it selected: nothing of theirs
-                    // from before counts, whether or not this run gets to them. A journal
-                    // that does not say (format 1) selected every node.
+                    };
+                    // A run that starts nodes anew (`apply`, `resume --from`) starts a new
+                    // rollout of them: nothing of theirs from before counts, whether or not
+                    // this run gets to them.
+                    for node in self.restarted(command, workflow, restart) {
+                        self.begin(&node, false, &started);
+                    }
                     if command == "apply" {
-                        let nodes: Vec<String> = match selected {
-                            Some(ids) => ids.clone(),
-                            None => self.attempts.keys().cloned().collect(),
-                        };
-                        for node in nodes {
-                            self.begin(&node, false);
-                        }
+                        self.scopes.insert(workflow.clone(), restart.clone());
                     }
+                    run = Some(started);
                 }
-                Record::NodeStart { node, first_step, .. } => {
-                    if *first_step == 0 {
-                        self.begin(node, true);
-                    } else {
-                        self.resume(node, *first_step);
-                    }
+                Record::NodeStart { node, first_step, install_steps, .. } => {
+                    let Some(r) = run.as_ref() else { continue };
+                    self.start(node, *first_step, &r.clone());
                     began_here.insert(node.clone(), *first_step == 0);
+                    installs.insert(node.clone(), *install_steps);
                 }
                 Record::StepStart { node, index, .. } => {
+                    let Some(r) = run.as_ref() else { continue };
+                    let r = r.clone();
                     // Format 1 has no node-start: a node's first step start in a run is it.
                     if !began_here.contains_key(node) {
-                        if *index == 0 {
-                            self.begin(node, true);
-                        } else {
-                            self.resume(node, *index);
-                        }
+                        self.start(node, *index, &r);
                         began_here.insert(node.clone(), *index == 0);
                     }
                     // A started step is not complete until its end, nor is anything after it.
                     let position = self.position;
+                    let install = *index < installs.get(node).copied().unwrap_or(usize::MAX);
                     let attempt = self.attempts.get_mut(node).expect("began above");
                     attempt.steps.retain(|&i, _| i < *index);
                     attempt.last_seen = position;
+                    attempt.last_run = r.run_id.clone();
+                    if install && r.command != "verify" {
+                        attempt.rebuilt = true;
+                    }
                 }
                 Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
+                    let Some(r) = run.as_ref() else { continue };
                     if !self.attempts.contains_key(node) {
-                        self.begin(node, true);
+                        self.begin(node, true, &r.clone());
                     }
                     let position = self.position;
                     let attempt = self.attempts.get_mut(node).expect("ensured above");
@@ -289,9 +355,10 @@ impl History {
                 Record::NodeEnd { node, outcome, took_ms, node_hash, .. } => {
                     // Format 1 has no node-start: a node recorded without running a step
                     // continues its attempt with every step kept.
+                    let Some(r) = run.as_ref() else { continue };
                     if !began_here.contains_key(node) {
                         let kept = self.attempts.get(node).map_or(0, |a| a.steps.len());
-                        self.resume(node, kept);
+                        self.resume(node, kept, &r.clone());
                         began_here.insert(node.clone(), false);
                     }
                     let took = Duration::from_millis(*took_ms);
@@ -312,8 +379,10 @@ impl History {
                     let attempt = self.attempts.get_mut(node).expect("began above");
                     attempt.spent = if from_first_step { took } else { attempt.spent + took };
                     attempt.last_seen = position;
-                    if outcome.passed() && attempt.completed.is_none() {
+                    if outcome.passed() && (attempt.rebuilt || attempt.completed.is_none()) {
                         attempt.completed = Some(position);
+                        attempt.rebuilt = false;
+                        self.completions.entry(node.clone()).or_default().push(position);
                     }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
                     self.nodes.insert(
@@ -344,5 +413,12 @@ impl History {
         if let Some(r) = run {
             self.runs.push(r);
         }
+        self.journals += 1;
+    }
+
+    /// The scope of the rollout `resume` continues for `workflow`: what its last `apply`
+    /// selected, `None` for every node.
+    pub fn scope(&self, workflow: &str) -> Option<&Vec<String>> {
+        self.scopes.get(workflow).and_then(Option::as_ref)
     }
 }

@@ -237,9 +237,9 @@ mod tests {
                 host: "h".into(),
                 command: "apply".into(),
                 previous_run: None,
-                selected: None,
+                restart: None,
             },
-            Record::NodeStart { node: "a".into(), first_step: 0, at: "t".into() },
+            Record::NodeStart { node: "a".into(), first_step: 0, install_steps: 1, at: "t".into() },
             Record::StepEnd {
                 node: "a".into(),
                 step: "s".into(),

@@ -60,14 +60,25 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
     Ok(StateLock { _dir: dir })
 }
 
-/// Whether a rollout holds the state directory now. Asks without taking the lock (a shared
-/// probe would make a rollout starting that instant fail): the holder's process, named in
-/// the journal of a run with no end, is alive on this host and is a milepost.
-pub fn is_live(host: &str, pid: u32) -> bool {
-    host == hostname()
-        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-            cmdline.split(|&b| b == 0).next().is_some_and(|arg0| arg0.ends_with(b"milepost"))
-        })
+/// The pid of the process that holds the state directory's lock now, if any, from the
+/// kernel's table of locks (`/proc/locks`): asked without taking the lock, which would make
+/// a rollout starting that instant fail, and exact where a pid or a name could mislead.
+pub fn holder(state_dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(state_dir).ok()?;
+    // Linux's dev_t layout (glibc's gnu_dev_major/minor), as /proc/locks prints it.
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 12345 fd:01:1234567 0 EOF`
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        let (pid, file) = (fields.get(at + 3)?, fields.get(at + 4)?);
+        (*file == wanted).then(|| pid.parse().ok()).flatten()
+    })
 }
 
 pub fn hostname() -> String {
@@ -99,5 +110,15 @@ mod tests {
         std::fs::remove_file(dir.path().join("lock")).unwrap();
         let err = acquire(dir.path(), "resume").unwrap_err();
         assert!(matches!(err, LockError::Held { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_holder_is_read_from_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(holder(dir.path()), None);
+        let held = acquire(dir.path(), "apply").unwrap();
+        assert_eq!(holder(dir.path()), Some(std::process::id()));
+        drop(held);
+        assert_eq!(holder(dir.path()), None);
     }
 }

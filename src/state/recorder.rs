@@ -75,9 +75,12 @@ impl Recorder for JournalRecorder {
                     at: now(),
                 }
             }
-            ExecEvent::NodeBegun { node, first_step } => {
-                Record::NodeStart { node: w.nodes[*node].id.clone(), first_step: *first_step, at: now() }
-            }
+            ExecEvent::NodeBegun { node, first_step } => Record::NodeStart {
+                node: w.nodes[*node].id.clone(),
+                first_step: *first_step,
+                install_steps: w.nodes[*node].install.len(),
+                at: now(),
+            },
             ExecEvent::NodeSkipped { node, reason } => {
                 Record::NodeSkipped { node: w.nodes[*node].id.clone(), reason: reason.clone() }
             }

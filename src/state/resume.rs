@@ -29,16 +29,21 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
         if !attempt.started && ended.is_none() {
             continue; // selected by an apply that did not get to it: pending
         }
-        if let Some(d) = graph.deps(i).find(|&d| decisions[d].status != NodeStatus::Done) {
+        // A dependency that runs again only to check (its install steps kept: a failed
+        // `verify`, a failed validation) has not changed what this node was built on.
+        let intact = |d: usize| {
+            let dep = &decisions[d];
+            dep.status == NodeStatus::Done
+                || (dep.skip_steps >= workflow.nodes[d].install.len()
+                    && history.attempts.get(&workflow.nodes[d].id).is_some_and(|a| a.completed.is_some()))
+        };
+        if let Some(d) = graph.deps(i).find(|&d| !intact(d)) {
             decisions[i] = whole(NodeStatus::Rerun(format!("`{}` runs again", workflow.nodes[d].id)));
             continue;
         }
-        // Built on a run of a dependency that is no longer its current one.
-        let moved = graph.deps(i).find(|&d| {
-            let dep = history.attempts.get(&workflow.nodes[d].id);
-            dep.and_then(|a| a.completed).is_none_or(|completed| completed > attempt.began)
-        });
-        if let Some(d) = moved {
+        // Built on a run of a dependency that has built again since.
+        if let Some(d) = graph.deps(i).find(|&d| history.rebuilt_since(&workflow.nodes[d].id, attempt.began))
+        {
             let why = format!("`{}` ran again after it was built on", workflow.nodes[d].id);
             decisions[i] = whole(NodeStatus::Rerun(why));
             continue;
@@ -52,9 +57,11 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
                 status: NodeStatus::Rerun("definition changed since it completed".into()),
                 skip_steps: kept,
             },
+            // Every step of today's definition passed (the one that failed is gone): the node
+            // is recorded again without running a step.
             Some(r) => Decision {
                 status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
-                skip_steps: kept.min(steps.saturating_sub(1)),
+                skip_steps: kept,
             },
             None => Decision { status: NodeStatus::Rerun("interrupted in flight".into()), skip_steps: kept },
         };
