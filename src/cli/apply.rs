@@ -292,7 +292,8 @@ fn new_run_id(previous: Option<&str>) -> String {
         let stamp = id.split('-').next()?;
         // `20261126T084715591Z`: the millis have no dot.
         let (seconds, millis) = stamp.strip_suffix('Z')?.split_at_checked(15)?;
-        let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.3f", format!("{seconds}.{millis}")).ok()?;
+        let civil =
+            jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.3f", format!("{seconds}.{millis}")).ok()?;
         civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
     });
     if let Some(previous_at) = previous_at {
