@@ -103,6 +103,12 @@ pub enum ExecEvent {
         took: Duration,
         log: PathBuf,
     },
+    /// Something went wrong beside a step that passed: its log could not be written.
+    StepWarning {
+        node: NodeId,
+        step: String,
+        message: String,
+    },
     /// A node ran past budget + buffer.
     Overrun {
         node: NodeId,
