@@ -10,4 +10,5 @@ mod kubernetes;
 mod plan;
 mod report;
 mod state;
+mod steps;
 mod support;
