@@ -154,6 +154,8 @@ pub fn serve() -> u8 {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
         let _ = signal(Signal::SIGHUP, SigHandler::SigIgn);
     }
+    // `killall -9 milepost` is aimed at the run, not at what cleans up after it.
+    let _ = nix::sys::prctl::set_name(c"milepost-guard");
     let mut groups = BTreeSet::new();
     for line in std::io::stdin().lock().split(b'\n') {
         let Ok(line) = line else { break };
