@@ -152,6 +152,19 @@ pub fn last_output_line(path: &Path, from: u64) -> Option<String> {
     Some(crate::ui::style::truncate(line.trim(), 160))
 }
 
+/// `text` cut to at most `cap` bytes where a character begins, with a `… (cut N bytes)`
+/// marker when anything was cut.
+pub fn cut(text: &str, cap: usize) -> String {
+    if text.len() <= cap {
+        return text.to_string();
+    }
+    let mut kept = cap;
+    while !text.is_char_boundary(kept) {
+        kept -= 1;
+    }
+    format!("{}… (cut {} bytes)", &text[..kept], text.len() - kept)
+}
+
 /// The line at `start..end` of `file`, at most [`LINE_CAP`] bytes of it, read lossily.
 fn read_line(file: &File, start: u64, end: u64) -> String {
     let whole = end - start;
@@ -290,6 +303,13 @@ mod tests {
         let tail = tail_of(&text, 1);
         assert!(!tail[0].contains('\u{FFFD}'), "{}", &tail[0][tail[0].len() - 40..]);
         assert!(tail[0].ends_with(&format!("… (cut {} bytes)", 2 * LINE_CAP + 1 - (LINE_CAP - 1))));
+    }
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("aaaa", 2), "aa… (cut 2 bytes)");
+        assert_eq!(cut("aéé", 2), "a… (cut 4 bytes)");
     }
 
     #[test]

@@ -111,6 +111,9 @@ async fn run_steps(
             }
             other => other,
         };
+        // A reason travels in the journal, the terminal and reports: one screenful at most,
+        // whatever an API server or a command said.
+        let outcome = outcome.map_reason(|reason| super::log::cut(&reason, super::log::LINE_CAP));
         let finished = ExecEvent::StepFinished {
             node: run.node,
             index,

@@ -182,19 +182,25 @@ pub fn stop_groups(groups: &[i32], grace: Duration) -> Vec<i32> {
     for &pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
     }
-    let alive = wait_until_gone(groups, grace);
-    for &pgid in &alive {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
-    wait_until_gone(&alive, Duration::from_secs(1))
+    let alive = wait_until_gone(groups, grace, None);
+    // Again until the groups are empty: a member that was forking when the first SIGKILL
+    // came may have a child the signal did not reach.
+    wait_until_gone(&alive, Duration::from_secs(1), Some(Signal::SIGKILL))
 }
 
-fn wait_until_gone(groups: &[i32], within: Duration) -> Vec<i32> {
+/// Polls until no group in `groups` has a live process, at most `within`, sending `signal`
+/// to what is left at each poll; returns the groups still alive.
+fn wait_until_gone(groups: &[i32], within: Duration, signal: Option<Signal>) -> Vec<i32> {
     let until = Instant::now() + within;
     loop {
         let alive: Vec<i32> = groups.iter().copied().filter(|&g| group_alive(g)).collect();
         if alive.is_empty() || Instant::now() >= until {
             return alive;
+        }
+        for &pgid in &alive {
+            if let Some(signal) = signal {
+                let _ = killpg(Pid::from_raw(pgid), signal);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

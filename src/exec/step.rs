@@ -150,21 +150,13 @@ pub async fn run_command(
     }
     // The log is milepost's to write: failing to write it does not change the command's
     // outcome, and is said where the outcome is.
-    Ok(match (outcome, problem) {
-        (outcome, None) => outcome,
-        (Outcome::Passed, Some(problem)) => {
+    Ok(match problem {
+        None => outcome,
+        Some(problem) if outcome.passed() => {
             cx.warnings.push(problem);
-            Outcome::Passed
+            outcome
         }
-        (Outcome::Failed { reason }, Some(problem)) => {
-            Outcome::Failed { reason: format!("{reason}; {problem}") }
-        }
-        (Outcome::TimedOut { reason }, Some(problem)) => {
-            Outcome::TimedOut { reason: format!("{reason}; {problem}") }
-        }
-        (Outcome::Cancelled { reason }, Some(problem)) => {
-            Outcome::Cancelled { reason: format!("{reason}; {problem}") }
-        }
+        Some(problem) => outcome.map_reason(|reason| format!("{reason}; {problem}")),
     })
 }
 
@@ -247,10 +239,12 @@ async fn stop_group(pid: Option<i32>, child: &mut tokio::process::Child) {
         let _ = killpg(group, Signal::SIGKILL);
     }
     let _ = child.wait().await;
-    // SIGKILL cannot be ignored, but takes a moment to reach every member.
+    // Again until the group is empty: a member that was forking when the first SIGKILL came
+    // may have a child the signal did not reach.
     let until = tokio::time::Instant::now() + Duration::from_secs(1);
     while group_alive(pid) && tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 
