@@ -191,6 +191,8 @@ fn read_line(file: &File, start: u64, end: u64) -> String {
 /// `str::lines` splits them; reads backwards a block at a time, so a 50 MB line costs 64 KiB.
 struct LinesBack<'f> {
     file: &'f File,
+    /// How much is read at a time: [`BLOCK`], smaller in tests.
+    block_size: usize,
     floor: u64,
     /// Where the next line to give ends, `None` once the first line was given.
     end: Option<u64>,
@@ -200,7 +202,11 @@ struct LinesBack<'f> {
 
 impl<'f> LinesBack<'f> {
     fn new(file: &'f File, floor: u64, len: u64) -> Self {
-        let mut lines = Self { file, floor, end: None, block: Vec::new(), block_start: len };
+        Self::with_block_size(file, floor, len, BLOCK)
+    }
+
+    fn with_block_size(file: &'f File, floor: u64, len: u64, block_size: usize) -> Self {
+        let mut lines = Self { file, block_size, floor, end: None, block: Vec::new(), block_start: len };
         if len > floor {
             // A final newline ends the last line; it does not begin an empty one.
             let last = lines.byte(len - 1);
@@ -220,7 +226,7 @@ impl<'f> LinesBack<'f> {
         if end > self.block_start && end <= loaded_end {
             return Some(());
         }
-        let start = end.saturating_sub(BLOCK as u64).max(self.floor);
+        let start = end.saturating_sub(self.block_size as u64).max(self.floor);
         self.block.resize((end - start) as usize, 0);
         self.file.read_exact_at(&mut self.block, start).ok()?;
         self.block_start = start;
@@ -303,6 +309,25 @@ mod tests {
         let tail = tail_of(&text, 1);
         assert!(!tail[0].contains('\u{FFFD}'), "{}", &tail[0][tail[0].len() - 40..]);
         assert!(tail[0].ends_with(&format!("… (cut {} bytes)", 2 * LINE_CAP + 1 - (LINE_CAP - 1))));
+    }
+
+    proptest::proptest! {
+        /// Reading backwards a block at a time finds the lines `str::lines` finds, from any
+        /// starting offset, whatever the block size.
+        #[test]
+        fn lines_read_backwards_are_the_lines(text in "[ab\r\n]{0,200}", floor in 0usize..210, block in 1usize..20) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.log");
+            std::fs::write(&path, &text).unwrap();
+            let file = File::open(&path).unwrap();
+            let floor = floor.min(text.len());
+            let mut found: Vec<String> = LinesBack::with_block_size(&file, floor as u64, text.len() as u64, block)
+                .map(|(start, end)| text[start as usize..end as usize].to_string())
+                .collect();
+            found.reverse();
+            let expected: Vec<String> = text[floor..].split_inclusive('\n').map(|l| l.strip_suffix('\n').unwrap_or(l).to_string()).collect();
+            proptest::prop_assert_eq!(found, expected);
+        }
     }
 
     #[test]
