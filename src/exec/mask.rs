@@ -59,17 +59,26 @@ impl Masker {
         let buf = &self.pending;
         let mut at = 0;
         let mut copied = 0;
-        while at < buf.len() && (all || at + self.longest <= buf.len()) {
-            if self.starts[usize::from(buf[at])] {
-                if let Some(secret) = self.secrets.iter().find(|s| buf[at..].starts_with(s)) {
+        // Positions past `limit` wait for more input (unless `all`).
+        let limit = if all { buf.len() } else { (buf.len() + 1).saturating_sub(self.longest) };
+        while at < limit {
+            // Straight to the next byte that begins a value.
+            match buf[at..limit].iter().position(|&b| self.starts[usize::from(b)]) {
+                None => {
+                    at = limit;
+                    break;
+                }
+                Some(skip) => at += skip,
+            }
+            match self.secrets.iter().find(|s| buf[at..].starts_with(s)) {
+                Some(secret) => {
                     out.extend_from_slice(&buf[copied..at]);
                     out.extend_from_slice(MASK.as_bytes());
                     at += secret.len();
                     copied = at;
-                    continue;
                 }
+                None => at += 1,
             }
-            at += 1;
         }
         out.extend_from_slice(&buf[copied..at]);
         at
