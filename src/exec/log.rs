@@ -311,7 +311,64 @@ mod tests {
         assert!(tail[0].ends_with(&format!("… (cut {} bytes)", 2 * LINE_CAP + 1 - (LINE_CAP - 1))));
     }
 
+    /// Output that arrives in the given chunks, one per read.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl tokio::io::AsyncRead for Chunks {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
     proptest::proptest! {
+        /// Issue 12, item 18: whatever the secret values (newlines included) and however the
+        /// command's output arrives, no value reaches the written log.
+        #[test]
+        fn issue_12_no_secret_reaches_the_log(
+            secrets in proptest::collection::vec("[a-z0-9\n=-]{1,10}", 1..4),
+            parts in proptest::collection::vec(("[a-z\n ]{0,12}", proptest::sample::select(vec![0usize, 1, 2, 3])), 0..10),
+            cuts in proptest::collection::vec(0usize..200, 0..10),
+        ) {
+            let mut output = Vec::new();
+            for (filler, which) in &parts {
+                output.extend_from_slice(filler.as_bytes());
+                output.extend_from_slice(secrets[which % secrets.len()].as_bytes());
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(output.len())).collect();
+            cuts.sort();
+            let mut chunks = std::collections::VecDeque::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([output.len()]) {
+                // An empty read is the end of the output.
+                if cut > from {
+                    chunks.push_back(output[from..cut].to_vec());
+                }
+                from = cut;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.log");
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(copy_output(Chunks(chunks), LazyLog::new(&path, "cmd"), Arc::new(secrets.clone())));
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            // What milepost writes itself, the header, is not the command's output.
+            let log = log.strip_prefix("$ cmd\n").unwrap_or(&log);
+            proptest::prop_assert_eq!(log.is_empty(), output.is_empty());
+            for secret in &secrets {
+                proptest::prop_assert!(!log.contains(secret.as_str()), "{secret:?} in {log:?}");
+            }
+        }
+
         /// Reading backwards a block at a time finds the lines `str::lines` finds, from any
         /// starting offset, whatever the block size.
         #[test]
