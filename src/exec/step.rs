@@ -1,6 +1,7 @@
 //! One step attempt: a command in its own process group, an HTTP or TCP probe, a template
 //! written atomically. Returns an [`Outcome`]; `Err` is reserved for milepost's own failures
-//! (cannot create a log file).
+//! (cannot create the pipe for a command's output). A log that cannot be written is not one:
+//! the outcome says so.
 
 use std::fs::File;
 use std::path::Path;
