@@ -11,5 +11,6 @@ mod kubernetes;
 mod plan;
 mod report;
 mod state;
+mod steps;
 mod support;
 mod trust;

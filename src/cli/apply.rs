@@ -16,6 +16,7 @@ use crate::state::format::{now, Record, FORMAT_VERSION};
 use crate::state::journal::Journal;
 use crate::state::lock;
 use crate::state::recorder::JournalRecorder;
+use crate::ui::errln;
 use crate::ui::progress::{ProgressMode, Reporter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +118,18 @@ pub fn rollout(
     _lock: lock::StateLock,
 ) -> Result<u8, CliError> {
     let p = cx.err;
+    // Under the lock, before anything runs: a step an earlier, killed run left running is
+    // stopped, so no step runs beside an earlier copy of itself.
+    let stopped = exec::orphans::reap(state_dir).map_err(|e| CliError::Locked { message: e.to_string() })?;
+    for group in stopped {
+        errln!(
+            "{} stopped process group {} that run {} left running ({} process(es))",
+            p.yellow("warning:"),
+            group.pgid,
+            group.run,
+            group.processes
+        );
+    }
     let deadline = match &args.deadline {
         None => None,
         Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
@@ -143,20 +156,20 @@ pub fn rollout(
         let settings = cluster_settings(&workflow, args.context.as_deref());
         match runtime.block_on(crate::cluster::connect(&settings)) {
             Ok(c) => {
-                eprintln!("{}", p.dim(&format!("kubernetes: {} · namespace {}", c.server, c.namespace)));
+                errln!("{}", p.dim(&format!("kubernetes: {} · namespace {}", c.server, c.namespace)));
                 cluster = Some(Arc::new(c));
             }
             Err(e) => found.errors.push(e.to_string()),
         }
     }
     for w in &found.warnings {
-        eprintln!("{} {w}", p.yellow("warning:"));
+        errln!("{} {w}", p.yellow("warning:"));
     }
     if !found.errors.is_empty() {
         for e in &found.errors {
-            eprintln!("{} {e}", p.red("error:"));
+            errln!("{} {e}", p.red("error:"));
         }
-        eprintln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
+        errln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
     let previous_run = crate::state::history::run_dirs(state_dir)
@@ -190,8 +203,13 @@ pub fn rollout(
         LogFormat::Text => args.progress,
     };
     if mode == ProgressMode::Json {
-        let _ =
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_current_span(false).try_init();
+        // A write error is not reported on stderr: with stderr closed, that report would panic.
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .log_internal_errors(false)
+            .try_init();
     }
     let options = ApplyOptions {
         parallelism: args.parallelism.unwrap_or(workflow.parallelism).max(1),
@@ -204,6 +222,7 @@ pub fn rollout(
         skip_steps: plan.skip_steps,
         recorder: Some(recorder.clone() as SharedRecorder),
         cluster,
+        guard: Some(Arc::new(exec::orphans::Guard::start(&run_dir))),
     };
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
     let summary = runtime.block_on(async {
@@ -243,14 +262,14 @@ pub fn rollout(
         }
     } else {
         for failure in &reporter.failures {
-            eprintln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
-            eprintln!("  log: {}", crate::spec::source::display_path(&failure.log));
+            errln!("\n{} {} › {}: {}", p.red("✗"), failure.node, failure.step, failure.reason);
+            errln!("  log: {}", crate::spec::source::display_path(&failure.log));
             for line in exec::step::log_tail(&failure.log, 20) {
-                eprintln!("  {} {line}", p.dim("│"));
+                errln!("  {} {line}", p.dim("│"));
             }
         }
         let verdict = if stopped { p.red("rollout stopped") } else { p.green("rollout complete") };
-        eprintln!(
+        errln!(
             "\n{verdict}: {} passed, {} failed, {} skipped in {}",
             summary.passed,
             summary.failed,
@@ -258,7 +277,7 @@ pub fn rollout(
             human(summary.took)
         );
         if summary.deadline_stop {
-            eprintln!("the next node would end after the --deadline; the rollout stopped before it");
+            errln!("the next node would end after the --deadline; the rollout stopped before it");
         }
         let hint = if summary.failed > 0 || summary.record_failed {
             "fix the cause, then `milepost resume` continues from the failed step"
@@ -266,7 +285,7 @@ pub fn rollout(
             "`milepost resume` continues where it stopped"
         };
         if stopped {
-            eprintln!("{}", p.dim(hint));
+            errln!("{}", p.dim(hint));
         }
     }
     if let Err(message) = end_recorded {

@@ -138,6 +138,10 @@ impl CliError {
 }
 
 pub fn main() -> ExitCode {
+    // A run's guardian is this binary started again (src/exec/orphans.rs), not a command.
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::exec::orphans::GUARD_ARG) {
+        return ExitCode::from(crate::exec::orphans::serve());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -14,6 +14,7 @@ use crate::spec::values::parse_duration;
 use crate::spec::{StepKind, Workflow};
 use crate::state::history::History;
 use crate::state::resume::decide;
+use crate::ui::errln;
 use crate::ui::terminal_width;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -137,7 +138,7 @@ fn server_dry_run(cx: &Cx, plan: &Plan, context: Option<&str>) -> Result<Vec<Ser
     let cluster = runtime
         .block_on(crate::cluster::connect(&settings))
         .map_err(|e| CliError::Preflight { message: e.to_string() })?;
-    eprintln!("{}", cx.err.dim(&format!("server-side dry run against {}", cluster.server)));
+    errln!("{}", cx.err.dim(&format!("server-side dry run against {}", cluster.server)));
     // The API server quotes objects back in its answers: mask secrets as apply steps do.
     let secrets = workflow.secret_values();
     let mask = |text: &str| crate::template::mask(text, &secrets);

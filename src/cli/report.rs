@@ -7,6 +7,7 @@ use clap::Args;
 use super::state::{open_journals, StateArgs};
 use super::{exit, print, CliError, Cx};
 use crate::report::{self, ReportError};
+use crate::ui::errln;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -53,7 +54,7 @@ pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
                 path: path.clone(),
                 source,
             })?;
-            eprintln!("{} wrote {}", cx.err.green("✓"), path.display());
+            errln!("{} wrote {}", cx.err.green("✓"), path.display());
         }
     }
     Ok(exit::SUCCESS)

@@ -17,6 +17,7 @@ use crate::state::format::Record;
 use crate::state::history::{read_journals, History, Journals};
 use crate::state::lock::{self, StateLock};
 use crate::state::resume::{decide, Decision};
+use crate::ui::errln;
 use crate::ui::style::pad;
 
 /// The workflow and state directory a state command works on.
@@ -167,9 +168,9 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
             .map(|n| workflow.nodes[n].id.as_str())
             .collect();
         if outside.is_empty() {
-            eprintln!("{} nothing to resume: every node of {} is done", p.green("✓"), workflow.id);
+            errln!("{} nothing to resume: every node of {} is done", p.green("✓"), workflow.id);
         } else {
-            eprintln!(
+            errln!(
                 "{} nothing to resume: every node the last `apply` selected is done\n  not done, outside it: {} \
                  (`milepost apply` runs them, or `milepost resume --from <id>`)",
                 p.green("✓"),
@@ -178,7 +179,7 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         }
         return Ok(exit::SUCCESS);
     }
-    eprintln!("{} resuming {} from {}: {done} done, kept", p.bold("↻"), workflow.id, dir.display());
+    errln!("{} resuming {} from {}: {done} done, kept", p.bold("↻"), workflow.id, dir.display());
     for (n, d) in decisions.iter().enumerate().filter(|(n, _)| in_scope(*n)) {
         let node = &workflow.nodes[n];
         match &d.status {
@@ -188,9 +189,9 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
                 } else {
                     String::new()
                 };
-                eprintln!("  {} {} runs again: {why}{skip}", p.yellow("↻"), node.id);
+                errln!("  {} {} runs again: {why}{skip}", p.yellow("↻"), node.id);
             }
-            NodeStatus::Pending => eprintln!("  {} {} runs", p.dim("·"), node.id),
+            NodeStatus::Pending => errln!("  {} {} runs", p.dim("·"), node.id),
             NodeStatus::Done => {}
         }
     }
@@ -240,10 +241,10 @@ pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
         .collect();
     let count = selected.iter().filter(|s| **s).count();
     if count == 0 {
-        eprintln!("nothing to verify: no completed module or gate matches");
+        errln!("nothing to verify: no completed module or gate matches");
         return Ok(exit::SUCCESS);
     }
-    eprintln!(
+    errln!(
         "{} verifying {count} completed node(s) of {}: validate steps only",
         cx.err.bold("⟲"),
         workflow.id

@@ -41,6 +41,8 @@ pub struct ApplyOptions {
     pub recorder: Option<super::SharedRecorder>,
     /// The connected cluster, when the rollout has Kubernetes steps.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Stops the steps' process groups if milepost goes away; `None` in library tests.
+    pub guard: Option<Arc<super::orphans::Guard>>,
 }
 
 /// The records a finished sync covers (see `written`), and whether they reached the disk.
@@ -167,6 +169,7 @@ pub async fn execute(
                 recorder: options.recorder.clone(),
                 cluster: options.cluster.clone(),
                 syncer: syncer.clone(),
+                guard: options.guard.clone(),
             };
             let begun = ExecEvent::NodeBegun { node: i, first_step: run.skip_steps };
             if let Err(reason) = super::record(&options.recorder, &begun) {
@@ -395,6 +398,7 @@ mod tests {
             skip_steps: Vec::new(),
             recorder: Some(Arc::new(Mutex::new(Log(log.clone())))),
             cluster: None,
+            guard: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();

@@ -31,6 +31,16 @@ impl Outcome {
         matches!(self, Outcome::Passed)
     }
 
+    /// The same outcome with `change` applied to its reason.
+    pub fn map_reason(self, change: impl FnOnce(String) -> String) -> Outcome {
+        match self {
+            Outcome::Passed => Outcome::Passed,
+            Outcome::Failed { reason } => Outcome::Failed { reason: change(reason) },
+            Outcome::TimedOut { reason } => Outcome::TimedOut { reason: change(reason) },
+            Outcome::Cancelled { reason } => Outcome::Cancelled { reason: change(reason) },
+        }
+    }
+
     pub fn reason(&self) -> Option<&str> {
         match self {
             Outcome::Passed => None,
@@ -102,6 +112,12 @@ pub enum ExecEvent {
         outcome: Outcome,
         took: Duration,
         log: PathBuf,
+    },
+    /// Something went wrong beside a step that passed: its log could not be written.
+    StepWarning {
+        node: NodeId,
+        step: String,
+        message: String,
     },
     /// A node ran past budget + buffer.
     Overrun {

@@ -4,7 +4,10 @@
 pub mod dispatcher;
 pub mod events;
 pub mod kubernetes;
+pub mod log;
+pub mod mask;
 pub mod node;
+pub mod orphans;
 pub mod preflight;
 pub mod step;
 

@@ -24,6 +24,7 @@ pub struct NodeRun {
     pub recorder: Option<super::SharedRecorder>,
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub syncer: Option<super::Syncer>,
+    pub guard: Option<Arc<super::orphans::Guard>>,
 }
 
 /// Runs the node to its end and returns how it ended.
@@ -88,11 +89,17 @@ async fn run_steps(
             secrets: &secrets,
             cancel: cancel.clone(),
             cluster: run.cluster.as_deref(),
+            guard: run.guard.as_deref(),
+            warnings: Vec::new(),
         };
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,
-            Err(e) => Outcome::Failed { reason: format!("cannot write the step log {}: {e}", log.display()) },
+            Err(e) => Outcome::Failed { reason: format!("cannot run the step: {e}") },
         };
+        for message in std::mem::take(&mut cx.warnings) {
+            let _ =
+                run.events.send(ExecEvent::StepWarning { node: run.node, step: step.name.clone(), message });
+        }
         let outcome = match outcome {
             Outcome::Cancelled { .. } if overran.load(std::sync::atomic::Ordering::SeqCst) => {
                 Outcome::Failed {
@@ -104,6 +111,9 @@ async fn run_steps(
             }
             other => other,
         };
+        // A reason travels in the journal, the terminal and reports: one screenful at most,
+        // whatever an API server or a command said.
+        let outcome = outcome.map_reason(|reason| super::log::cut(&reason, super::log::LINE_CAP));
         let finished = ExecEvent::StepFinished {
             node: run.node,
             index,
@@ -263,11 +273,74 @@ fn append_log(path: &std::path::Path, line: &str) {
 }
 
 /// The file name of a step's log in its run's `logs/` folder: `<node>.NN-<step>.log`.
+///
+/// Distinct nodes always get distinct names: a node id that is not kept as it is gets `~` and
+/// a hash of the id, and no kept id contains `~`. Steps of one node differ by `NN`.
 pub fn log_name(node: &str, index: usize, step: &str) -> String {
-    format!("{}.{:02}-{}.log", sanitize(node), index + 1, sanitize(step))
+    let (node_part, kept) = file_part(node);
+    let node_part = if kept { node_part } else { format!("{node_part}~{}", short_hash(node)) };
+    format!("{node_part}.{:02}-{}.log", index + 1, file_part(step).0)
 }
 
-/// A step name as a file name.
-pub fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+/// The most bytes of a node id or step name in a log's name: two of them and the rest stay
+/// well under the 255 bytes a file name may have.
+const NAME_PART: usize = 64;
+
+/// A node id or step name as part of a file name, and whether it is the name as written:
+/// every character other than ASCII letters, digits, `-` and `_` becomes `_`, and it is cut
+/// to [`NAME_PART`] bytes.
+fn file_part(name: &str) -> (String, bool) {
+    let part: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(NAME_PART)
+        .collect();
+    let kept = part == name;
+    (part, kept)
+}
+
+/// Eight hex digits of the SHA-256 of `name`.
+fn short_hash(name: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes())[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn log_names_keep_plain_ids_and_mark_the_others() {
+        let table = [
+            ("k8s-infra", 4, "port", "k8s-infra.05-port.log"),
+            ("ha_dr", 0, "backup verified", "ha_dr.01-backup_verified.log"),
+            ("a/b", 0, "s", "a_b~c14cddc0.01-s.log"),
+            ("a_b", 0, "s", "a_b.01-s.log"),
+            ("dépôt", 1, "s", "d_p_t~7783a822.02-s.log"),
+        ];
+        for (node, index, step, expected) in table {
+            assert_eq!(log_name(node, index, step), expected, "{node}");
+        }
+        let long = "x".repeat(300);
+        let name = log_name(&long, 0, &long);
+        assert!(name.len() < 255, "{name}");
+    }
+
+    /// Issue 12, item 12: `a/b` and `a_b`, or two non-ASCII ids, shared one log file.
+    #[test]
+    fn issue_12_ids_that_sanitize_alike_get_their_own_logs() {
+        let ids = ["a/b", "a_b", "a.b", "a b", "äb", "öb", "a~b", "a_b~c14cddc0"];
+        let names: std::collections::BTreeSet<String> = ids.iter().map(|id| log_name(id, 0, "s")).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn distinct_node_ids_never_share_a_log(a in "\\PC{1,80}", b in "\\PC{1,80}", index in 0usize..120) {
+            prop_assume!(a != b);
+            prop_assert_ne!(log_name(&a, index, "step"), log_name(&b, index, "step"));
+        }
+    }
 }

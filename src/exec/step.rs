@@ -1,9 +1,9 @@
 //! One step attempt: a command in its own process group, an HTTP or TCP probe, a template
 //! written atomically. Returns an [`Outcome`]; `Err` is reserved for milepost's own failures
-//! (cannot create a log file).
+//! (cannot create the pipe for a command's output). A log that cannot be written is not one:
+//! the outcome says so.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::events::Outcome;
+pub use super::log::log_tail;
+use super::log::{copy_output, last_output_line, LazyLog};
 use crate::spec::{Step, StepKind};
 
 /// What a step needs beside its definition.
@@ -23,6 +25,11 @@ pub struct StepContext<'a> {
     pub cancel: watch::Receiver<bool>,
     /// For `apply` and `wait`; preflight connected it.
     pub cluster: Option<&'a crate::cluster::Cluster>,
+    /// Stops the step's process group if milepost goes away; `None` in library tests.
+    pub guard: Option<&'a super::orphans::Guard>,
+    /// What went wrong beside a step that passed (its log could not be written), for the
+    /// node to report.
+    pub warnings: Vec<String>,
 }
 
 /// Grace between SIGTERM and SIGKILL for a process group being stopped.
@@ -61,6 +68,12 @@ pub async fn run_command(
     for (k, v) in env {
         cmd.env(k, &v.exec);
     }
+    let parent = std::process::id();
+    // SAFETY: `die_with_milepost` makes only async-signal-safe calls (prctl, getppid) and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || die_with_milepost(parent));
+    }
     let spawned = cmd.spawn();
     // Our copies of the write end close here, so the copy below ends when the command's do.
     drop(cmd);
@@ -72,9 +85,13 @@ pub async fn run_command(
         }
     };
     let pid = child.id().map(|p| p as i32);
+    let watched = match (cx.guard, pid) {
+        (Some(guard), Some(pid)) => Some(guard.watch(pid)),
+        _ => None,
+    };
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
     let log = LazyLog::new(cx.log, &command.shown);
-    let opened_at = log.opened_at.clone();
+    let log_state = log.state();
     let mut copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
@@ -107,11 +124,16 @@ pub async fn run_command(
             Outcome::Cancelled { reason: "terminated by the operator".into() }
         }
     };
+    // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
+    // only a timeout or a cancel kills the group.
+    if let Some(watched) = watched {
+        watched.release();
+    }
     if tokio::time::timeout(Duration::from_secs(1), &mut copy).await.is_err() {
         // A daemon it left behind holds the pipe; what it prints from now on is not the step's.
         copy.abort();
     }
-    let attempt_starts = opened_at.get().copied();
+    let attempt_starts = log_state.opened_at.get().copied();
     // Read only now, when all of the attempt's output (masked or not) is in the log.
     let outcome = match (outcome, attempt_starts) {
         (Outcome::Failed { reason }, Some(from)) => match last_output_line(cx.log, from) {
@@ -120,13 +142,33 @@ pub async fn run_command(
         },
         (other, _) => other,
     };
+    let mut problem = log_state.problem();
     if attempt_starts.is_none() && !outcome.passed() {
         // A failure always has a log to point at, even when the command said nothing.
-        LazyLog::new(cx.log, &command.shown).write(b"(no output)\n")?;
+        let mut log = LazyLog::new(cx.log, &command.shown);
+        log.keep(b"(no output)\n");
+        problem = problem.or_else(|| log.state().problem());
     }
-    // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
-    // only a timeout or a cancel kills the group.
-    Ok(outcome)
+    // The log is milepost's to write: failing to write it does not change the command's
+    // outcome, and is said where the outcome is.
+    Ok(match problem {
+        None => outcome,
+        Some(problem) if outcome.passed() => {
+            cx.warnings.push(problem);
+            outcome
+        }
+        Some(problem) => outcome.map_reason(|reason| format!("{reason}; {problem}")),
+    })
+}
+
+/// In the child, before it runs the command: SIGKILL when milepost's spawning thread (the
+/// runtime's only one) ends, and no start at all if milepost ended before that took effect.
+fn die_with_milepost(parent: u32) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+    }
+    Ok(())
 }
 
 /// Stdin for every command: one /dev/null opened once, handed out as duplicates.
@@ -140,94 +182,6 @@ fn dev_null() -> std::io::Result<Stdio> {
         }
     };
     Ok(Stdio::from(file.try_clone()?))
-}
-
-/// A step's log file, created with its header line at the first write.
-struct LazyLog {
-    path: std::path::PathBuf,
-    header: String,
-    file: Option<File>,
-    /// Where this attempt's part of the log starts (earlier attempts append to the same
-    /// file), set at the first write; read by the step even when the copy is still running.
-    opened_at: std::sync::Arc<std::sync::OnceLock<u64>>,
-}
-
-impl LazyLog {
-    fn new(path: &Path, command: &str) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            header: format!("$ {command}\n"),
-            file: None,
-            opened_at: Default::default(),
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() {
-            let mut file = File::options().create(true).append(true).open(&self.path)?;
-            let len = file.metadata()?.len();
-            let _ = self.opened_at.set(len);
-            // The command heads the log once: a probe's tenth attempt would otherwise fill the
-            // tail shown on failure with the same command line.
-            if len == 0 {
-                file.write_all(self.header.as_bytes())?;
-            }
-            self.file = Some(file);
-        }
-        self.file.as_mut().expect("opened above").write_all(bytes)
-    }
-}
-
-/// Copies a command's output to its log; with secrets about, line by line with every
-/// secret value masked.
-async fn copy_output(
-    from: impl tokio::io::AsyncRead + Unpin,
-    mut log: LazyLog,
-    secrets: std::sync::Arc<Vec<String>>,
-) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-    let mut reader = tokio::io::BufReader::new(from);
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 8192];
-    loop {
-        buf.clear();
-        let read = if secrets.is_empty() {
-            reader.read(&mut chunk).await
-        } else {
-            reader.read_until(b'\n', &mut buf).await
-        };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) if secrets.is_empty() => {
-                if log.write(&chunk[..n]).is_err() {
-                    break;
-                }
-            }
-            Ok(_) => {
-                let text = crate::template::mask(&String::from_utf8_lossy(&buf), &secrets);
-                if log.write(text.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The last `n` lines of a step's log: shown on failure, kept as a validation's evidence.
-pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
-}
-
-/// The last non-empty line the command wrote in this attempt, cut to one screen line.
-fn last_output_line(log: &Path, from: u64) -> Option<String> {
-    let text = std::fs::read(log).ok()?;
-    let attempt = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
-    // Only the first attempt's part starts with the command line.
-    let header = usize::from(from == 0);
-    let line = attempt.lines().skip(header).filter(|l| !l.trim().is_empty()).last()?.trim().to_string();
-    Some(crate::ui::style::truncate(&line, 160))
 }
 
 /// The words of a command that needs no shell: no quoting, expansion, redirection,
@@ -267,15 +221,31 @@ fn on_path(program: &str) -> Option<String> {
     Some(path)
 }
 
-/// SIGTERM to the group, then SIGKILL after a grace period.
+/// SIGTERM to the group; after the grace, SIGKILL to whatever of it is left, whether or not
+/// the command itself has exited: a descendant that ignores SIGTERM outlives its shell.
 async fn stop_group(pid: Option<i32>, child: &mut tokio::process::Child) {
     use nix::sys::signal::{killpg, Signal};
+
+    use super::orphans::group_alive;
     let Some(pid) = pid else { return };
     let group = nix::unistd::Pid::from_raw(pid);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    let until = tokio::time::Instant::now() + KILL_GRACE;
+    // The command first (which reaps it), then the rest of its group.
+    let exited = tokio::time::timeout_at(until, child.wait()).await.is_ok();
+    while group_alive(pid) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !exited || group_alive(pid) {
         let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
+    }
+    let _ = child.wait().await;
+    // Again until the group is empty: a member that was forking when the first SIGKILL came
+    // may have a child the signal did not reach.
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while group_alive(pid) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 

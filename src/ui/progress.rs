@@ -228,6 +228,9 @@ impl<'w> Reporter<'w> {
                     }
                 }
             }
+            ExecEvent::StepWarning { node, step, message } => {
+                self.line(format!("  {} {} › {step}: {message}", p.yellow("⚠"), self.name(*node)));
+            }
             ExecEvent::Overrun { node, planned, fatal } => {
                 let what = if *fatal { "stopping it (on-overrun fail)" } else { "still running" };
                 self.line(format!(
@@ -316,6 +319,9 @@ impl<'w> Reporter<'w> {
                     });
                 }
                 tracing::info!(event = "step_finished", node = %name(node), step = %step, passed = outcome.passed(), reason = %reason, took_ms = took.as_millis() as u64, log = %log.display())
+            }
+            ExecEvent::StepWarning { node, step, message } => {
+                tracing::warn!(event = "step_warning", node = %name(node), step = %step, message = %message)
             }
             ExecEvent::Overrun { node, planned, fatal } => {
                 tracing::warn!(event = "overrun", node = %name(node), planned_secs = planned.as_secs(), fatal)
