@@ -84,8 +84,10 @@ fn live_groups(dir: &Path) -> Vec<i32> {
         if fields.first() == Some(&"Z") {
             continue;
         }
+        // Only our steps: a group number can be reused by any process once ours are gone.
+        let ours = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir);
         if let Some(pgrp) = fields.get(2).and_then(|p| p.parse::<i32>().ok()) {
-            if groups.contains(&pgrp) {
+            if ours && groups.contains(&pgrp) {
                 live.push(pgrp);
             }
         }
@@ -127,7 +129,8 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
         std::env::var("MILEPOST_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_c0de);
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+    // Canonical: it is compared with the working folders of processes.
+    let dir = &dir.path().canonicalize().unwrap();
     for sub in ["pgids", "fail"] {
         std::fs::create_dir(dir.join(sub)).unwrap();
     }
@@ -135,7 +138,10 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
     std::fs::write(dir.join("w.kdl"), &text).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("milepost");
     let mut kills = 0;
+    let mut rollouts = 0;
     let mut orphans = Vec::new();
+    // A finished rollout is followed by a new one (`apply`), so every round has work to kill.
+    let mut finished_rollout = true;
     for round in 0..rounds {
         let context = format!("seed {seed}, round {round}");
         // Failures come and go.
@@ -148,7 +154,11 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
                 std::fs::remove_file(e.path()).unwrap();
             }
         }
-        let command = if round == 0 { "apply" } else { "resume" };
+        // This round's step groups only: the numbers of earlier ones may be reused.
+        for e in std::fs::read_dir(dir.join("pgids")).unwrap().flatten() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+        let command = if finished_rollout { "apply" } else { "resume" };
         let mut children = vec![spawn(&bin, dir, command, &mut rng)];
         if round > 0 && rng.chance(20) {
             children.push(spawn(&bin, dir, "resume", &mut rng));
@@ -195,6 +205,9 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
             "{context}: state unreadable: {}",
             String::from_utf8_lossy(&status.stderr)
         );
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        finished_rollout = status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done");
+        rollouts += u32::from(finished_rollout);
     }
     for e in std::fs::read_dir(dir.join("fail")).unwrap().flatten() {
         std::fs::remove_file(e.path()).unwrap();
@@ -210,7 +223,8 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
     assert!(finished, "seed {seed}: the rollout never finished");
     assert!(orphans.is_empty(), "step processes outlived milepost: {orphans:?}");
 
-    // Every step ran; none whose pass was recorded started again.
+    // Within each rollout (an `apply` and the resumes after it), no step whose pass was
+    // recorded started again; the last one ran every step exactly once.
     let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap();
     let ran: HashSet<&str> = ledger.lines().collect();
     let mut passed: HashMap<(String, usize), u32> = HashMap::new();
@@ -218,11 +232,13 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
         let records: Vec<Record> = journal::read(&run.join("journal.jsonl")).unwrap();
         for record in records {
             match record {
+                Record::RunStart { command, .. } if command == "apply" => passed.clear(),
                 Record::StepStart { node, index, .. } => {
                     let key = (node.clone(), index);
                     assert!(
                         !passed.contains_key(&key),
-                        "seed {seed}: {node} step {index} ran again after its pass was recorded"
+                        "seed {seed}: {node} step {index} ran again after its pass was recorded in {}",
+                        run.display()
                     );
                 }
                 Record::StepEnd { node, index, outcome, .. } if outcome.passed() => {
@@ -240,7 +256,7 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
     eprintln!(
-        "crash harness: seed {seed}, {rounds} rounds, {kills} kills, {} steps, 0 violations",
+        "crash harness: seed {seed}, {rounds} rounds, {kills} kills, {rollouts} rollouts finished, {} steps, 0 violations",
         steps.len()
     );
 }
