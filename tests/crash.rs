@@ -4,7 +4,7 @@
 //! process may outlive milepost; at the end every step has run, and none whose pass was
 //! recorded ran again.
 //!
-//! `MILEPOST_CRASH_ROUNDS=250 cargo nextest run crash` is the nightly-sized run
+//! `MILEPOST_CRASH_ROUNDS=300 cargo nextest run crash` is the nightly-sized run
 //! (docs/testing.md); `MILEPOST_CRASH_SEED` replays one.
 
 use std::collections::{HashMap, HashSet};
