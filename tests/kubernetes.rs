@@ -16,37 +16,48 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
-const MANIFESTS: &[(&str, &str)] = &[
-    ("00-namespace.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n"),
-    (
-        "10-config.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  replicas: \"{{ vars.replicas }}\"\n---\n\
-         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
-    ),
-    (
-        "20-widget.yaml",
-        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: first\nspec:\n  size: 3\n",
-    ),
-    (
-        "05-crd.yaml",
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\n\
-         spec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget}\n\
-           versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n",
-    ),
-];
+/// The manifests every test starts with: files, so YAML indentation is what it looks like.
+fn manifests() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube/manifests");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
 
 impl Cluster {
     fn new(steps: &str) -> Self {
+        Self::with_modules(&format!("module platform {{\n    budget \"10m\"\n{steps}\n}}\n"))
+    }
+
+    /// The fake with the namespace `apps` already there, as for steps that apply into it.
+    fn in_namespace(steps: &str) -> Self {
+        let c = Self::new(steps);
+        c.api.put_applied(
+            "namespaces",
+            "",
+            "kubectl",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}),
+        );
+        c
+    }
+
+    /// A workflow of these modules, the manifests of MANIFESTS beside it.
+    fn with_modules(modules: &str) -> Self {
         let api = FakeApi::start();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-        for (name, text) in MANIFESTS {
+        for (name, text) in manifests() {
             std::fs::write(dir.path().join("manifests").join(name), text).unwrap();
         }
-        let workflow = format!(
-            "workflow k8s {{\n    vars {{ replicas 3 }}\n    kubernetes {{ namespace \"apps\" }}\n}}\n\
-             module platform {{\n    budget \"10m\"\n{steps}\n}}\n"
-        );
+        let workflow =
+            format!("workflow k8s {{\n    vars {{ replicas 3 }}\n    kubernetes {{ namespace \"apps\" }}\n}}\n{modules}");
         std::fs::write(dir.path().join("w.kdl"), workflow).unwrap();
         api.kubeconfig(dir.path());
         Self { api, dir }
@@ -72,8 +83,13 @@ impl Cluster {
 
     /// The log of the node's step `n` (1-based) in the last run.
     fn log(&self, n: usize, step: &str) -> String {
+        self.log_of("platform", n, step)
+    }
+
+    /// The log of `node`'s step `n` (1-based) in the last run.
+    fn log_of(&self, node: &str, n: usize, step: &str) -> String {
         let runs = milepost::state::history::run_dirs(&self.path(".milepost"));
-        let file = runs.last().unwrap().join("logs").join(format!("platform.{n:02}-{step}.log"));
+        let file = runs.last().unwrap().join("logs").join(format!("{node}.{n:02}-{step}.log"));
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
     }
 }
@@ -101,7 +117,7 @@ fn apply_sends_server_side_apply_and_reports_created_then_unchanged() {
     assert_eq!(patches.len(), 5);
     for p in &patches {
         assert_eq!(p.content_type, "application/apply-patch+yaml", "{p:?}");
-        assert!(p.query.contains("fieldManager=milepost"), "{p:?}");
+        assert_eq!(p.param("fieldManager").as_deref(), Some("milepost/platform/objects"), "{p:?}");
         assert!(!p.query.contains("force"), "force only when asked: {p:?}");
         assert_eq!(p.authorization, "Bearer t0k3n");
     }
@@ -129,7 +145,7 @@ fn apply_sends_server_side_apply_and_reports_created_then_unchanged() {
 
 #[test]
 fn force_takes_over_fields_and_a_changed_manifest_is_reported_changed() {
-    let c = Cluster::new("    install { apply objects \"manifests/10-config.yaml\" force=#true }");
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" force=#true }");
     c.apply().success();
     let patches: Vec<_> = c.api.seen().into_iter().filter(|s| s.method == "PATCH").collect();
     assert!(patches.iter().all(|p| p.query.contains("force=true")), "{patches:?}");
@@ -142,15 +158,10 @@ fn force_takes_over_fields_and_a_changed_manifest_is_reported_changed() {
 #[test]
 fn a_forbidden_patch_names_the_verb_resource_and_namespace() {
     // A 403 can heal (a Role granted meanwhile): retries are spent on it.
-    let c =
-        Cluster::new("    install { apply objects \"manifests/10-config.yaml\" retries=1 backoff=\"10ms\" }");
-    c.api.answer(
-        "PATCH",
-        "/configmaps/",
-        403,
-        "Forbidden",
-        "configmaps \"settings\" is forbidden: User \"ci\" cannot patch resource \"configmaps\" in API group \"\" in the namespace \"apps\"",
+    let c = Cluster::in_namespace(
+        "    install { apply objects \"manifests/10-config.yaml\" retries=1 backoff=\"10ms\" }",
     );
+    c.api.deny("patch", "configmaps");
     let out = c.apply().code(1);
     let text = stderr(&out);
     assert!(
@@ -159,7 +170,7 @@ fn a_forbidden_patch_names_the_verb_resource_and_namespace() {
         ),
         "{text}"
     );
-    assert!(text.contains("User \"ci\" cannot patch"), "the API server's own words: {text}");
+    assert!(text.contains("User \"tester\" cannot patch"), "the API server's own words: {text}");
     assert!(text.contains("10-config.yaml:1"), "which manifest: {text}");
     assert_eq!(patches(&c, "/configmaps/"), 2, "one attempt and one retry");
 }
@@ -184,14 +195,17 @@ fn an_unknown_kind_says_which_group_version_is_missing() {
 
 #[test]
 fn a_conflict_suggests_force_and_is_not_retried() {
-    let c =
-        Cluster::new("    install { apply objects \"manifests/10-config.yaml\" retries=3 backoff=\"10s\" }");
-    c.api.answer(
-        "PATCH",
-        "/networkpolicies/",
-        409,
-        "Conflict",
-        "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.policyTypes",
+    let c = Cluster::in_namespace(
+        "    install { apply objects \"manifests/10-config.yaml\" retries=3 backoff=\"10s\" }",
+    );
+    // kubectl applied the policy earlier with other policy types: it owns them.
+    c.api.put_applied(
+        "networkpolicies",
+        "apps",
+        "kubectl",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "default-deny", "namespace": "apps"},
+               "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}),
     );
     let text = stderr(&c.apply().code(1));
     assert!(text.contains("conflict (409) on networkpolicies `default-deny` in namespace `apps`"), "{text}");
@@ -314,7 +328,7 @@ fn a_yaml_mistake_in_a_rendered_manifest_is_a_definition_error_at_its_line() {
 
 #[test]
 fn plan_server_shows_what_apply_would_change_without_changing_it() {
-    let c = Cluster::new("    install { apply objects \"manifests/10-config.yaml\" }");
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
     c.apply().success();
     let out = c.milepost(&["plan", "--server", "--var", "replicas=9"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
@@ -349,7 +363,7 @@ mod e2e {
         let dir = tempfile::tempdir().unwrap();
         let ns = format!("milepost-e2e-{}", std::process::id());
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-        for (name, text) in MANIFESTS {
+        for (name, text) in manifests() {
             let text = text.replace("name: apps", &format!("name: {ns}"));
             std::fs::write(dir.path().join("manifests").join(name), text).unwrap();
         }
@@ -441,6 +455,12 @@ fn plan_server_does_not_wait_for_a_crd_a_dry_run_never_creates() {
     let out = c.milepost(&["plan", "--server"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(text.contains("created   widget/first (its CRD is new in this step: not checked)"), "{text}");
+    assert!(
+        text.contains(
+            "created   configmap/settings -n apps (its namespace is new in this step: not checked)"
+        ),
+        "a dry run creates no namespace, so the server would answer 404 for it: {text}"
+    );
     assert!(c.api.object("customresourcedefinitions", "", "widgets.example.com").is_none());
 }
 
@@ -455,7 +475,7 @@ fn an_apply_path_without_objects_is_a_definition_error() {
 
 #[test]
 fn secrets_the_api_server_quotes_back_are_masked() {
-    let c = Cluster::new("    install { apply objects \"manifests/secret.yaml\" }");
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/secret.yaml\" }");
     let workflow = std::fs::read_to_string(c.path("w.kdl")).unwrap();
     std::fs::write(
         c.path("w.kdl"),
@@ -491,7 +511,7 @@ fn secrets_the_api_server_quotes_back_are_masked() {
 
 #[test]
 fn verify_needs_no_cluster_when_only_install_steps_use_one() {
-    let c = Cluster::new(
+    let c = Cluster::in_namespace(
         "    install { apply objects \"manifests/10-config.yaml\" }\n    validate { run ok \"true\" }",
     );
     c.apply().success();
@@ -503,4 +523,148 @@ fn verify_needs_no_cluster_when_only_install_steps_use_one() {
         .success();
     let text = stderr(&out);
     assert!(!text.contains("no Kubernetes cluster is configured"), "{text}");
+}
+
+/// Two modules applying labels to one Namespace, as modules 07 and 12 of the Phase 2 plan
+/// do (issue 13 item 1): `one` sets istio-injection and enforce=baseline, `two` only enforce.
+fn two_modules_labelling(force_two: bool) -> Cluster {
+    let modules = format!(
+        "module one {{\n    budget \"10m\"\n    install {{ apply labels \"ns-one.yaml\" }}\n}}\n\
+         module two {{\n    budget \"10m\"\n    after one\n    install {{ apply labels \"ns-two.yaml\" force=#{force_two} }}\n}}\n"
+    );
+    let c = Cluster::with_modules(&modules);
+    std::fs::write(
+        c.path("ns-one.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fm-demo\n  labels:\n    istio-injection: enabled\n    pod-security.kubernetes.io/enforce: baseline\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.path("ns-two.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fm-demo\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n",
+    )
+    .unwrap();
+    c
+}
+
+fn managers(object: &serde_json::Value) -> Vec<String> {
+    let entries = object["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    entries.iter().map(|e| e["manager"].as_str().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn kube_steps_applying_one_object_keep_each_others_fields_and_fight_over_shared_ones() {
+    let c = two_modules_labelling(true);
+    c.apply().success();
+    let ns = c.api.object("namespaces", "", "fm-demo").unwrap();
+    let labels = &ns["metadata"]["labels"];
+    assert_eq!(labels["istio-injection"], "enabled", "module one's label survives module two: {labels}");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted", "{labels}");
+    assert_eq!(managers(&ns), ["milepost/one/labels", "milepost/two/labels"]);
+    // Again: `one` still sets enforce=baseline, which `two` took: the fight shows as a 409
+    // naming the other step, instead of a label silently lost.
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("conflict with \"milepost/two/labels\""), "{text}");
+}
+
+#[test]
+fn kube_two_steps_setting_one_field_conflict_unless_one_forces() {
+    let c = two_modules_labelling(false);
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("conflict (409) on namespaces `fm-demo`"), "{text}");
+    assert!(
+        text.contains(
+            "conflict with \"milepost/one/labels\": .metadata.labels.pod-security.kubernetes.io/enforce"
+        ),
+        "the server names the other step's manager: {text}"
+    );
+    let ns = c.api.object("namespaces", "", "fm-demo").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "baseline");
+}
+
+#[test]
+fn kube_objects_owned_by_the_single_legacy_manager_are_taken_over() {
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
+    // An earlier milepost applied the ConfigMap with another value and an extra key, and the
+    // policy as it is now, all as the single manager `milepost`.
+    c.api.put_applied(
+        "configmaps",
+        "apps",
+        "milepost",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps"},
+               "data": {"replicas": "2", "old-key": "kept"}}),
+    );
+    c.api.put_applied(
+        "networkpolicies",
+        "apps",
+        "milepost",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "default-deny", "namespace": "apps"},
+               "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}),
+    );
+    c.apply().success();
+    let log = c.log(1, "objects");
+    assert!(
+        log.contains(
+            "configmap/settings: taking over fields from the former single field manager `milepost` (force)"
+        ),
+        "a conflict with the legacy manager alone is forced: {log}"
+    );
+    assert!(log.contains("configmap/settings: dropped the former single field manager `milepost`"), "{log}");
+    assert!(
+        log.contains("networkpolicy/default-deny: dropped the former single field manager `milepost`"),
+        "{log}"
+    );
+    let config = c.api.object("configmaps", "apps", "settings").unwrap();
+    assert_eq!(config["data"]["replicas"], "3");
+    assert_eq!(config["data"]["old-key"], "kept", "dropping the entry leaves the fields, unowned");
+    assert_eq!(managers(&config), ["milepost/platform/objects"]);
+    let policy = c.api.object("networkpolicies", "apps", "default-deny").unwrap();
+    assert_eq!(managers(&policy), ["milepost/platform/objects"]);
+    // The JSON patch tested the resourceVersion it read.
+    let json_patches: Vec<_> = c
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.content_type.starts_with("application/json-patch"))
+        .collect();
+    assert_eq!(json_patches.len(), 2, "{json_patches:?}");
+    assert!(
+        json_patches[0].body.contains("\"op\":\"test\",\"path\":\"/metadata/resourceVersion\""),
+        "{json_patches:?}"
+    );
+
+    // The next run finds nothing to take over.
+    c.apply().success();
+    let log = c.log(1, "objects");
+    assert!(log.contains("0 created, 0 changed, 2 unchanged"), "{log}");
+    assert!(!log.contains("former"), "{log}");
+}
+
+#[test]
+fn kube_a_conflict_with_the_legacy_manager_and_another_is_not_forced() {
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
+    c.api.put_applied(
+        "configmaps",
+        "apps",
+        "milepost",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps"},
+               "data": {"replicas": "2"}}),
+    );
+    std::fs::write(
+        c.path("manifests/10-config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  replicas: \"3\"\n  mode: fast\n",
+    )
+    .unwrap();
+    c.api.put_applied(
+        "configmaps",
+        "apps",
+        "ops-team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps"},
+               "data": {"mode": "slow"}}),
+    );
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("conflict (409)") && text.contains("\"ops-team\""), "{text}");
+    let config = c.api.object("configmaps", "apps", "settings").unwrap();
+    assert_eq!(config["data"]["replicas"], "2", "not forced: {config}");
+    assert_eq!(patches(&c, "/configmaps/settings"), 1, "no forced retry");
 }

@@ -1,16 +1,42 @@
-//! Server-side apply, as `kubectl apply --server-side --field-manager=milepost` does it: each
-//! object resolved through discovery, namespaced kinds defaulted to a namespace, and the
-//! result read back as created, changed or unchanged.
+//! Server-side apply, as `kubectl apply --server-side` does it, with one field manager per
+//! step (`milepost/<node>/<step>`): each object resolved through discovery, namespaced kinds
+//! defaulted to a namespace, and the result read back as created, changed or unchanged.
+//!
+//! Objects applied before per-step managers were owned by the single manager `milepost`; the
+//! first apply by a step's own manager takes them over (see [`LEGACY_FIELD_MANAGER`]).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use sha2::{Digest, Sha256};
 
 use super::manifest::Document;
 use super::{describe, group_version_kind, is_namespaced, may_heal, Cluster};
 
-pub const FIELD_MANAGER: &str = "milepost";
+/// The one field manager every step used before managers were per step. A step's apply
+/// takes over what it owned: a conflict with it alone is forced, and its `Apply` entry is
+/// dropped from `managedFields` once the step's own manager has applied.
+pub const LEGACY_FIELD_MANAGER: &str = "milepost";
+
+/// The API server refuses a `fieldManager` longer than this.
+pub const FIELD_MANAGER_MAX: usize = 128;
+
+/// The field manager of one step: `milepost/<node>/<step>`. Names too long for the API are
+/// cut and end in `-` and 8 hex digits of the full name's SHA-256, so they stay distinct.
+pub fn field_manager(node: &str, step: &str) -> String {
+    let full = format!("{LEGACY_FIELD_MANAGER}/{node}/{step}");
+    if full.len() <= FIELD_MANAGER_MAX {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let mut keep = FIELD_MANAGER_MAX - 1 - hash.len();
+    while !full.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{hash}", &full[..keep])
+}
 
 /// How long to wait for a CRD applied earlier in the same step to be served.
 const CRD_ESTABLISH: Duration = Duration::from_secs(30);
@@ -74,6 +100,8 @@ pub struct ApplyOptions<'a> {
     pub force: bool,
     /// `dryRun=All`: the server validates and answers, nothing is stored (`plan --server`).
     pub dry_run: bool,
+    /// The step's own manager, [`field_manager`].
+    pub field_manager: &'a str,
 }
 
 /// Namespaces and CRDs first, so the objects in them can be applied in the same step; the
@@ -101,6 +129,7 @@ pub async fn apply(
 ) -> Result<Vec<Applied>, ApplyError> {
     let mut results = Vec::new();
     let mut crd_groups: Vec<String> = Vec::new();
+    let mut new_namespaces: Vec<String> = Vec::new();
     for doc in apply_order(documents) {
         let at = format!("{}:{}", crate::spec::source::display_path(&doc.file), doc.line);
         let gvk = group_version_kind(doc.api_version(), doc.kind());
@@ -130,6 +159,13 @@ pub async fn apply(
                 .or_else(|| options.namespace.map(String::from))
                 .unwrap_or_else(|| cluster.namespace.clone())
         });
+        // Nor does it create the namespace: the server would answer 404 for the namespace.
+        if options.dry_run && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) {
+            let unchecked = Applied { reference: doc.reference(), namespace, change: Change::Created };
+            log(&format!("{unchecked} (its namespace is new in this step: not checked)"));
+            results.push(unchecked);
+            continue;
+        }
         let api: Api<DynamicObject> = match &namespace {
             Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource),
             None => Api::all_with(cluster.client.clone(), &resource),
@@ -144,15 +180,29 @@ pub async fn apply(
             may_heal: may_heal(&e),
         };
         let before = api.get_opt(name).await.map_err(|e| refused(e, "get"))?;
-        let mut params = PatchParams::apply(FIELD_MANAGER);
+        let mut params = PatchParams::apply(options.field_manager);
         if options.force {
             params = params.force();
         }
         if options.dry_run {
             params = params.dry_run();
         }
-        let after =
-            api.patch(name, &params, &Patch::Apply(&object)).await.map_err(|e| refused(e, "patch"))?;
+        let after = match api.patch(name, &params, &Patch::Apply(&object)).await {
+            Ok(after) => after,
+            // Fields only the old single manager holds are this workflow's own: take them over.
+            Err(e) if !options.force && conflicts_only_with_legacy(&e) => {
+                log(&format!(
+                    "{}: taking over fields from the former single field manager `{LEGACY_FIELD_MANAGER}` (force)",
+                    doc.reference()
+                ));
+                let forced = params.clone().force();
+                api.patch(name, &forced, &Patch::Apply(&object)).await.map_err(|e| refused(e, "patch"))?
+            }
+            Err(e) => return Err(refused(e, "patch")),
+        };
+        if !options.dry_run {
+            forget_legacy_manager(&api, &after, &doc.reference(), log).await;
+        }
         let change = match before {
             None => Change::Created,
             Some(before) if options.dry_run => {
@@ -172,11 +222,69 @@ pub async fn apply(
                 crd_groups.push(group.to_string());
             }
         }
+        if options.dry_run && change == Change::Created && doc.kind() == "Namespace" {
+            new_namespaces.push(name.to_string());
+        }
         let applied = Applied { reference: doc.reference(), namespace, change };
         log(&applied.to_string());
         results.push(applied);
     }
     Ok(results)
+}
+
+/// A 409 whose every conflict is with the legacy `milepost` manager's `Apply` entry.
+fn conflicts_only_with_legacy(err: &kube::Error) -> bool {
+    let kube::Error::Api(status) = err else { return false };
+    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let legacy = format!("conflict with \"{LEGACY_FIELD_MANAGER}\"");
+    status.code == 409
+        && !causes.is_empty()
+        && causes.iter().all(|c| c.reason == "FieldManagerConflict" && c.message == legacy)
+}
+
+/// Drops the legacy manager's `Apply` entry from `managedFields`, as kubectl's upgrade from
+/// client-side apply edits them: a JSON patch that first tests the resourceVersion, so a
+/// write in between wins and the next apply tries again. The fields stay in the object;
+/// they are owned by the step managers that apply them (or by nobody). Failing here does not
+/// fail the step: the object is applied, and the entry is only bookkeeping.
+async fn forget_legacy_manager(
+    api: &Api<DynamicObject>,
+    after: &DynamicObject,
+    reference: &str,
+    log: &mut (dyn FnMut(&str) + Send),
+) {
+    let entries = after.metadata.managed_fields.as_deref().unwrap_or_default();
+    let is_legacy = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(LEGACY_FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+    };
+    if !entries.iter().any(|e| is_legacy(&e)) {
+        return;
+    }
+    let (Some(name), Some(version)) =
+        (after.metadata.name.as_deref(), after.metadata.resource_version.as_deref())
+    else {
+        return;
+    };
+    let kept: Vec<_> = entries.iter().filter(|e| !is_legacy(e)).collect();
+    // An empty list would leave managedFields as they are; `[{}]` clears them.
+    let kept = if kept.is_empty() { serde_json::json!([{}]) } else { serde_json::json!(kept) };
+    let ops = serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": kept},
+    ]);
+    let patch = match serde_json::from_value(ops) {
+        Ok(p) => Patch::Json::<()>(p),
+        Err(_) => return,
+    };
+    match api.patch(name, &PatchParams::default(), &patch).await {
+        Ok(_) => log(&format!("{reference}: dropped the former single field manager `{LEGACY_FIELD_MANAGER}`")),
+        Err(e) => log(&format!(
+            "{reference}: could not drop the former field manager `{LEGACY_FIELD_MANAGER}` ({}); the next apply tries again",
+            super::causes(&e)
+        )),
+    }
 }
 
 /// Polls discovery until the kind is served (a CRD becoming established).
@@ -226,6 +334,21 @@ mod tests {
         let docs = super::super::manifest::parse(Path::new("m.yaml"), text).unwrap();
         let order: Vec<&str> = apply_order(&docs).iter().map(|d| d.kind()).collect();
         assert_eq!(order, ["Namespace", "CustomResourceDefinition", "Widget", "ConfigMap"]);
+    }
+
+    #[test]
+    fn field_managers_are_per_step_and_fit_the_api_limit() {
+        assert_eq!(field_manager("k8s-infra", "objects"), "milepost/k8s-infra/objects");
+        let long = "n".repeat(200);
+        let a = field_manager(&long, "objects");
+        let b = field_manager(&long, "objects2");
+        assert_eq!(a.len(), FIELD_MANAGER_MAX);
+        assert_ne!(a, b, "cut names stay distinct");
+        assert!(a.starts_with("milepost/nnn"), "{a}");
+        let wide = "é".repeat(100);
+        let c = field_manager(&wide, "s");
+        assert!(c.len() <= FIELD_MANAGER_MAX && c.is_char_boundary(c.len()), "{c}");
+        assert_eq!(field_manager(&"x".repeat(117), "s").len(), 128, "128 fits as is");
     }
 
     #[test]

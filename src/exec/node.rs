@@ -88,6 +88,7 @@ async fn run_steps(
             secrets: &secrets,
             cancel: cancel.clone(),
             cluster: run.cluster.as_deref(),
+            node: &node.id,
         };
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,

@@ -23,6 +23,8 @@ pub struct StepContext<'a> {
     pub cancel: watch::Receiver<bool>,
     /// For `apply` and `wait`; preflight connected it.
     pub cluster: Option<&'a crate::cluster::Cluster>,
+    /// The node's id: `apply` steps name their field manager after node and step.
+    pub node: &'a str,
 }
 
 /// Grace between SIGTERM and SIGKILL for a process group being stopped.
