@@ -125,13 +125,15 @@ impl Kind {
         Some(match self.kind.as_str() {
             "ConfigMap" => &["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"],
             "Secret" => &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
+            "Role" => &["apiVersion", "kind", "metadata", "rules"],
+            "RoleBinding" => &["apiVersion", "kind", "metadata", "roleRef", "subjects"],
             _ => &["apiVersion", "kind", "metadata", "spec", "status"],
         })
     }
 
     /// Kinds whose `status` is a subresource: an apply of the main resource leaves it alone.
     fn has_status(&self) -> bool {
-        !matches!(self.kind.as_str(), "ConfigMap" | "Secret")
+        !matches!(self.kind.as_str(), "ConfigMap" | "Secret" | "Role" | "RoleBinding")
     }
 }
 
@@ -250,6 +252,11 @@ impl FakeApi {
     /// RBAC refuses `verb` (get, list, watch, patch, create) on `plural` from now on.
     pub fn deny(&self, verb: &str, plural: &str) {
         self.state.lock().unwrap().denied.push((verb.into(), plural.into()));
+    }
+
+    /// RBAC refuses nothing from now on.
+    pub fn allow_all(&self) {
+        self.state.lock().unwrap().denied.clear();
     }
 
     /// Every answer from now on comes this much later, as over a network (benches/scale.rs).
@@ -1131,7 +1138,11 @@ fn apply(
     if let Some(me) = owners.iter_mut().find(|o| is_me(o)) {
         me.time = stamp;
     }
-    object["metadata"]["managedFields"] = Value::Array(
+    if owners.is_empty() {
+        // Nobody owns anything (a Namespace applied with only its name): no managedFields (10).
+        object["metadata"].as_object_mut().unwrap().remove("managedFields");
+    } else {
+        object["metadata"]["managedFields"] = Value::Array(
         owners
             .iter()
             .map(|o| {
@@ -1143,13 +1154,20 @@ fn apply(
                 e
             })
             .collect(),
-    );
-    s.rv += 1;
-    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        );
+    }
     if dry_run {
-        s.rv -= 1;
+        // The would-be object, with the resourceVersion it has now (15).
+        match previous.as_ref().map(|p| p["metadata"]["resourceVersion"].clone()) {
+            Some(rv) => object["metadata"]["resourceVersion"] = rv,
+            None => {
+                object["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+            }
+        }
         return (if created { 201 } else { 200 }, object);
     }
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
     if kind.kind == "CustomResourceDefinition" {
         register_crd(s, &object);
     }
@@ -1176,7 +1194,7 @@ fn defaults(object: &mut Value, kind: &Kind, name: &str) {
             if object.get("spec").is_some() {
                 object["metadata"]["generation"] = json!(1);
             }
-            if kind.has_status() && kind.group != "rbac.authorization.k8s.io" {
+            if kind.has_status() {
                 object["status"] = json!({});
             }
         }
