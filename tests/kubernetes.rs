@@ -668,3 +668,38 @@ fn kube_a_conflict_with_the_legacy_manager_and_another_is_not_forced() {
     assert_eq!(config["data"]["replicas"], "2", "not forced: {config}");
     assert_eq!(patches(&c, "/configmaps/settings"), 1, "no forced retry");
 }
+
+/// The recorded answer of a real server to a GET (tests/kube-recordings).
+fn recorded_object(name: &str) -> serde_json::Value {
+    crate::kube_contract::recording(name)["response"]["body"].clone()
+}
+
+#[test]
+fn kube_a_rollout_wait_on_objects_already_rolled_out_passes_from_the_first_list() {
+    // Issue 13 item 2: a Deployment with replicas 0, a StatefulSet and a DaemonSet, settled
+    // as a real server answered (no replicas keys at all for the Deployment). The watcher's
+    // first list gives them without kind: only discovery says what they are.
+    let c = Cluster::new(
+        "    validate {\n        wait web0 \"deployment/web0\" until=\"rollout\" timeout=\"20s\"\n        \
+         wait db \"statefulset/db\" until=\"rollout\" timeout=\"20s\"\n        \
+         wait agent \"daemonset/agent\" until=\"rollout\" timeout=\"20s\"\n    }",
+    );
+    c.api.put("deployments", "apps", recorded_object("31-deploy-replicas0-get"));
+    c.api.put("statefulsets", "apps", recorded_object("38-sts-get"));
+    c.api.put("daemonsets", "apps", recorded_object("40-ds-get"));
+    let started = std::time::Instant::now();
+    c.apply().success();
+    assert!(started.elapsed() < Duration::from_secs(15), "passed at once, not by a later event");
+    assert!(c.log(1, "web0").contains("deployment/web0 -n apps rollout"), "{}", c.log(1, "web0"));
+    assert!(c.log(2, "db").contains("statefulset/db -n apps rollout"), "{}", c.log(2, "db"));
+    assert!(c.log(3, "agent").contains("daemonset/agent -n apps rollout"), "{}", c.log(3, "agent"));
+}
+
+#[test]
+fn kube_a_pending_rollout_still_waits() {
+    // Recording 35: two replicas that never run (no scheduler): not rolled out.
+    let c = Cluster::new("    validate { wait web \"deployment/web\" until=\"rollout\" timeout=\"2s\" }");
+    c.api.put("deployments", "apps", recorded_object("35-deploy-replicas2-pending-get"));
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("deployment/web -n apps not rollout complete after 2s"), "{text}");
+}

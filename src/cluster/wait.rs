@@ -85,7 +85,7 @@ pub async fn wait(
                     log(&format!("{target}: {line}"));
                     last_line = line;
                 }
-                let done = satisfied(&object, until);
+                let done = satisfied(&object, until, &api_resource.kind);
                 last = Some(object);
                 if done {
                     return Ok(format!("{target} {until}"));
@@ -155,9 +155,10 @@ fn number(object: &DynamicObject, pointer: &str) -> Option<i64> {
     object.data.pointer(pointer).and_then(Value::as_i64)
 }
 
-/// What `kubectl rollout status` checks, per kind; other kinds have no rollout.
-fn rollout_complete(object: &DynamicObject) -> bool {
-    let kind = object.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
+/// What `kubectl rollout status` checks, per kind; other kinds have no rollout. `kind` is
+/// the one discovery resolved: objects from the watcher's first list carry no kind of their
+/// own (a real server leaves it out of list items).
+fn rollout_complete(object: &DynamicObject, kind: &str) -> bool {
     let generation = object.metadata.generation.unwrap_or(0);
     let observed = number(object, "/status/observedGeneration").unwrap_or(-1);
     if observed < generation {
@@ -186,10 +187,10 @@ fn rollout_complete(object: &DynamicObject) -> bool {
     }
 }
 
-fn satisfied(object: &DynamicObject, until: &WaitFor) -> bool {
+fn satisfied(object: &DynamicObject, until: &WaitFor, kind: &str) -> bool {
     match until {
         WaitFor::Condition(c) => condition_holds(object, c),
-        WaitFor::Rollout => rollout_complete(object),
+        WaitFor::Rollout => rollout_complete(object, kind),
         WaitFor::Deleted => false,
     }
 }
@@ -261,11 +262,12 @@ mod tests {
                            "updatedReplicas": updated, "availableReplicas": available}
             }))
         };
-        assert!(rollout_complete(&deployment(2, 3, 3, 3)));
-        assert!(!rollout_complete(&deployment(1, 3, 3, 3)), "old generation observed");
-        assert!(!rollout_complete(&deployment(2, 2, 3, 3)), "one pod still old");
-        assert!(!rollout_complete(&deployment(2, 3, 3, 4)), "an old pod still terminating");
-        assert!(!rollout_complete(&deployment(2, 3, 2, 3)), "one new pod not available");
+        let rollout_complete_deployment = |o: &DynamicObject| rollout_complete(o, "Deployment");
+        assert!(rollout_complete_deployment(&deployment(2, 3, 3, 3)));
+        assert!(!rollout_complete_deployment(&deployment(1, 3, 3, 3)), "old generation observed");
+        assert!(!rollout_complete_deployment(&deployment(2, 2, 3, 3)), "one pod still old");
+        assert!(!rollout_complete_deployment(&deployment(2, 3, 3, 4)), "an old pod still terminating");
+        assert!(!rollout_complete_deployment(&deployment(2, 3, 2, 3)), "one new pod not available");
     }
 
     #[test]
@@ -276,12 +278,12 @@ mod tests {
             "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
                        "currentRevision": "s-1", "updateRevision": "s-1"}
         }));
-        assert!(rollout_complete(&sts));
+        assert!(rollout_complete(&sts, "StatefulSet"));
         let ds = object(serde_json::json!({
             "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d", "generation": 1},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
                        "updatedNumberScheduled": 3, "numberAvailable": 2}
         }));
-        assert!(!rollout_complete(&ds));
+        assert!(!rollout_complete(&ds, "DaemonSet"));
     }
 }
