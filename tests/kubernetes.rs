@@ -356,21 +356,67 @@ fn e2e_apply_twice_and_wait_on_a_patched_condition() {
 
 mod e2e {
     use super::*;
-    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
     use kube::discovery::ApiResource;
+
+    /// A client for the e2e cluster, on a runtime of its own.
+    fn client(kubeconfig: &Path, runtime: &tokio::runtime::Runtime) -> kube::Client {
+        runtime.block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            kube::Client::try_from(config).unwrap()
+        })
+    }
+
+    /// Deletes the run's namespace and CRD when the test ends, passed or not, so the next
+    /// run on the same cluster starts clean (it would pass anyway: its names are new).
+    struct Cleanup {
+        kubeconfig: PathBuf,
+        namespace: String,
+        crd: String,
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            let client = client(&self.kubeconfig, &runtime);
+            runtime.block_on(async {
+                let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+                let _ = namespaces.delete(&self.namespace, &DeleteParams::default()).await;
+                let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+                    Api::all(client);
+                let _ = crds.delete(&self.crd, &DeleteParams::default()).await;
+            });
+        }
+    }
 
     pub fn run(kubeconfig: &Path) {
         let dir = tempfile::tempdir().unwrap();
-        let ns = format!("milepost-e2e-{}", std::process::id());
+        // Names of this run only: a second run on the same cluster (or one whose cleanup
+        // was cut short) finds nothing of the first.
+        let id = format!("{}{}", std::process::id(), jiff::Timestamp::now().as_millisecond() % 1_000_000);
+        let ns = format!("milepost-e2e-{id}");
+        let group = format!("e2e{id}.example.com");
+        let _cleanup = Cleanup {
+            kubeconfig: kubeconfig.to_path_buf(),
+            namespace: ns.clone(),
+            crd: format!("widgets.{group}"),
+        };
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         for (name, text) in manifests() {
-            let text = text.replace("name: apps", &format!("name: {ns}"));
+            let text = text.replace("name: apps", &format!("name: {ns}")).replace("example.com", &group);
             std::fs::write(dir.path().join("manifests").join(name), text).unwrap();
         }
         let workflow = format!(
             "workflow e2e {{\n    vars {{ replicas 3 }}\n    kubernetes {{ namespace \"{ns}\" }}\n}}\n\
              module platform {{\n    budget \"10m\"\n    install {{ apply objects \"manifests\" }}\n}}\n\
-             module ready {{\n    budget \"5m\"\n    after platform\n    validate {{ wait first \"widget/first\" condition=Ready timeout=\"60s\" }}\n}}\n"
+             module ready {{\n    budget \"5m\"\n    after platform\n    validate {{ wait first \"widgets.{group}/first\" condition=Ready timeout=\"60s\" }}\n}}\n"
         );
         std::fs::write(dir.path().join("w.kdl"), workflow).unwrap();
         let run = |args: &[&str]| {
@@ -390,31 +436,24 @@ mod e2e {
         run(&["apply", "--only", "platform"]).success();
         assert!(logs(dir.path()).contains("0 created, 0 changed, 5 unchanged"), "{}", logs(dir.path()));
 
-        // Patch Ready=True into the widget's status a few seconds after the wait starts.
+        // Patch Ready=True into the widget's status subresource a few seconds after the wait
+        // starts, as a controller would.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let patched_at = std::sync::Arc::new(std::sync::Mutex::new(None));
         let patcher = {
             let kubeconfig = kubeconfig.to_path_buf();
             let ns = ns.clone();
+            let group = group.clone();
             let patched_at = patched_at.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(3));
+                let client = client(&kubeconfig, &runtime);
                 runtime.block_on(async {
-                    let config = kube::Config::from_custom_kubeconfig(
-                        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
-                        &Default::default(),
-                    )
-                    .await
-                    .unwrap();
-                    let client = kube::Client::try_from(config).unwrap();
-                    let ar = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-                        "example.com",
-                        "v1",
-                        "Widget",
-                    ));
+                    let ar =
+                        ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(&group, "v1", "Widget"));
                     let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
                     let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-                    api.patch("first", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+                    api.patch_status("first", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
                     *patched_at.lock().unwrap() = Some(jiff::Timestamp::now());
                 });
             })
