@@ -249,6 +249,12 @@ impl FakeApi {
         self.state.lock().unwrap().rules.push(Rule { method, path, code, body });
     }
 
+    /// Every request from now on matching `method` and containing `path` finds the
+    /// connection closed without an answer, as when the API server is down.
+    pub fn unreachable(&self, method: &'static str, path: &'static str) {
+        self.state.lock().unwrap().rules.push(Rule { method, path, code: 0, body: Value::Null });
+    }
+
     /// RBAC refuses `verb` (get, list, watch, patch, create) on `plural` from now on.
     pub fn deny(&self, verb: &str, plural: &str) {
         self.state.lock().unwrap().denied.push((verb.into(), plural.into()));
@@ -376,6 +382,9 @@ fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()
         std::thread::sleep(latency);
     }
     let (answer, script) = handle(&seen, state);
+    if let Some(Answer::Json(0, _)) = answer {
+        return stream.shutdown(std::net::Shutdown::Both);
+    }
     if let Some(answer) = answer {
         return write_answer(&mut stream, &answer);
     }

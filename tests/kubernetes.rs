@@ -277,15 +277,15 @@ fn a_dropped_watch_is_watched_again_and_still_sees_the_change() {
 #[test]
 fn a_forbidden_watch_fails_at_once_with_the_refusal() {
     let c = Cluster::new("    validate { wait web \"deployment/web\" condition=Available timeout=\"60s\" }");
-    c.api.answer("GET", "/deployments", 403, "Forbidden", "User \"ci\" cannot list resource \"deployments\"");
+    // The watcher lists first: RBAC refuses `list` (recording 61b), and the message says so.
+    c.api.deny("list", "deployments");
     let started = std::time::Instant::now();
     let text = stderr(&c.apply().code(1));
     assert!(
-        text.contains(
-            "forbidden (403): RBAC does not allow `watch` on deployments `web` in namespace `apps`"
-        ),
+        text.contains("forbidden (403): RBAC does not allow `list` on deployments `web` in namespace `apps`"),
         "{text}"
     );
+    assert!(text.contains("User \"tester\" cannot list resource \"deployments\""), "{text}");
     assert!(started.elapsed() < Duration::from_secs(50), "a refusal does not wait out the timeout");
 }
 
@@ -741,4 +741,119 @@ fn kube_a_pending_rollout_still_waits() {
     c.api.put("deployments", "apps", recorded_object("35-deploy-replicas2-pending-get"));
     let text = stderr(&c.apply().code(1));
     assert!(text.contains("deployment/web -n apps not rollout complete after 2s"), "{text}");
+    // readyReplicas and availableReplicas are left out by the server: 0, not `?`.
+    assert!(text.contains("replicas 2 updated 2 ready 0 available 0"), "{text}");
+}
+
+#[test]
+fn kube_a_forbidden_watch_after_an_allowed_list_names_watch() {
+    let c = Cluster::new("    validate { wait web \"deployment/web\" condition=Available timeout=\"60s\" }");
+    c.api.put("deployments", "apps", deployment("False", "MinimumReplicasUnavailable"));
+    c.api.deny("watch", "deployments");
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("RBAC does not allow `watch` on deployments `web`"), "{text}");
+}
+
+#[test]
+fn kube_an_apply_refused_as_create_names_create() {
+    // Recording 68: patch granted, create not: applying a missing object is refused as create.
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
+    c.api.deny("create", "configmaps");
+    let text = stderr(&c.apply().code(1));
+    assert!(
+        text.contains(
+            "forbidden (403): RBAC does not allow `create` on configmaps `settings` in namespace `apps`"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn kube_a_403_that_is_not_rbac_does_not_blame_rbac() {
+    // Recording 95: a namespace being deleted refuses new content with a 403.
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
+    c.api.answer(
+        "PATCH",
+        "/configmaps/",
+        403,
+        "Forbidden",
+        "configmaps \"settings\" is forbidden: unable to create new content in namespace apps because it is being terminated",
+    );
+    let text = stderr(&c.apply().code(1));
+    assert!(
+        text.contains("forbidden (403): patch configmaps `settings` in namespace `apps`: configmaps"),
+        "{text}"
+    );
+    assert!(!text.contains("RBAC"), "{text}");
+}
+
+#[test]
+fn kube_a_field_at_the_wrong_level_is_reported_once_without_an_empty_reason() {
+    // Recording 76: a ConfigMap with `spec:` is a 500 with no reason, every time.
+    let c = Cluster::in_namespace(
+        "    install { apply objects \"manifests/typo.yaml\" retries=2 backoff=\"10ms\" }",
+    );
+    std::fs::write(
+        c.path("manifests/typo.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\nspec:\n  replicas: \"3\"\n",
+    )
+    .unwrap();
+    let text = stderr(&c.apply().code(1));
+    assert!(
+        text.contains(
+            "patch configmaps `typo` in namespace `apps` failed (500): failed to create typed patch object \
+             (apps/typo; /v1, Kind=ConfigMap): .spec: field not declared in schema"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("check the indentation"), "{text}");
+    assert!(!text.contains("(500 )"), "{text}");
+    assert_eq!(patches(&c, "/configmaps/typo"), 1, "not retried");
+    assert!(c.log(1, "objects").contains("not retried"), "{}", c.log(1, "objects"));
+}
+
+#[test]
+fn kube_a_wait_that_times_out_while_the_server_is_unreachable_says_so() {
+    let c = Cluster::new("    validate { wait web \"deployment/web\" condition=Available timeout=\"3s\" }");
+    c.api.unreachable("GET", "/deployments");
+    let text = stderr(&c.apply().code(1));
+    assert!(
+        text.contains("deployment/web -n apps not condition=Available after 3s; it was never seen"),
+        "{text}"
+    );
+    assert!(text.contains("the API server could not be reached for the last"), "{text}");
+}
+
+#[test]
+fn kube_phase2_applies_the_volume_snapshot_class_after_its_crds() {
+    // Issue 13 item 4: module 7's `storage` step applied a VolumeSnapshotClass before
+    // anything installed the snapshot.storage.k8s.io CRDs (a real server: 404, plain text).
+    let loaded = milepost::spec::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/phase2.kdl"),
+        &milepost::spec::LoadOptions::default(),
+    )
+    .unwrap();
+    let node = loaded.workflow.nodes.iter().find(|n| n.id == "k8s-infra").unwrap();
+    let mut crds_installed = false;
+    let mut applied = false;
+    for (_, step) in node.steps() {
+        match &step.kind {
+            milepost::spec::StepKind::Run { command, .. } => {
+                crds_installed |= command.exec.contains("external-snapshotter/client/config/crd");
+            }
+            milepost::spec::StepKind::Apply { path, manifests, .. } => {
+                let documents = milepost::exec::kubernetes::documents(path, manifests).unwrap();
+                if documents.iter().any(|d| d.kind() == "VolumeSnapshotClass") {
+                    assert!(
+                        crds_installed,
+                        "step `{}` applies a VolumeSnapshotClass before its CRDs",
+                        step.name
+                    );
+                    applied = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(applied, "module 7 still applies the VolumeSnapshotClass Velero uses");
 }

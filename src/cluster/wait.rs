@@ -61,26 +61,40 @@ pub async fn wait(
     let mut last: Option<DynamicObject> = None;
     let mut last_line = String::new();
     let mut listed_since_init = false;
+    // Since when, and why, the watch has been failing without an answer from the server.
+    let mut failing: Option<(tokio::time::Instant, String)> = None;
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
                 let seen = match &last {
-                    Some(object) => format!("last seen: {}", summary(object, until)),
+                    Some(object) => format!("last seen: {}", summary(object, until, &api_resource.kind)),
                     None => "it was never seen".to_string(),
                 };
                 // The limit is what was left of the step's timeout: round it as a person set it.
                 let waited =
                     crate::spec::values::human(Duration::from_secs(limit.as_secs_f64().round() as u64));
-                return Err(WaitError::TimedOut(format!("{target} not {until} after {waited}; {seen}")));
+                let unreachable = match &failing {
+                    Some((since, why)) => format!(
+                        "; the API server could not be reached for the last {} ({why}), so the state may have changed unseen",
+                        crate::spec::values::human(Duration::from_secs(since.elapsed().as_secs_f64().round() as u64))
+                    ),
+                    None => String::new(),
+                };
+                return Err(WaitError::TimedOut(format!(
+                    "{target} not {until} after {waited}; {seen}{unreachable}"
+                )));
             }
             Ok(None) => return Err(WaitError::TimedOut(format!("the watch on {target} ended"))),
             Ok(Some(next)) => next,
         };
+        if next.is_ok() {
+            failing = None;
+        }
         match next {
             Ok(Event::Init) => listed_since_init = false,
             Ok(Event::Apply(object) | Event::InitApply(object)) => {
                 listed_since_init = true;
-                let line = summary(&object, until);
+                let line = summary(&object, until, &api_resource.kind);
                 if line != last_line {
                     log(&format!("{target}: {line}"));
                     last_line = line;
@@ -107,7 +121,13 @@ pub async fn wait(
                 if let Some(refused) = refusal(&error, &api_resource.plural, name, namespace.as_deref()) {
                     return Err(WaitError::Refused(refused));
                 }
-                log(&format!("watch interrupted ({}); watching again", super::causes(&error)));
+                let why = super::causes(&error);
+                if failing.is_none() {
+                    failing = Some((tokio::time::Instant::now(), why.clone()));
+                } else if let Some((_, last)) = failing.as_mut() {
+                    *last = why.clone();
+                }
+                log(&format!("watch interrupted ({why}); watching again"));
             }
         }
     }
@@ -196,25 +216,37 @@ fn satisfied(object: &DynamicObject, until: &WaitFor, kind: &str) -> bool {
 }
 
 /// The observed state in one line: conditions, and replica counts for rollouts.
-fn summary(object: &DynamicObject, until: &WaitFor) -> String {
+fn summary(object: &DynamicObject, until: &WaitFor, kind: &str) -> String {
     let mut parts: Vec<String> = conditions(object)
         .into_iter()
         .map(|(t, s, why)| if why.is_empty() { format!("{t}={s}") } else { format!("{t}={s} ({why})") })
         .collect();
     if *until == WaitFor::Rollout {
-        let n = |p: &str| number(object, p).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-        parts.insert(
-            0,
-            format!(
-                "generation {} observed {}, replicas {} updated {} ready {} available {}",
-                object.metadata.generation.unwrap_or(0),
-                n("/status/observedGeneration"),
+        // A count the server leaves out is 0: it omits most zero counts.
+        let n = |p: &str| number(object, p).unwrap_or(0);
+        let generation = format!(
+            "generation {} observed {}",
+            object.metadata.generation.unwrap_or(0),
+            n("/status/observedGeneration")
+        );
+        let counts = match kind {
+            "DaemonSet" => format!(
+                "desired {} current {} updated {} ready {} available {}",
+                n("/status/desiredNumberScheduled"),
+                n("/status/currentNumberScheduled"),
+                n("/status/updatedNumberScheduled"),
+                n("/status/numberReady"),
+                n("/status/numberAvailable"),
+            ),
+            _ => format!(
+                "replicas {} updated {} ready {} available {}",
                 n("/status/replicas"),
                 n("/status/updatedReplicas"),
                 n("/status/readyReplicas"),
                 n("/status/availableReplicas"),
             ),
-        );
+        };
+        parts.insert(0, format!("{generation}, {counts}"));
     }
     if parts.is_empty() {
         "no status conditions yet".to_string()
@@ -246,7 +278,7 @@ mod tests {
         assert!(!condition_holds(&o, "Progressing"));
         assert!(!condition_holds(&o, "Ready"));
         assert_eq!(
-            summary(&o, &WaitFor::Condition("Ready".into())),
+            summary(&o, &WaitFor::Condition("Ready".into()), "Deployment"),
             "Available=True, Progressing=False (ProgressDeadlineExceeded: too slow)"
         );
     }
@@ -268,6 +300,27 @@ mod tests {
         assert!(!rollout_complete_deployment(&deployment(2, 2, 3, 3)), "one pod still old");
         assert!(!rollout_complete_deployment(&deployment(2, 3, 3, 4)), "an old pod still terminating");
         assert!(!rollout_complete_deployment(&deployment(2, 3, 2, 3)), "one new pod not available");
+    }
+
+    #[test]
+    fn summaries_count_omitted_as_zero_and_daemonsets_by_their_own_fields() {
+        let deployment = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "generation": 1},
+            "spec": {"replicas": 0}, "status": {"observedGeneration": 1, "terminatingReplicas": 0}
+        }));
+        assert_eq!(
+            summary(&deployment, &WaitFor::Rollout, "Deployment"),
+            "generation 1 observed 1, replicas 0 updated 0 ready 0 available 0"
+        );
+        let ds = object(serde_json::json!({
+            "metadata": {"name": "agent", "generation": 1},
+            "status": {"observedGeneration": 1, "currentNumberScheduled": 2, "desiredNumberScheduled": 3,
+                       "numberMisscheduled": 0, "numberReady": 1}
+        }));
+        assert_eq!(
+            summary(&ds, &WaitFor::Rollout, "DaemonSet"),
+            "generation 1 observed 1, desired 3 current 2 updated 0 ready 1 available 0"
+        );
     }
 
     #[test]
