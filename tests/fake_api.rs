@@ -265,8 +265,7 @@ impl FakeApi {
         self.state.lock().unwrap().denied.clear();
     }
 
-    /// Every answer from now on comes this much later, as over a network (benches/scale.rs).
-    #[allow(dead_code)]
+    /// Every answer from now on comes this much later, as over a network.
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().unwrap().latency = latency;
     }

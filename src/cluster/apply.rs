@@ -117,7 +117,22 @@ fn apply_order(documents: &[Document]) -> Vec<&Document> {
     ordered
 }
 
-/// Applies every document; `log` receives one line per object as it is applied.
+/// How many objects of a step are applied at once, after its Namespaces and CRDs (which go
+/// one by one, in order). Each object is a GET and a PATCH; over a network the round trips
+/// dominate (`cargo bench --bench scale -- apply`, docs/kubernetes.md).
+pub const APPLY_CONCURRENCY: usize = 8;
+
+/// What the Namespaces and CRDs applied so far in a step tell the objects after them.
+#[derive(Default)]
+struct StepSoFar {
+    /// Groups of the CRDs this step applied: their kinds may take a moment to be served.
+    crd_groups: Vec<String>,
+    /// Namespaces a dry run would create: the server cannot check objects in them.
+    new_namespaces: Vec<String>,
+}
+
+/// Applies every document; `log` receives one line per object, in the order of
+/// [`apply_order`], as each is applied.
 ///
 /// # Errors
 /// The first object the server refuses, with its file and line, and the reason.
@@ -127,109 +142,173 @@ pub async fn apply(
     options: ApplyOptions<'_>,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<Applied>, ApplyError> {
+    apply_with(cluster, documents, options, APPLY_CONCURRENCY, log).await
+}
+
+/// [`apply`] with up to `concurrency` objects in flight once the Namespaces and CRDs are
+/// applied. Results and log lines keep the order of [`apply_order`]; the first refusal in
+/// that order ends the step (objects after it that were already in flight may be applied).
+///
+/// # Errors
+/// The first object the server refuses, with its file and line, and the reason.
+pub async fn apply_with(
+    cluster: &Cluster,
+    documents: &[Document],
+    options: ApplyOptions<'_>,
+    concurrency: usize,
+    log: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<Applied>, ApplyError> {
+    use futures::StreamExt;
+
+    type Pending<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = (Result<Applied, ApplyError>, Vec<String>)> + Send + 'a>,
+    >;
+    let mut so_far = StepSoFar::default();
     let mut results = Vec::new();
-    let mut crd_groups: Vec<String> = Vec::new();
-    let mut new_namespaces: Vec<String> = Vec::new();
+    let mut rest: Vec<&Document> = Vec::new();
     for doc in apply_order(documents) {
-        let at = format!("{}:{}", crate::spec::source::display_path(&doc.file), doc.line);
-        let gvk = group_version_kind(doc.api_version(), doc.kind());
-        let (resource, caps) = match cluster.resolve(&gvk).await {
-            Ok(found) => Ok(found),
-            // A dry run never creates the CRD, so its objects cannot be checked yet.
-            Err(_) if options.dry_run && crd_groups.contains(&gvk.group) => {
-                let unchecked =
-                    Applied { reference: doc.reference(), namespace: None, change: Change::Created };
-                log(&format!("{unchecked} (its CRD is new in this step: not checked)"));
-                results.push(unchecked);
-                continue;
-            }
-            // A CRD from this very step takes a moment to be served.
-            Err(_) if crd_groups.contains(&gvk.group) => wait_for_kind(cluster, &gvk, log).await,
-            Err(reason) => Err(reason),
-        }
-        .map_err(|reason| ApplyError {
-            reason: format!("{at}: {}: {reason}", doc.reference()),
-            may_heal: true,
-        })?;
-        let namespace = is_namespaced(&caps).then(|| {
-            doc.object
-                .metadata
-                .namespace
-                .clone()
-                .or_else(|| options.namespace.map(String::from))
-                .unwrap_or_else(|| cluster.namespace.clone())
-        });
-        // Nor does it create the namespace: the server would answer 404 for the namespace.
-        if options.dry_run && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) {
-            let unchecked = Applied { reference: doc.reference(), namespace, change: Change::Created };
-            log(&format!("{unchecked} (its namespace is new in this step: not checked)"));
-            results.push(unchecked);
+        if !rest.is_empty() || !matches!(doc.kind(), "Namespace" | "CustomResourceDefinition") {
+            rest.push(doc);
             continue;
         }
-        let api: Api<DynamicObject> = match &namespace {
-            Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource),
-            None => Api::all_with(cluster.client.clone(), &resource),
-        };
-        let mut object = doc.object.clone();
-        // Cluster-scoped kinds have no namespace, whatever the file says.
-        object.metadata.namespace = namespace.clone();
-        let name = doc.name();
-        let what = format!("{} `{name}`", resource.plural);
-        let refused = |e: kube::Error, verb: &str| ApplyError {
-            reason: format!("{at}: {}", describe(&e, verb, &what, namespace.as_deref())),
-            may_heal: may_heal(&e),
-        };
-        let before = api.get_opt(name).await.map_err(|e| refused(e, "get"))?;
-        let mut params = PatchParams::apply(options.field_manager);
-        if options.force {
-            params = params.force();
+        let (result, lines) = apply_one(cluster, doc, options, &so_far).await;
+        for line in &lines {
+            log(line);
         }
-        if options.dry_run {
-            params = params.dry_run();
-        }
-        let after = match api.patch(name, &params, &Patch::Apply(&object)).await {
-            Ok(after) => after,
-            // Fields only the old single manager holds are this workflow's own: take them over.
-            Err(e) if !options.force && conflicts_only_with_legacy(&e) => {
-                log(&format!(
-                    "{}: taking over fields from the former single field manager `{LEGACY_FIELD_MANAGER}` (force)",
-                    doc.reference()
-                ));
-                let forced = params.clone().force();
-                api.patch(name, &forced, &Patch::Apply(&object)).await.map_err(|e| refused(e, "patch"))?
-            }
-            Err(e) => return Err(refused(e, "patch")),
-        };
-        if !options.dry_run {
-            forget_legacy_manager(&api, &after, &doc.reference(), log).await;
-        }
-        let change = match before {
-            None => Change::Created,
-            Some(before) if options.dry_run => {
-                if same_content(&before, &after) {
-                    Change::Unchanged
-                } else {
-                    Change::Changed
-                }
-            }
-            Some(before) if before.metadata.resource_version == after.metadata.resource_version => {
-                Change::Unchanged
-            }
-            Some(_) => Change::Changed,
-        };
+        let applied = result?;
         if doc.kind() == "CustomResourceDefinition" {
             if let Some(group) = doc.object.data.pointer("/spec/group").and_then(|g| g.as_str()) {
-                crd_groups.push(group.to_string());
+                so_far.crd_groups.push(group.to_string());
             }
         }
-        if options.dry_run && change == Change::Created && doc.kind() == "Namespace" {
-            new_namespaces.push(name.to_string());
+        if options.dry_run && applied.change == Change::Created && doc.kind() == "Namespace" {
+            so_far.new_namespaces.push(doc.name().to_string());
         }
-        let applied = Applied { reference: doc.reference(), namespace, change };
-        log(&applied.to_string());
         results.push(applied);
     }
+    let so_far = &so_far;
+    let mut pending: Vec<Pending<'_>> = Vec::with_capacity(rest.len());
+    for doc in rest {
+        pending.push(Box::pin(apply_one(cluster, doc, options, so_far)));
+    }
+    let mut in_flight = futures::stream::iter(pending).buffered(concurrency.max(1));
+    while let Some((result, lines)) = in_flight.next().await {
+        for line in &lines {
+            log(line);
+        }
+        results.push(result?);
+    }
     Ok(results)
+}
+
+/// Applies one document; the result and the log lines it gave.
+async fn apply_one(
+    cluster: &Cluster,
+    doc: &Document,
+    options: ApplyOptions<'_>,
+    so_far: &StepSoFar,
+) -> (Result<Applied, ApplyError>, Vec<String>) {
+    let mut lines = Vec::new();
+    let result = {
+        let mut log = |line: &str| lines.push(line.to_string());
+        apply_logged(cluster, doc, options, so_far, &mut log).await
+    };
+    (result, lines)
+}
+
+async fn apply_logged(
+    cluster: &Cluster,
+    doc: &Document,
+    options: ApplyOptions<'_>,
+    so_far: &StepSoFar,
+    log: &mut (dyn FnMut(&str) + Send),
+) -> Result<Applied, ApplyError> {
+    let at = format!("{}:{}", crate::spec::source::display_path(&doc.file), doc.line);
+    let gvk = group_version_kind(doc.api_version(), doc.kind());
+    let (resource, caps) = match cluster.resolve(&gvk).await {
+        Ok(found) => Ok(found),
+        // A dry run never creates the CRD, so its objects cannot be checked yet.
+        Err(_) if options.dry_run && so_far.crd_groups.contains(&gvk.group) => {
+            let unchecked = Applied { reference: doc.reference(), namespace: None, change: Change::Created };
+            log(&format!("{unchecked} (its CRD is new in this step: not checked)"));
+            return Ok(unchecked);
+        }
+        // A CRD from this very step takes a moment to be served.
+        Err(_) if so_far.crd_groups.contains(&gvk.group) => wait_for_kind(cluster, &gvk, log).await,
+        Err(reason) => Err(reason),
+    }
+    .map_err(|reason| ApplyError {
+        reason: format!("{at}: {}: {reason}", doc.reference()),
+        may_heal: true,
+    })?;
+    let namespace = is_namespaced(&caps).then(|| {
+        doc.object
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| options.namespace.map(String::from))
+            .unwrap_or_else(|| cluster.namespace.clone())
+    });
+    // Nor does it create the namespace: the server would answer 404 for the namespace.
+    if options.dry_run && namespace.as_ref().is_some_and(|ns| so_far.new_namespaces.contains(ns)) {
+        let unchecked = Applied { reference: doc.reference(), namespace, change: Change::Created };
+        log(&format!("{unchecked} (its namespace is new in this step: not checked)"));
+        return Ok(unchecked);
+    }
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource),
+        None => Api::all_with(cluster.client.clone(), &resource),
+    };
+    let mut object = doc.object.clone();
+    // Cluster-scoped kinds have no namespace, whatever the file says.
+    object.metadata.namespace = namespace.clone();
+    let name = doc.name();
+    let what = format!("{} `{name}`", resource.plural);
+    let refused = |e: kube::Error, verb: &str| ApplyError {
+        reason: format!("{at}: {}", describe(&e, verb, &what, namespace.as_deref())),
+        may_heal: may_heal(&e),
+    };
+    let before = api.get_opt(name).await.map_err(|e| refused(e, "get"))?;
+    let mut params = PatchParams::apply(options.field_manager);
+    if options.force {
+        params = params.force();
+    }
+    if options.dry_run {
+        params = params.dry_run();
+    }
+    let after = match api.patch(name, &params, &Patch::Apply(&object)).await {
+        Ok(after) => after,
+        // Fields only the old single manager holds are this workflow's own: take them over.
+        Err(e) if !options.force && conflicts_only_with_legacy(&e) => {
+            log(&format!(
+                "{}: taking over fields from the former single field manager `{LEGACY_FIELD_MANAGER}` (force)",
+                doc.reference()
+            ));
+            let forced = params.clone().force();
+            api.patch(name, &forced, &Patch::Apply(&object)).await.map_err(|e| refused(e, "patch"))?
+        }
+        Err(e) => return Err(refused(e, "patch")),
+    };
+    if !options.dry_run {
+        forget_legacy_manager(&api, &after, &doc.reference(), log).await;
+    }
+    let change = match before {
+        None => Change::Created,
+        Some(before) if options.dry_run => {
+            if same_content(&before, &after) {
+                Change::Unchanged
+            } else {
+                Change::Changed
+            }
+        }
+        Some(before) if before.metadata.resource_version == after.metadata.resource_version => {
+            Change::Unchanged
+        }
+        Some(_) => Change::Changed,
+    };
+    let applied = Applied { reference: doc.reference(), namespace, change };
+    log(&applied.to_string());
+    Ok(applied)
 }
 
 /// A 409 whose every conflict is with the legacy `milepost` manager's `Apply` entry.
