@@ -166,6 +166,8 @@ struct State {
     denied: Vec<(String, String)>,
     watches: VecDeque<Vec<WatchStep>>,
     seen: Vec<Seen>,
+    /// Someone else writes the object just before each JSON patch lands.
+    write_before_json_patch: bool,
     latency: Duration,
 }
 
@@ -253,6 +255,12 @@ impl FakeApi {
     /// connection closed without an answer, as when the API server is down.
     pub fn unreachable(&self, method: &'static str, path: &'static str) {
         self.state.lock().unwrap().rules.push(Rule { method, path, code: 0, body: Value::Null });
+    }
+
+    /// From now on another client writes the object (a new resourceVersion) just before
+    /// each JSON patch reaches it, so a `test` of the resourceVersion fails.
+    pub fn write_before_json_patch(&self, on: bool) {
+        self.state.lock().unwrap().write_before_json_patch = on;
     }
 
     /// RBAC refuses `verb` (get, list, watch, patch, create) on `plural` from now on.
@@ -705,6 +713,11 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
 /// generic 422 of recording 136.
 fn json_patch(s: &mut State, t: &Target, kind: &Kind, ops: &Value, dry_run: bool) -> Answer {
     let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    if s.write_before_json_patch && s.objects.contains_key(&key) {
+        s.rv += 1;
+        let rv = s.rv.to_string();
+        s.objects.get_mut(&key).unwrap()["metadata"]["resourceVersion"] = json!(rv);
+    }
     let Some(previous) = s.objects.get(&key).cloned() else { return not_found(kind, &t.name) };
     let rejected = || {
         status(

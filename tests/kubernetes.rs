@@ -878,3 +878,35 @@ fn kube_an_apply_step_applies_objects_concurrently_and_logs_them_in_file_order()
     let expected: Vec<String> = (0..24).map(|i| format!("created   configmap/cm-{i:02} -n apps")).collect();
     assert_eq!(order, expected, "log lines keep the file order");
 }
+
+#[test]
+fn kube_a_write_between_the_apply_and_the_managed_fields_edit_wins() {
+    let c = Cluster::in_namespace("    install { apply objects \"manifests/10-config.yaml\" }");
+    c.api.put_applied(
+        "configmaps",
+        "apps",
+        "milepost",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps"},
+               "data": {"replicas": "3"}}),
+    );
+    // Another client writes the ConfigMap between milepost's apply and its JSON patch.
+    c.api.write_before_json_patch(true);
+    c.apply().success();
+    let log = c.log(1, "objects");
+    assert!(
+        log.contains("configmap/settings: could not drop the former field manager `milepost`")
+            && log.contains("the next apply tries again"),
+        "{log}"
+    );
+    let config = c.api.object("configmaps", "apps", "settings").unwrap();
+    assert_eq!(
+        managers(&config),
+        ["milepost", "milepost/platform/objects"],
+        "nothing written over the other write"
+    );
+    // The next run, undisturbed, drops it.
+    c.api.write_before_json_patch(false);
+    c.apply().success();
+    let config = c.api.object("configmaps", "apps", "settings").unwrap();
+    assert_eq!(managers(&config), ["milepost/platform/objects"]);
+}
