@@ -293,6 +293,12 @@ impl FakeApi {
         state.objects.insert((plural.to_string(), namespace.to_string(), name), object);
     }
 
+    /// Stores an object exactly as given, resourceVersion included (a recorded answer).
+    pub fn put_as_is(&self, plural: &str, namespace: &str, object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        self.state.lock().unwrap().objects.insert((plural.to_string(), namespace.to_string(), name), object);
+    }
+
     /// Server-side applies `object` as `manager` (with force), as an earlier run would have.
     pub fn put_applied(&self, plural: &str, namespace: &str, manager: &str, object: Value) -> (u16, Value) {
         let mut state = self.state.lock().unwrap();

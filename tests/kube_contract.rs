@@ -171,8 +171,18 @@ fn compare(recorded: &Value, got: &Reply) -> Vec<String> {
 
 /// Recordings made after a controller acted (the fake runs none): used as fixtures, not
 /// replayed.
-const NOT_REPLAYED: &[&str] =
-    &["31-deploy-replicas0-get", "35-deploy-replicas2-pending-get", "38-sts-get", "40-ds-get"];
+const NOT_REPLAYED: &[&str] = &[
+    "31-deploy-replicas0-get",
+    "35-deploy-replicas2-pending-get",
+    "38-sts-get",
+    "40-ds-get",
+    // Replayed by kube_contract_a_json_patch_tests_the_resource_version_first, from the
+    // state 135 answered (the fake has no merge patch).
+    "100-ns-team-create",
+    "135-cm-merge-patch-current",
+    "136-cm-json-patch-test-fails-422",
+    "137-cm-json-patch-test-passes",
+];
 
 #[test]
 fn kube_contract_the_fake_answers_as_the_recorded_api_server_did() {
@@ -234,6 +244,30 @@ fn kube_contract_the_fake_answers_as_the_recorded_api_server_did() {
         }
     }
     assert!(failures.is_empty(), "the fake differs from the recordings:\n{}", failures.join("\n"));
+}
+
+/// What milepost's drop of the legacy field manager relies on (136, 137): a JSON patch whose
+/// `test` of the resourceVersion fails is the generic 422 and writes nothing; with the
+/// current one it applies and the resourceVersion moves.
+#[test]
+fn kube_contract_a_json_patch_tests_the_resource_version_first() {
+    let api = FakeApi::start();
+    api.put_as_is("namespaces", "", recording("100-ns-team-create")["response"]["body"].clone());
+    let stored = recording("135-cm-merge-patch-current")["response"]["body"].clone();
+    api.put_as_is("configmaps", "team", stored.clone());
+    let stale = recording("136-cm-json-patch-test-fails-422");
+    let reply = send(&api, &stale["request"]);
+    let diffs = compare(&stale["response"], &reply);
+    assert!(diffs.is_empty(), "136: {diffs:?}");
+    assert_eq!(api.object("configmaps", "team", "rollout-state").unwrap(), stored, "nothing written");
+    let current = recording("137-cm-json-patch-test-passes");
+    let reply = send(&api, &current["request"]);
+    assert_eq!(reply.code, 200);
+    assert_eq!(reply.body["data"], current["response"]["body"]["data"]);
+    assert_ne!(
+        reply.body["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"],
+        "a write moves it"
+    );
 }
 
 /// The copies in tests/kube-recordings are the recorder's files, byte for byte, where the
