@@ -168,6 +168,9 @@ struct State {
     seen: Vec<Seen>,
     /// Someone else writes the object just before each JSON patch lands.
     write_before_json_patch: bool,
+    /// Every write, for watches without a script: (resourceVersion, plural, namespace, name,
+    /// event type, object).
+    changes: Vec<(u64, String, String, String, &'static str, Value)>,
     latency: Duration,
 }
 
@@ -290,7 +293,9 @@ impl FakeApi {
         let mut object = object;
         object["metadata"]["resourceVersion"] = json!(state.rv.to_string());
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        state.objects.insert((plural.to_string(), namespace.to_string(), name), object);
+        let key = (plural.to_string(), namespace.to_string(), name);
+        let created = !state.objects.contains_key(&key);
+        state.store(key, object, created);
     }
 
     /// Stores an object exactly as given, resourceVersion included (a recorded answer).
@@ -310,6 +315,7 @@ impl FakeApi {
             namespace: namespace.into(),
             plural: plural.into(),
             name,
+            subresource: None,
         };
         apply(&mut state, &t, &kind, manager, true, false, object)
     }
@@ -317,6 +323,17 @@ impl FakeApi {
     pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         let key = (plural.to_string(), namespace.to_string(), name.to_string());
         self.state.lock().unwrap().objects.get(&key).cloned()
+    }
+}
+
+impl State {
+    /// Stores a written object and tells live watches.
+    fn store(&mut self, key: (String, String, String), object: Value, created: bool) {
+        let rv =
+            object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(self.rv);
+        let kind = if created { "ADDED" } else { "MODIFIED" };
+        self.changes.push((rv, key.0.clone(), key.1.clone(), key.2.clone(), kind, object.clone()));
+        self.objects.insert(key, object);
     }
 }
 
@@ -401,11 +418,15 @@ fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()
     if let Some(answer) = answer {
         return write_answer(&mut stream, &answer);
     }
-    play_watch(stream, script.unwrap_or_default())
+    match script {
+        Some(Watch::Script(steps)) => play_watch(stream, steps),
+        Some(live) => live_watch(stream, state, live),
+        None => Ok(()),
+    }
 }
 
 /// One request: an answer, or (for a watch that is allowed) the script to play.
-fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Vec<WatchStep>>) {
+fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Watch>) {
     let mut s = state.lock().unwrap();
     s.seen.push(seen.clone());
     if let Some(rule) =
@@ -415,9 +436,66 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Vec
     }
     let answer = route(seen, &mut s);
     match answer {
-        None => (None, Some(s.watches.pop_front().unwrap_or_default())),
         Some(a) => (Some(a), None),
+        None => match s.watches.pop_front() {
+            Some(script) => (None, Some(Watch::Script(script))),
+            None => {
+                let t = parse_target(&seen.path).expect("a watch has a resource");
+                let from = seen.param("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(s.rv);
+                let name = seen
+                    .param("fieldSelector")
+                    .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
+                let seconds = seen.param("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(60u64);
+                let watch = Watch::Live {
+                    plural: t.plural,
+                    namespace: t.namespace,
+                    name,
+                    from,
+                    seconds: seconds.min(60),
+                };
+                (None, Some(watch))
+            }
+        },
     }
+}
+
+/// What a watch request gets: a script, or the changes made from its resourceVersion on.
+enum Watch {
+    Script(Vec<WatchStep>),
+    Live { plural: String, namespace: String, name: Option<String>, from: u64, seconds: u64 },
+}
+
+/// Streams the changes to matching objects after `from`, until `seconds` have passed.
+fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) -> std::io::Result<()> {
+    let Watch::Live { plural, namespace, name, mut from, seconds } = watch else { return Ok(()) };
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        let events: Vec<(u64, &'static str, Value)> = {
+            let s = state.lock().unwrap();
+            s.changes
+                .iter()
+                .filter(|(rv, p, ns, n, _, _)| {
+                    *rv > from && *p == plural && *ns == namespace && name.as_ref().is_none_or(|w| w == n)
+                })
+                .map(|(rv, _, _, _, kind, object)| (*rv, *kind, object.clone()))
+                .collect()
+        };
+        for (rv, kind, object) in events {
+            from = from.max(rv);
+            let line = json!({"type": kind, "object": object}).to_string() + "\n";
+            write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
+            stream.flush()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server ends the stream at its timeout.
+    write!(stream, "0\r\n\r\n")?;
+    stream.flush()
 }
 
 fn play_watch(mut stream: TcpStream, steps: Vec<WatchStep>) -> std::io::Result<()> {
@@ -455,6 +533,8 @@ struct Target {
     namespace: String,
     plural: String,
     name: String,
+    /// `status` in `/…/widgets/first/status`.
+    subresource: Option<String>,
 }
 
 fn parse_target(path: &str) -> Option<Target> {
@@ -468,12 +548,13 @@ fn parse_target(path: &str) -> Option<Target> {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (ns.to_string(), rest),
         _ => (String::new(), rest),
     };
-    let (plural, name) = match rest {
-        [plural] => (plural.to_string(), String::new()),
-        [plural, name] => (plural.to_string(), name.to_string()),
+    let (plural, name, subresource) = match rest {
+        [plural] => (plural.to_string(), String::new(), None),
+        [plural, name] => (plural.to_string(), name.to_string(), None),
+        [plural, name, sub] => (plural.to_string(), name.to_string(), Some(sub.to_string())),
         _ => return None,
     };
-    Some(Target { group, version, namespace, plural, name })
+    Some(Target { group, version, namespace, plural, name, subresource })
 }
 
 /// The answer, or `None` for a watch the script plays.
@@ -595,6 +676,20 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
             ))
         }
         ("PATCH", false) => Some(patch(seen, s, &t, &kind)),
+        ("DELETE", false) => Some(match s.objects.remove(&key) {
+            // Gone at once: no finalizers, no Terminating phase here.
+            Some(mut object) => {
+                s.rv += 1;
+                object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+                s.changes.push((s.rv, key.0, key.1, key.2, "DELETED", object));
+                Answer::Json(
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                           "details": details(&kind, Some(&t.name))}),
+                )
+            }
+            None => not_found(&kind, &t.name),
+        }),
         _ => Some(status(405, "MethodNotAllowed", "not in the fake", None)),
     }
 }
@@ -699,6 +794,9 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
     if seen.content_type.starts_with("application/json-patch+json") {
         return json_patch(s, t, kind, &body, dry_run);
     }
+    if seen.content_type.starts_with("application/merge-patch+json") {
+        return merge_patch(s, t, kind, &body, dry_run);
+    }
     if !seen.content_type.starts_with("application/apply-patch") {
         return status(415, "UnsupportedMediaType", "the fake answers apply and JSON patches only", None);
     }
@@ -713,6 +811,62 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
     let force = seen.param("force").as_deref() == Some("true");
     let (code, body) = apply(s, t, kind, &manager, force, dry_run, body);
     Answer::Json(code, body)
+}
+
+/// A JSON merge patch (RFC 7386) of the object, or of its `status` for the status
+/// subresource. A `metadata.resourceVersion` in it must be the stored one (134). The fake
+/// records no managedFields entry for it (a real server adds an `Update` one).
+fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, dry_run: bool) -> Answer {
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target.as_object_mut(), patch.as_object()) {
+            (Some(t), Some(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            _ => *target = patch.clone(),
+        }
+    }
+    let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    let Some(previous) = s.objects.get(&key).cloned() else { return not_found(kind, &t.name) };
+    if let Some(rv) = body.pointer("/metadata/resourceVersion") {
+        if *rv != previous["metadata"]["resourceVersion"] {
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                    kind.qualified(),
+                    t.name
+                ),
+                Some(details(kind, Some(&t.name))),
+            );
+        }
+    }
+    let mut object = previous.clone();
+    match t.subresource.as_deref() {
+        Some("status") => merge(&mut object["status"], &body["status"]),
+        Some(_) => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                Some(json!({})),
+            )
+        }
+        None => merge(&mut object, body),
+    }
+    if object == previous || dry_run {
+        return Answer::Json(200, object);
+    }
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+    s.store(key, object.clone(), false);
+    Answer::Json(200, object)
 }
 
 /// A JSON patch (RFC 6902): `test`, `replace`, `add`, `remove`. A failed test is the
@@ -784,7 +938,7 @@ fn json_patch(s: &mut State, t: &Target, kind: &Kind, ops: &Value, dry_run: bool
     if !dry_run {
         s.rv += 1;
         object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-        s.objects.insert(key, object.clone());
+        s.store(key, object.clone(), false);
     }
     Answer::Json(200, object)
 }
@@ -1198,7 +1352,7 @@ fn apply(
     if kind.kind == "CustomResourceDefinition" {
         register_crd(s, &object);
     }
-    s.objects.insert(key, object.clone());
+    s.store(key, object.clone(), created);
     (if created { 201 } else { 200 }, object)
 }
 

@@ -354,6 +354,19 @@ fn e2e_apply_twice_and_wait_on_a_patched_condition() {
     e2e::run(Path::new(&kubeconfig));
 }
 
+/// The e2e test's own steps against the fake, whose watches stream what is written: its
+/// names, files, status patch and cleanup work before anyone runs it on a cluster.
+#[test]
+fn kube_the_e2e_test_passes_against_the_fake_twice() {
+    let api = FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    e2e::run(&kubeconfig);
+    e2e::run(&kubeconfig);
+    let deletes = api.seen().into_iter().filter(|s| s.method == "DELETE").count();
+    assert_eq!(deletes, 4, "each run deleted its namespace and its CRD");
+}
+
 mod e2e {
     use super::*;
     use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
