@@ -923,3 +923,19 @@ fn kube_a_write_between_the_apply_and_the_managed_fields_edit_wins() {
     let config = c.api.object("configmaps", "apps", "settings").unwrap();
     assert_eq!(managers(&config), ["milepost/platform/objects"]);
 }
+
+#[test]
+fn kube_a_wait_that_times_out_while_the_server_answers_errors_says_so() {
+    let c = Cluster::new("    validate { wait web \"deployment/web\" condition=Available timeout=\"3s\" }");
+    c.api.answer(
+        "GET",
+        "/deployments",
+        500,
+        "InternalError",
+        "Internal error occurred: etcdserver: request timed out",
+    );
+    let text = stderr(&c.apply().code(1));
+    assert!(text.contains("the API server answered the watch with errors for the last"), "{text}");
+    assert!(text.contains("etcdserver: request timed out"), "{text}");
+    assert!(!text.contains("could not be reached"), "{text}");
+}

@@ -61,8 +61,8 @@ pub async fn wait(
     let mut last: Option<DynamicObject> = None;
     let mut last_line = String::new();
     let mut listed_since_init = false;
-    // Since when, and why, the watch has been failing without an answer from the server.
-    let mut failing: Option<(tokio::time::Instant, String)> = None;
+    // Since when and why the watch has been failing, and whether the server answered at all.
+    let mut failing: Option<(tokio::time::Instant, String, bool)> = None;
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
@@ -74,10 +74,14 @@ pub async fn wait(
                 let waited =
                     crate::spec::values::human(Duration::from_secs(limit.as_secs_f64().round() as u64));
                 let unreachable = match &failing {
-                    Some((since, why)) => format!(
-                        "; the API server could not be reached for the last {} ({why}), so the state may have changed unseen",
-                        crate::spec::values::human(Duration::from_secs(since.elapsed().as_secs_f64().round() as u64))
-                    ),
+                    Some((since, why, answered)) => {
+                        let how_long = crate::spec::values::human(Duration::from_secs(
+                            since.elapsed().as_secs_f64().round() as u64,
+                        ));
+                        let what =
+                            if *answered { "answered the watch with errors" } else { "could not be reached" };
+                        format!("; the API server {what} for the last {how_long} ({why}), so the state may have changed unseen")
+                    }
                     None => String::new(),
                 };
                 return Err(WaitError::TimedOut(format!(
@@ -122,10 +126,15 @@ pub async fn wait(
                     return Err(WaitError::Refused(refused));
                 }
                 let why = super::causes(&error);
-                if failing.is_none() {
-                    failing = Some((tokio::time::Instant::now(), why.clone()));
-                } else if let Some((_, last)) = failing.as_mut() {
-                    *last = why.clone();
+                let answered = matches!(
+                    &error,
+                    watcher::Error::InitialListFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchError(_)
+                );
+                match &mut failing {
+                    Some((_, last, last_answered)) => (*last, *last_answered) = (why.clone(), answered),
+                    None => failing = Some((tokio::time::Instant::now(), why.clone(), answered)),
                 }
                 log(&format!("watch interrupted ({why}); watching again"));
             }
