@@ -808,6 +808,16 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
             None,
         );
     };
+    // Not recorded: the server's limit on the manager's length (apimachinery's
+    // ValidateFieldManager, 128 bytes); the wording here is the fake's.
+    if manager.len() > 128 {
+        return status(
+            422,
+            "Invalid",
+            &format!("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes (got {})", manager.len()),
+            Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions"})),
+        );
+    }
     let force = seen.param("force").as_deref() == Some("true");
     let (code, body) = apply(s, t, kind, &manager, force, dry_run, body);
     Answer::Json(code, body)

@@ -939,3 +939,33 @@ fn kube_a_wait_that_times_out_while_the_server_answers_errors_says_so() {
     assert!(text.contains("etcdserver: request timed out"), "{text}");
     assert!(!text.contains("could not be reached"), "{text}");
 }
+
+#[test]
+fn kube_a_field_manager_over_the_api_limit_is_cut_the_same_way_every_run() {
+    let node = format!("platform-{}", "x".repeat(100));
+    let step = format!("objects-{}", "y".repeat(30));
+    let c = Cluster::with_modules(&format!(
+        "module {node} {{\n    budget \"10m\"\n    install {{ apply {step} \"manifests/10-config.yaml\" }}\n}}\n"
+    ));
+    c.api.put_applied(
+        "namespaces",
+        "",
+        "kubectl",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}),
+    );
+    c.apply().success();
+    c.apply().success();
+    let managers: Vec<String> = c
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .map(|s| s.param("fieldManager").unwrap())
+        .collect();
+    assert_eq!(managers.len(), 4);
+    assert!(managers.iter().all(|m| m.len() == 128 && *m == managers[0]), "{managers:?}");
+    assert!(managers[0].starts_with("milepost/platform-xxx"), "{managers:?}");
+    assert!(managers[0].contains("/objects-yyy"), "the step's name stays readable: {managers:?}");
+    let log = c.log_of(&node, 1, &step);
+    assert!(log.contains("0 created, 0 changed, 2 unchanged"), "{log}");
+}

@@ -22,8 +22,10 @@ pub const LEGACY_FIELD_MANAGER: &str = "milepost";
 /// The API server refuses a `fieldManager` longer than this.
 pub const FIELD_MANAGER_MAX: usize = 128;
 
-/// The field manager of one step: `milepost/<node>/<step>`. Names too long for the API are
-/// cut and end in `-` and 8 hex digits of the full name's SHA-256, so they stay distinct.
+/// The field manager of one step: `milepost/<node>/<step>`. Names too long for the API
+/// keep the start of both the node and the step (each gets at least half the room, and what
+/// the other leaves) and end in `-` and 8 hex digits of the full name's SHA-256, so they
+/// stay readable, distinct and the same on every run.
 pub fn field_manager(node: &str, step: &str) -> String {
     let full = format!("{LEGACY_FIELD_MANAGER}/{node}/{step}");
     if full.len() <= FIELD_MANAGER_MAX {
@@ -31,11 +33,17 @@ pub fn field_manager(node: &str, step: &str) -> String {
     }
     let digest = Sha256::digest(full.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let mut keep = FIELD_MANAGER_MAX - 1 - hash.len();
-    while !full.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    format!("{}-{hash}", &full[..keep])
+    // `milepost/` + node + `/` + step + `-` + hash
+    let room = FIELD_MANAGER_MAX - LEGACY_FIELD_MANAGER.len() - 1 - 1 - 1 - hash.len();
+    let node_room = node.len().min((room / 2).max(room.saturating_sub(step.len())));
+    let step_room = step.len().min(room - node_room);
+    let cut = |text: &str, mut at: usize| {
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text[..at].to_string()
+    };
+    format!("{LEGACY_FIELD_MANAGER}/{}/{}-{hash}", cut(node, node_room), cut(step, step_room))
 }
 
 /// How long to wait for a CRD applied earlier in the same step to be served.
@@ -423,7 +431,10 @@ mod tests {
         let b = field_manager(&long, "objects2");
         assert_eq!(a.len(), FIELD_MANAGER_MAX);
         assert_ne!(a, b, "cut names stay distinct");
-        assert!(a.starts_with("milepost/nnn"), "{a}");
+        assert!(a.starts_with("milepost/nnn") && a.contains("/objects-"), "the step stays readable: {a}");
+        let both = field_manager(&"n".repeat(200), &"s".repeat(200));
+        assert_eq!(both.len(), FIELD_MANAGER_MAX);
+        assert!(both.contains(&format!("/{}", "s".repeat(50))), "{both}");
         let wide = "é".repeat(100);
         let c = field_manager(&wide, "s");
         assert!(c.len() <= FIELD_MANAGER_MAX && c.is_char_boundary(c.len()), "{c}");
