@@ -29,6 +29,7 @@ pub struct Seen {
     pub query: String,
     pub content_type: String,
     pub authorization: String,
+    pub user_agent: String,
     pub body: String,
 }
 
@@ -405,6 +406,7 @@ fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()
         query: query.clone(),
         content_type: headers.get("content-type").cloned().unwrap_or_default(),
         authorization: headers.get("authorization").cloned().unwrap_or_default(),
+        user_agent: headers.get("user-agent").cloned().unwrap_or_default(),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let latency = state.lock().unwrap().latency;
@@ -795,7 +797,16 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
         return json_patch(s, t, kind, &body, dry_run);
     }
     if seen.content_type.starts_with("application/merge-patch+json") {
-        return merge_patch(s, t, kind, &body, dry_run);
+        // Without a fieldManager the server names the manager after the User-Agent (81).
+        let manager = seen.param("fieldManager").unwrap_or_else(|| {
+            let product = seen.user_agent.split('/').next().unwrap_or("");
+            if product.is_empty() {
+                "unknown".to_string()
+            } else {
+                product.to_string()
+            }
+        });
+        return merge_patch(s, t, kind, &body, &manager, dry_run);
     }
     if !seen.content_type.starts_with("application/apply-patch") {
         return status(415, "UnsupportedMediaType", "the fake answers apply and JSON patches only", None);
@@ -824,9 +835,10 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
 }
 
 /// A JSON merge patch (RFC 7386) of the object, or of its `status` for the status
-/// subresource. A `metadata.resourceVersion` in it must be the stored one (134). The fake
-/// records no managedFields entry for it (a real server adds an `Update` one).
-fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, dry_run: bool) -> Answer {
+/// subresource. A `metadata.resourceVersion` in it must be the stored one (134). The fields
+/// it sets move to `manager`'s `Update` entry without any conflict; a manager left owning
+/// nothing disappears (56, 81).
+fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, manager: &str, dry_run: bool) -> Answer {
     fn merge(target: &mut Value, patch: &Value) {
         match (target.as_object_mut(), patch.as_object()) {
             (Some(t), Some(p)) => {
@@ -873,10 +885,80 @@ fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, dry_run: bo
     if object == previous || dry_run {
         return Answer::Json(200, object);
     }
+    // Ownership: what the patch sets is the patching manager's now.
+    let mut set: BTreeSet<FieldPath> = BTreeSet::new();
+    let patched = match t.subresource.as_deref() {
+        Some("status") => json!({"status": body["status"].clone()}),
+        _ => body.clone(),
+    };
+    collect_leaves(&patched, &mut Vec::new(), &mut set);
+    set.retain(|p| {
+        p.first().map(String::as_str) != Some("metadata")
+            || p.get(1).map(String::as_str) != Some("resourceVersion")
+    });
+    let mut owners = owners_of(&previous);
+    for o in owners.iter_mut() {
+        o.fields.retain(|f| !set.iter().any(|p| overlaps(f, p)));
+    }
+    let subresource = t.subresource.clone();
+    match owners
+        .iter_mut()
+        .find(|o| o.manager == manager && o.operation == "Update" && o.subresource == subresource)
+    {
+        Some(o) => o.fields.extend(set),
+        None => owners.push(Owner {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version: kind.api_version(),
+            time: now(),
+            subresource,
+            fields: set,
+        }),
+    }
+    owners.retain(|o| !o.fields.is_empty());
+    write_owners(&mut object, &owners);
     s.rv += 1;
     object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
     s.store(key, object.clone(), false);
     Answer::Json(200, object)
+}
+
+/// Leaf paths of a patch: maps walked, anything else (and `null`, a removal) a leaf.
+fn collect_leaves(v: &Value, at: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    match v.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (k, child) in map {
+                at.push(k.clone());
+                collect_leaves(child, at, out);
+                at.pop();
+            }
+        }
+        _ if !at.is_empty() => {
+            out.insert(at.clone());
+        }
+        _ => {}
+    }
+}
+
+/// Writes the ownership sets back as `metadata.managedFields` (none when nobody owns a field).
+fn write_owners(object: &mut Value, owners: &[Owner]) {
+    if owners.is_empty() {
+        object["metadata"].as_object_mut().unwrap().remove("managedFields");
+        return;
+    }
+    object["metadata"]["managedFields"] = Value::Array(
+        owners
+            .iter()
+            .map(|o| {
+                let mut e = json!({"manager": o.manager, "operation": o.operation, "apiVersion": o.api_version,
+                                   "time": o.time, "fieldsType": "FieldsV1", "fieldsV1": encode_fields(&o.fields)});
+                if let Some(sub) = &o.subresource {
+                    e["subresource"] = json!(sub);
+                }
+                e
+            })
+            .collect(),
+    );
 }
 
 /// A JSON patch (RFC 6902): `test`, `replace`, `add`, `remove`. A failed test is the
@@ -1329,24 +1411,8 @@ fn apply(
     if let Some(me) = owners.iter_mut().find(|o| is_me(o)) {
         me.time = stamp;
     }
-    if owners.is_empty() {
-        // Nobody owns anything (a Namespace applied with only its name): no managedFields (10).
-        object["metadata"].as_object_mut().unwrap().remove("managedFields");
-    } else {
-        object["metadata"]["managedFields"] = Value::Array(
-        owners
-            .iter()
-            .map(|o| {
-                let mut e = json!({"manager": o.manager, "operation": o.operation, "apiVersion": o.api_version,
-                                   "time": o.time, "fieldsType": "FieldsV1", "fieldsV1": encode_fields(&o.fields)});
-                if let Some(sub) = &o.subresource {
-                    e["subresource"] = json!(sub);
-                }
-                e
-            })
-            .collect(),
-        );
-    }
+    // Nobody owning anything (a Namespace applied with only its name): no managedFields (10).
+    write_owners(&mut object, &owners);
     if dry_run {
         // The would-be object, with the resourceVersion it has now (15).
         match previous.as_ref().map(|p| p["metadata"]["resourceVersion"].clone()) {
