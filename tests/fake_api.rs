@@ -1,15 +1,25 @@
-//! A Kubernetes API server in the test process, over plain HTTP: discovery, get, list,
-//! server-side apply (with created / changed / unchanged), watches played from scripts, and
-//! forced answers (403, 409, …). It records every request so tests assert what milepost sent.
+//! A Kubernetes API server in the test process, over plain HTTP, answering the way a real
+//! kube-apiserver v1.36 does in what milepost reads (../shared/kube-recordings, replayed by
+//! tests/kube_contract.rs): discovery (plain-text 404 for a group nobody serves), get, list
+//! (items of built-in kinds carry no kind/apiVersion, custom resources' do), server-side apply
+//! with one ownership set per field manager (fields a manager stops sending are removed unless
+//! another owns them; a different value on a field another manager owns is a 409 unless
+//! force), JSON patches with `test`, Status bodies with reason and details as recorded, 403s
+//! naming the verb RBAC refused, and the 500 of a field at the wrong level. Watches are played
+//! from scripts; forced answers (401, …) and a per-request latency are settable. It records
+//! every request so tests assert what milepost sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+/// The user the kubeconfig's token stands for, as the server names it in a 403.
+pub const USER: &str = "tester";
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -19,6 +29,7 @@ pub struct Seen {
     pub query: String,
     pub content_type: String,
     pub authorization: String,
+    pub user_agent: String,
     pub body: String,
 }
 
@@ -26,16 +37,105 @@ impl Seen {
     pub fn is_watch(&self) -> bool {
         self.query.split('&').any(|p| p == "watch=true" || p == "watch=1")
     }
+
+    /// A query parameter, URL-decoded.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).map(decode)
+    }
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A kind the server serves.
 #[derive(Debug, Clone)]
 pub struct Kind {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
     pub namespaced: bool,
+    /// Served through a CRD: list items keep kind/apiVersion, any field is accepted, and an
+    /// unknown resource in its group is a plain-text 404.
+    pub custom: bool,
+}
+
+impl Kind {
+    fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        Kind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+            custom: false,
+        }
+    }
+
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `configmaps` for the core group, `leases.coordination.k8s.io` for others.
+    fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The top-level fields its schema declares; `None`: anything goes (custom resources).
+    fn top_level_fields(&self) -> Option<&'static [&'static str]> {
+        if self.custom {
+            return None;
+        }
+        Some(match self.kind.as_str() {
+            "ConfigMap" => &["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"],
+            "Secret" => &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
+            "Role" => &["apiVersion", "kind", "metadata", "rules"],
+            "RoleBinding" => &["apiVersion", "kind", "metadata", "roleRef", "subjects"],
+            _ => &["apiVersion", "kind", "metadata", "spec", "status"],
+        })
+    }
+
+    /// Kinds whose `status` is a subresource: an apply of the main resource leaves it alone.
+    fn has_status(&self) -> bool {
+        !matches!(self.kind.as_str(), "ConfigMap" | "Secret" | "Role" | "RoleBinding")
+    }
 }
 
 /// One step of a watch stream.
@@ -53,19 +153,26 @@ struct Rule {
     method: &'static str,
     path: &'static str,
     code: u16,
-    reason: &'static str,
-    message: String,
+    body: Value,
 }
 
 #[derive(Default)]
 struct State {
     kinds: Vec<Kind>,
-    /// (plural, namespace, name) → (object, resourceVersion)
+    /// (plural, namespace, name) → object
     objects: HashMap<(String, String, String), Value>,
     rv: u64,
     rules: Vec<Rule>,
+    /// (verb, plural) pairs RBAC refuses.
+    denied: Vec<(String, String)>,
     watches: VecDeque<Vec<WatchStep>>,
     seen: Vec<Seen>,
+    /// Someone else writes the object just before each JSON patch lands.
+    write_before_json_patch: bool,
+    /// Every write, for watches without a script: (resourceVersion, plural, namespace, name,
+    /// event type, object).
+    changes: Vec<(u64, String, String, String, &'static str, Value)>,
+    latency: Duration,
 }
 
 pub struct FakeApi {
@@ -75,23 +182,24 @@ pub struct FakeApi {
 
 pub fn core_kinds() -> Vec<Kind> {
     vec![
-        Kind { group: "", version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false },
-        Kind { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", namespaced: true },
-        Kind { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", namespaced: true },
-        Kind {
-            group: "networking.k8s.io",
-            version: "v1",
-            kind: "NetworkPolicy",
-            plural: "networkpolicies",
-            namespaced: true,
-        },
-        Kind {
-            group: "apiextensions.k8s.io",
-            version: "v1",
-            kind: "CustomResourceDefinition",
-            plural: "customresourcedefinitions",
-            namespaced: false,
-        },
+        Kind::builtin("", "v1", "Namespace", "namespaces", false),
+        Kind::builtin("", "v1", "ConfigMap", "configmaps", true),
+        Kind::builtin("", "v1", "Secret", "secrets", true),
+        Kind::builtin("", "v1", "Service", "services", true),
+        Kind::builtin("apps", "v1", "Deployment", "deployments", true),
+        Kind::builtin("apps", "v1", "StatefulSet", "statefulsets", true),
+        Kind::builtin("apps", "v1", "DaemonSet", "daemonsets", true),
+        Kind::builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
+        Kind::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
+        Kind::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        Kind::builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
+        Kind::builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
     ]
 }
 
@@ -130,7 +238,8 @@ impl FakeApi {
         self.state.lock().unwrap().seen.clone()
     }
 
-    /// Every request from now on matching `method` and containing `path` gets this answer.
+    /// Every request from now on matching `method` and containing `path` gets a Status with
+    /// this code, reason and message (and no details).
     pub fn answer(
         &self,
         method: &'static str,
@@ -139,13 +248,38 @@ impl FakeApi {
         reason: &'static str,
         message: &str,
     ) {
-        self.state.lock().unwrap().rules.push(Rule {
-            method,
-            path,
-            code,
-            reason,
-            message: message.to_string(),
-        });
+        let mut body = failure(code, reason, message, None);
+        if reason.is_empty() {
+            body.as_object_mut().unwrap().remove("reason");
+        }
+        self.state.lock().unwrap().rules.push(Rule { method, path, code, body });
+    }
+
+    /// Every request from now on matching `method` and containing `path` finds the
+    /// connection closed without an answer, as when the API server is down.
+    pub fn unreachable(&self, method: &'static str, path: &'static str) {
+        self.state.lock().unwrap().rules.push(Rule { method, path, code: 0, body: Value::Null });
+    }
+
+    /// From now on another client writes the object (a new resourceVersion) just before
+    /// each JSON patch reaches it, so a `test` of the resourceVersion fails.
+    pub fn write_before_json_patch(&self, on: bool) {
+        self.state.lock().unwrap().write_before_json_patch = on;
+    }
+
+    /// RBAC refuses `verb` (get, list, watch, patch, create) on `plural` from now on.
+    pub fn deny(&self, verb: &str, plural: &str) {
+        self.state.lock().unwrap().denied.push((verb.into(), plural.into()));
+    }
+
+    /// RBAC refuses nothing from now on.
+    pub fn allow_all(&self) {
+        self.state.lock().unwrap().denied.clear();
+    }
+
+    /// Every answer from now on comes this much later, as over a network.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     /// The next watch request plays these steps, then holds the stream open.
@@ -153,14 +287,38 @@ impl FakeApi {
         self.state.lock().unwrap().watches.push_back(steps);
     }
 
-    /// Stores an object as if applied earlier.
+    /// Stores an object as if written earlier by a controller (no field manager).
     pub fn put(&self, plural: &str, namespace: &str, object: Value) {
         let mut state = self.state.lock().unwrap();
         state.rv += 1;
         let mut object = object;
         object["metadata"]["resourceVersion"] = json!(state.rv.to_string());
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        state.objects.insert((plural.to_string(), namespace.to_string(), name), object);
+        let key = (plural.to_string(), namespace.to_string(), name);
+        let created = !state.objects.contains_key(&key);
+        state.store(key, object, created);
+    }
+
+    /// Stores an object exactly as given, resourceVersion included (a recorded answer).
+    pub fn put_as_is(&self, plural: &str, namespace: &str, object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        self.state.lock().unwrap().objects.insert((plural.to_string(), namespace.to_string(), name), object);
+    }
+
+    /// Server-side applies `object` as `manager` (with force), as an earlier run would have.
+    pub fn put_applied(&self, plural: &str, namespace: &str, manager: &str, object: Value) -> (u16, Value) {
+        let mut state = self.state.lock().unwrap();
+        let kind = state.kinds.iter().find(|k| k.plural == plural).cloned().expect("a served kind");
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let t = Target {
+            group: kind.group.clone(),
+            version: kind.version.clone(),
+            namespace: namespace.into(),
+            plural: plural.into(),
+            name,
+            subresource: None,
+        };
+        apply(&mut state, &t, &kind, manager, true, false, object)
     }
 
     pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
@@ -169,19 +327,50 @@ impl FakeApi {
     }
 }
 
-fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
-    (
-        code,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": message, "reason": reason, "code": code}),
-    )
+impl State {
+    /// Stores a written object and tells live watches.
+    fn store(&mut self, key: (String, String, String), object: Value, created: bool) {
+        let rv =
+            object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(self.rv);
+        let kind = if created { "ADDED" } else { "MODIFIED" };
+        self.changes.push((rv, key.0.clone(), key.1.clone(), key.2.clone(), kind, object.clone()));
+        self.objects.insert(key, object);
+    }
 }
 
-fn write_json(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
-    let text = body.to_string();
+/// A failure `Status` as the API server writes it.
+fn failure(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
+    let mut body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                          "message": message, "reason": reason});
+    if let Some(details) = details {
+        body["details"] = details;
+    }
+    body["code"] = json!(code);
+    body
+}
+
+/// What `route` answers: JSON, or plain text (`404 page not found`).
+enum Answer {
+    Json(u16, Value),
+    Text(u16, String),
+}
+
+fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Answer {
+    Answer::Json(code, failure(code, reason, message, details))
+}
+
+fn page_not_found() -> Answer {
+    Answer::Text(404, "404 page not found\n".into())
+}
+
+fn write_answer(stream: &mut TcpStream, answer: &Answer) -> std::io::Result<()> {
+    let (code, content_type, text) = match answer {
+        Answer::Json(code, body) => (*code, "application/json", body.to_string()),
+        Answer::Text(code, text) => (*code, "text/plain; charset=utf-8", text.clone()),
+    };
     write!(
         stream,
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {code} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     )?;
     stream.flush()
@@ -217,28 +406,98 @@ fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()
         query: query.clone(),
         content_type: headers.get("content-type").cloned().unwrap_or_default(),
         authorization: headers.get("authorization").cloned().unwrap_or_default(),
+        user_agent: headers.get("user-agent").cloned().unwrap_or_default(),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    let watch = seen.is_watch();
-    let script = {
-        let mut s = state.lock().unwrap();
-        s.seen.push(seen.clone());
-        if let Some(rule) = s.rules.iter().find(|r| r.method == method && path.contains(r.path)).cloned() {
-            drop(s);
-            let (code, body) = status(rule.code, rule.reason, &rule.message);
-            return write_json(&mut stream, code, &body);
-        }
-        if watch {
-            Some(s.watches.pop_front().unwrap_or_default())
-        } else {
-            None
-        }
-    };
-    if let Some(steps) = script {
-        return play_watch(stream, steps);
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
     }
-    let (code, body) = route(&seen, state);
-    write_json(&mut stream, code, &body)
+    let (answer, script) = handle(&seen, state);
+    if let Some(Answer::Json(0, _)) = answer {
+        return stream.shutdown(std::net::Shutdown::Both);
+    }
+    if let Some(answer) = answer {
+        return write_answer(&mut stream, &answer);
+    }
+    match script {
+        Some(Watch::Script(steps)) => play_watch(stream, steps),
+        Some(live) => live_watch(stream, state, live),
+        None => Ok(()),
+    }
+}
+
+/// One request: an answer, or (for a watch that is allowed) the script to play.
+fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Watch>) {
+    let mut s = state.lock().unwrap();
+    s.seen.push(seen.clone());
+    if let Some(rule) =
+        s.rules.iter().find(|r| r.method == seen.method && seen.path.contains(r.path)).cloned()
+    {
+        return (Some(Answer::Json(rule.code, rule.body)), None);
+    }
+    let answer = route(seen, &mut s);
+    match answer {
+        Some(a) => (Some(a), None),
+        None => match s.watches.pop_front() {
+            Some(script) => (None, Some(Watch::Script(script))),
+            None => {
+                let t = parse_target(&seen.path).expect("a watch has a resource");
+                let from = seen.param("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(s.rv);
+                let name = seen
+                    .param("fieldSelector")
+                    .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
+                let seconds = seen.param("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(60u64);
+                let watch = Watch::Live {
+                    plural: t.plural,
+                    namespace: t.namespace,
+                    name,
+                    from,
+                    seconds: seconds.min(60),
+                };
+                (None, Some(watch))
+            }
+        },
+    }
+}
+
+/// What a watch request gets: a script, or the changes made from its resourceVersion on.
+enum Watch {
+    Script(Vec<WatchStep>),
+    Live { plural: String, namespace: String, name: Option<String>, from: u64, seconds: u64 },
+}
+
+/// Streams the changes to matching objects after `from`, until `seconds` have passed.
+fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) -> std::io::Result<()> {
+    let Watch::Live { plural, namespace, name, mut from, seconds } = watch else { return Ok(()) };
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        let events: Vec<(u64, &'static str, Value)> = {
+            let s = state.lock().unwrap();
+            s.changes
+                .iter()
+                .filter(|(rv, p, ns, n, _, _)| {
+                    *rv > from && *p == plural && *ns == namespace && name.as_ref().is_none_or(|w| w == n)
+                })
+                .map(|(rv, _, _, _, kind, object)| (*rv, *kind, object.clone()))
+                .collect()
+        };
+        for (rv, kind, object) in events {
+            from = from.max(rv);
+            let line = json!({"type": kind, "object": object}).to_string() + "\n";
+            write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
+            stream.flush()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server ends the stream at its timeout.
+    write!(stream, "0\r\n\r\n")?;
+    stream.flush()
 }
 
 fn play_watch(mut stream: TcpStream, steps: Vec<WatchStep>) -> std::io::Result<()> {
@@ -269,13 +528,15 @@ fn play_watch(mut stream: TcpStream, steps: Vec<WatchStep>) -> std::io::Result<(
     Ok(())
 }
 
-/// Splits `/api/v1/namespaces/ns/configmaps/name` or `/apis/g/v/plural/name`.
+/// Splits `/api/v1/namespaces/ns/configmaps/name` or `/apis/g/v/plural/name[/sub]`.
 struct Target {
     group: String,
     version: String,
     namespace: String,
     plural: String,
     name: String,
+    /// `status` in `/…/widgets/first/status`.
+    subresource: Option<String>,
 }
 
 fn parse_target(path: &str) -> Option<Target> {
@@ -289,31 +550,35 @@ fn parse_target(path: &str) -> Option<Target> {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (ns.to_string(), rest),
         _ => (String::new(), rest),
     };
-    let (plural, name) = match rest {
-        [plural] => (plural.to_string(), String::new()),
-        [plural, name, ..] => (plural.to_string(), name.to_string()),
+    let (plural, name, subresource) = match rest {
+        [plural] => (plural.to_string(), String::new(), None),
+        [plural, name] => (plural.to_string(), name.to_string(), None),
+        [plural, name, sub] => (plural.to_string(), name.to_string(), Some(sub.to_string())),
         _ => return None,
     };
-    Some(Target { group, version, namespace, plural, name })
+    Some(Target { group, version, namespace, plural, name, subresource })
 }
 
-fn route(seen: &Seen, state: &Arc<Mutex<State>>) -> (u16, Value) {
-    let mut s = state.lock().unwrap();
+/// The answer, or `None` for a watch the script plays.
+fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
     let path = seen.path.as_str();
     if path == "/version" {
-        return (
+        return Some(Answer::Json(
             200,
-            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"}),
-        );
+            json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-fake", "platform": "linux/amd64"}),
+        ));
     }
     if path == "/api" {
-        return (200, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+        return Some(Answer::Json(
+            200,
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        ));
     }
     if path == "/apis" {
         let mut groups: Vec<(String, String)> = Vec::new();
         for k in s.kinds.iter().filter(|k| !k.group.is_empty()) {
-            if !groups.iter().any(|(g, _)| g == k.group) {
-                groups.push((k.group.to_string(), k.version.to_string()));
+            if !groups.iter().any(|(g, _)| *g == k.group) {
+                groups.push((k.group.clone(), k.version.clone()));
             }
         }
         let groups: Vec<Value> = groups
@@ -323,107 +588,890 @@ fn route(seen: &Seen, state: &Arc<Mutex<State>>) -> (u16, Value) {
                 json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
             })
             .collect();
-        return (200, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
-    }
-    let discovery = |group: &str, version: &str, s: &State| -> (u16, Value) {
-        let resources: Vec<Value> = s
-            .kinds
-            .iter()
-            .filter(|k| k.group == group && k.version == version)
-            .map(|k| {
-                json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced,
-                       "kind": k.kind, "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
-            })
-            .collect();
-        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-        if resources.is_empty() {
-            return status(404, "NotFound", "the server could not find the requested resource");
-        }
-        (
+        return Some(Answer::Json(
             200,
-            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-        )
-    };
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+        ));
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["api", v] => return discovery("", v, &s),
-        ["apis", g, v] => return discovery(g, v, &s),
+        ["api", v] => return Some(discovery("", v, s)),
+        ["apis", g, v] => return Some(discovery(g, v, s)),
         _ => {}
     }
-    let Some(t) = parse_target(path) else { return status(404, "NotFound", "no such path") };
-    if !s.kinds.iter().any(|k| k.group == t.group && k.version == t.version && k.plural == t.plural) {
-        return status(404, "NotFound", "the server could not find the requested resource");
+    let Some(t) = parse_target(path) else { return Some(page_not_found()) };
+    let group_served = t.group.is_empty() || s.kinds.iter().any(|k| k.group == t.group);
+    if !group_served {
+        // Nobody serves the group (a CRD not installed): the mux answers, in plain text.
+        return Some(page_not_found());
+    }
+    let Some(kind) = s
+        .kinds
+        .iter()
+        .find(|k| k.group == t.group && k.version == t.version && k.plural == t.plural)
+        .cloned()
+    else {
+        let custom_group = s.kinds.iter().any(|k| k.group == t.group && k.custom);
+        if custom_group {
+            return Some(page_not_found());
+        }
+        return Some(status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            Some(json!({})),
+        ));
+    };
+    let verb = match (seen.method.as_str(), t.name.is_empty()) {
+        ("GET", true) if seen.is_watch() => "watch",
+        ("GET", true) => "list",
+        ("GET", false) => "get",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("POST", _) => "create",
+        ("DELETE", _) => "delete",
+        _ => "get",
+    };
+    let listed_name =
+        seen.param("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
+    if let Some(refused) = forbidden(s, &kind, &t, verb, listed_name.as_deref()) {
+        return Some(refused);
     }
     let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
     match (seen.method.as_str(), t.name.is_empty()) {
-        ("GET", false) => match s.objects.get(&key) {
-            Some(o) => (200, o.clone()),
-            None => status(404, "NotFound", &format!("{} \"{}\" not found", t.plural, t.name)),
-        },
+        ("GET", false) => Some(match s.objects.get(&key) {
+            Some(o) => Answer::Json(200, o.clone()),
+            None => not_found(&kind, &t.name),
+        }),
+        ("GET", true) if seen.is_watch() => None,
         ("GET", true) => {
-            let wanted = seen.query.split('&').find_map(|p| p.strip_prefix("fieldSelector=metadata.name%3D"));
-            let items: Vec<Value> = s
+            let mut items: Vec<(&String, Value)> = s
                 .objects
                 .iter()
                 .filter(|((p, ns, name), _)| {
-                    *p == t.plural && *ns == t.namespace && wanted.is_none_or(|w| w == name)
+                    *p == t.plural && *ns == t.namespace && listed_name.as_ref().is_none_or(|w| w == name)
                 })
-                .map(|(_, o)| o.clone())
+                .map(|((_, _, name), o)| (name, o.clone()))
                 .collect();
-            let rv = s.rv.to_string();
-            (
+            items.sort_by(|a, b| a.0.cmp(b.0));
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|(_, mut o)| {
+                    // Built-in kinds' list items start at metadata (recordings 32, 39, 41).
+                    if !kind.custom {
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("kind");
+                            m.remove("apiVersion");
+                        }
+                    }
+                    o
+                })
+                .collect();
+            let mut metadata = json!({"resourceVersion": s.rv.to_string()});
+            if kind.custom {
+                metadata["continue"] = json!("");
+            }
+            Some(Answer::Json(
                 200,
-                json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
+                json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
+                       "metadata": metadata, "items": items}),
+            ))
+        }
+        ("PATCH", false) => Some(patch(seen, s, &t, &kind)),
+        ("DELETE", false) => Some(match s.objects.remove(&key) {
+            // Gone at once: no finalizers, no Terminating phase here.
+            Some(mut object) => {
+                s.rv += 1;
+                object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+                s.changes.push((s.rv, key.0, key.1, key.2, "DELETED", object));
+                Answer::Json(
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                           "details": details(&kind, Some(&t.name))}),
+                )
+            }
+            None => not_found(&kind, &t.name),
+        }),
+        _ => Some(status(405, "MethodNotAllowed", "not in the fake", None)),
+    }
+}
+
+fn discovery(group: &str, version: &str, s: &State) -> Answer {
+    let resources: Vec<Value> = s
+        .kinds
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+        .flat_map(|k| {
+            let main = json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced,
+                   "kind": k.kind, "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]});
+            let status = json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
+                   "kind": k.kind, "verbs": ["get", "patch", "update"]});
+            if k.has_status() {
+                vec![main, status]
+            } else {
+                vec![main]
+            }
+        })
+        .collect();
+    if resources.is_empty() {
+        if group.is_empty() || s.kinds.iter().any(|k| k.group == group) {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                Some(json!({})),
+            );
+        }
+        return page_not_found();
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Answer::Json(
+        200,
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+/// `details` naming an object: `{name, group, kind}`, no group for the core group.
+fn details(kind: &Kind, name: Option<&str>) -> Value {
+    let mut d = Map::new();
+    if let Some(name) = name {
+        d.insert("name".into(), json!(name));
+    }
+    if !kind.group.is_empty() {
+        d.insert("group".into(), json!(kind.group));
+    }
+    d.insert("kind".into(), json!(kind.plural));
+    Value::Object(d)
+}
+
+fn not_found(kind: &Kind, name: &str) -> Answer {
+    status(
+        404,
+        "NotFound",
+        &format!("{} \"{name}\" not found", kind.qualified()),
+        Some(details(kind, Some(name))),
+    )
+}
+
+/// RBAC's refusal, worded as recordings 60–64 and 68 are.
+fn forbidden(s: &State, kind: &Kind, t: &Target, verb: &str, listed: Option<&str>) -> Option<Answer> {
+    let denied = |verb: &str| s.denied.iter().any(|(v, p)| v == verb && *p == kind.plural);
+    let mut verb = verb;
+    if !denied(verb) {
+        // An apply that would create needs `create` too (68).
+        let missing = !s.objects.contains_key(&(t.plural.clone(), t.namespace.clone(), t.name.clone()));
+        if verb == "patch" && missing && denied("create") {
+            verb = "create";
+        } else {
+            return None;
+        }
+    }
+    let name = if t.name.is_empty() { listed } else { Some(t.name.as_str()) };
+    let subject = match name {
+        Some(n) => format!("{} \"{n}\"", kind.qualified()),
+        None => kind.qualified(),
+    };
+    let scope = if kind.namespaced {
+        format!("in the namespace \"{}\"", t.namespace)
+    } else {
+        "at the cluster scope".to_string()
+    };
+    let message = format!(
+        "{subject} is forbidden: User \"{USER}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
+        kind.plural, kind.group
+    );
+    Some(status(403, "Forbidden", &message, Some(details(kind, name))))
+}
+
+fn parse_body(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).or_else(|_| serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string()))
+}
+
+fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
+    let body = match parse_body(&seen.body) {
+        Ok(v) => v,
+        Err(e) => return status(400, "BadRequest", &format!("error decoding patch: {e}"), None),
+    };
+    let dry_run = seen.param("dryRun").as_deref() == Some("All");
+    if seen.content_type.starts_with("application/json-patch+json") {
+        return json_patch(s, t, kind, &body, dry_run);
+    }
+    if seen.content_type.starts_with("application/merge-patch+json") {
+        // Without a fieldManager the server names the manager after the User-Agent (81).
+        let manager = seen.param("fieldManager").unwrap_or_else(|| {
+            let product = seen.user_agent.split('/').next().unwrap_or("");
+            if product.is_empty() {
+                "unknown".to_string()
+            } else {
+                product.to_string()
+            }
+        });
+        return merge_patch(s, t, kind, &body, &manager, dry_run);
+    }
+    if !seen.content_type.starts_with("application/apply-patch") {
+        return status(415, "UnsupportedMediaType", "the fake answers apply and JSON patches only", None);
+    }
+    let Some(manager) = seen.param("fieldManager") else {
+        return status(
+            400,
+            "BadRequest",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            None,
+        );
+    };
+    // Not recorded: the server's limit on the manager's length (apimachinery's
+    // ValidateFieldManager, 128 bytes); the wording here is the fake's.
+    if manager.len() > 128 {
+        return status(
+            422,
+            "Invalid",
+            &format!("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes (got {})", manager.len()),
+            Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions"})),
+        );
+    }
+    let force = seen.param("force").as_deref() == Some("true");
+    let (code, body) = apply(s, t, kind, &manager, force, dry_run, body);
+    Answer::Json(code, body)
+}
+
+/// A JSON merge patch (RFC 7386) of the object, or of its `status` for the status
+/// subresource. A `metadata.resourceVersion` in it must be the stored one (134). The fields
+/// it sets move to `manager`'s `Update` entry without any conflict; a manager left owning
+/// nothing disappears (56, 81).
+fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, manager: &str, dry_run: bool) -> Answer {
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target.as_object_mut(), patch.as_object()) {
+            (Some(t), Some(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            _ => *target = patch.clone(),
+        }
+    }
+    let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    let Some(previous) = s.objects.get(&key).cloned() else { return not_found(kind, &t.name) };
+    if let Some(rv) = body.pointer("/metadata/resourceVersion") {
+        if *rv != previous["metadata"]["resourceVersion"] {
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                    kind.qualified(),
+                    t.name
+                ),
+                Some(details(kind, Some(&t.name))),
+            );
+        }
+    }
+    let mut object = previous.clone();
+    match t.subresource.as_deref() {
+        Some("status") => merge(&mut object["status"], &body["status"]),
+        Some(_) => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                Some(json!({})),
             )
         }
-        ("PATCH", false) => {
-            let mut applied: Value = match serde_json::from_str(&seen.body) {
-                Ok(v) => v,
-                Err(e) => return status(400, "BadRequest", &format!("not JSON: {e}")),
-            };
-            let dry_run = seen.query.contains("dryRun=All");
-            let previous = s.objects.get(&key).cloned();
-            let comparable = |o: &Value| {
-                let mut o = o.clone();
-                if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                    m.remove("managedFields");
-                }
-                if let Some(m) = o.as_object_mut() {
-                    m.remove("status");
-                }
-                o
-            };
-            let unchanged = previous.as_ref().is_some_and(|p| comparable(p) == comparable(&applied));
-            if unchanged {
-                return (200, previous.unwrap());
+        None => merge(&mut object, body),
+    }
+    if object == previous || dry_run {
+        return Answer::Json(200, object);
+    }
+    // Ownership: what the patch sets is the patching manager's now.
+    let mut set: BTreeSet<FieldPath> = BTreeSet::new();
+    let patched = match t.subresource.as_deref() {
+        Some("status") => json!({"status": body["status"].clone()}),
+        _ => body.clone(),
+    };
+    collect_leaves(&patched, &mut Vec::new(), &mut set);
+    set.retain(|p| {
+        p.first().map(String::as_str) != Some("metadata")
+            || p.get(1).map(String::as_str) != Some("resourceVersion")
+    });
+    let mut owners = owners_of(&previous);
+    for o in owners.iter_mut() {
+        o.fields.retain(|f| !set.iter().any(|p| overlaps(f, p)));
+    }
+    let subresource = t.subresource.clone();
+    match owners
+        .iter_mut()
+        .find(|o| o.manager == manager && o.operation == "Update" && o.subresource == subresource)
+    {
+        Some(o) => o.fields.extend(set),
+        None => owners.push(Owner {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version: kind.api_version(),
+            time: now(),
+            subresource,
+            fields: set,
+        }),
+    }
+    owners.retain(|o| !o.fields.is_empty());
+    write_owners(&mut object, &owners);
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+    s.store(key, object.clone(), false);
+    Answer::Json(200, object)
+}
+
+/// Leaf paths of a patch: maps walked, anything else (and `null`, a removal) a leaf.
+fn collect_leaves(v: &Value, at: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    match v.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (k, child) in map {
+                at.push(k.clone());
+                collect_leaves(child, at, out);
+                at.pop();
             }
-            if dry_run {
-                if let Some(p) = &previous {
-                    applied["metadata"]["resourceVersion"] = p["metadata"]["resourceVersion"].clone();
-                }
-                return (if previous.is_some() { 200 } else { 201 }, applied);
-            }
-            s.rv += 1;
-            applied["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-            if t.plural == "customresourcedefinitions" {
-                let spec = &applied["spec"];
-                let group: &'static str =
-                    Box::leak(spec["group"].as_str().unwrap_or("").to_string().into_boxed_str());
-                let version: &'static str = Box::leak(
-                    spec["versions"][0]["name"].as_str().unwrap_or("v1").to_string().into_boxed_str(),
-                );
-                let kind: &'static str =
-                    Box::leak(spec["names"]["kind"].as_str().unwrap_or("").to_string().into_boxed_str());
-                let plural: &'static str =
-                    Box::leak(spec["names"]["plural"].as_str().unwrap_or("").to_string().into_boxed_str());
-                let namespaced = spec["scope"].as_str() == Some("Namespaced");
-                s.kinds.push(Kind { group, version, kind, plural, namespaced });
-            }
-            let created = previous.is_none();
-            s.objects.insert(key, applied.clone());
-            (if created { 201 } else { 200 }, applied)
         }
-        _ => status(405, "MethodNotAllowed", "not in the fake"),
+        _ if !at.is_empty() => {
+            out.insert(at.clone());
+        }
+        _ => {}
+    }
+}
+
+/// Writes the ownership sets back as `metadata.managedFields` (none when nobody owns a field).
+fn write_owners(object: &mut Value, owners: &[Owner]) {
+    if owners.is_empty() {
+        object["metadata"].as_object_mut().unwrap().remove("managedFields");
+        return;
+    }
+    object["metadata"]["managedFields"] = Value::Array(
+        owners
+            .iter()
+            .map(|o| {
+                let mut e = json!({"manager": o.manager, "operation": o.operation, "apiVersion": o.api_version,
+                                   "time": o.time, "fieldsType": "FieldsV1", "fieldsV1": encode_fields(&o.fields)});
+                if let Some(sub) = &o.subresource {
+                    e["subresource"] = json!(sub);
+                }
+                e
+            })
+            .collect(),
+    );
+}
+
+/// A JSON patch (RFC 6902): `test`, `replace`, `add`, `remove`. A failed test is the
+/// generic 422 of recording 136.
+fn json_patch(s: &mut State, t: &Target, kind: &Kind, ops: &Value, dry_run: bool) -> Answer {
+    let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    if s.write_before_json_patch && s.objects.contains_key(&key) {
+        s.rv += 1;
+        let rv = s.rv.to_string();
+        s.objects.get_mut(&key).unwrap()["metadata"]["resourceVersion"] = json!(rv);
+    }
+    let Some(previous) = s.objects.get(&key).cloned() else { return not_found(kind, &t.name) };
+    let rejected = || {
+        status(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+            Some(json!({})),
+        )
+    };
+    let mut object = previous.clone();
+    for op in ops.as_array().into_iter().flatten() {
+        let path = op["path"].as_str().unwrap_or("");
+        let (parent_path, last) = path.rsplit_once('/').unwrap_or(("", path));
+        let last = last.replace("~1", "/").replace("~0", "~");
+        match op["op"].as_str().unwrap_or("") {
+            "test" => {
+                if object.pointer(path) != Some(&op["value"]) {
+                    return rejected();
+                }
+            }
+            "replace" | "add" => {
+                let Some(parent) = object.pointer_mut(parent_path).and_then(Value::as_object_mut) else {
+                    return rejected();
+                };
+                if op["op"] == "replace" && !parent.contains_key(&last) {
+                    return rejected();
+                }
+                parent.insert(last, op["value"].clone());
+            }
+            "remove" => {
+                let Some(parent) = object.pointer_mut(parent_path).and_then(Value::as_object_mut) else {
+                    return rejected();
+                };
+                if parent.remove(&last).is_none() {
+                    return rejected();
+                }
+            }
+            _ => return rejected(),
+        }
+    }
+    if object == previous {
+        return Answer::Json(200, previous);
+    }
+    // `[{}]` strips managedFields; an empty list changes nothing (so that clients unaware
+    // of the field cannot strip it), as the server does.
+    match object.pointer("/metadata/managedFields").and_then(Value::as_array) {
+        Some(list) if list.is_empty() => {
+            object["metadata"]["managedFields"] = previous["metadata"]["managedFields"].clone();
+        }
+        Some(list) if list.len() == 1 && list[0].as_object().is_some_and(Map::is_empty) => {
+            object["metadata"].as_object_mut().unwrap().remove("managedFields");
+        }
+        _ => {}
+    }
+    if object == previous {
+        return Answer::Json(200, previous);
+    }
+    if !dry_run {
+        s.rv += 1;
+        object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        s.store(key, object.clone(), false);
+    }
+    Answer::Json(200, object)
+}
+
+/// A path of map keys from the object's root: `["metadata", "labels", "team"]`.
+type FieldPath = Vec<String>;
+
+/// One `managedFields` entry, its fieldsV1 decoded into leaf paths.
+#[derive(Debug, Clone)]
+struct Owner {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: String,
+    subresource: Option<String>,
+    fields: BTreeSet<FieldPath>,
+}
+
+fn owners_of(object: &Value) -> Vec<Owner> {
+    let entries = object.pointer("/metadata/managedFields").and_then(Value::as_array);
+    entries
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            let mut fields = BTreeSet::new();
+            decode_fields(&e["fieldsV1"], &mut Vec::new(), &mut fields);
+            Owner {
+                manager: text("manager"),
+                operation: text("operation"),
+                api_version: text("apiVersion"),
+                time: text("time"),
+                subresource: e["subresource"].as_str().map(String::from),
+                fields,
+            }
+        })
+        .collect()
+}
+
+/// `{"f:data": {"f:a": {}}}` → `[["data", "a"]]`. A list's `k:`/`v:`/`i:` entries make the
+/// list itself the leaf: the fake treats lists as atomic.
+fn decode_fields(tree: &Value, at: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    let Some(map) = tree.as_object() else { return };
+    let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+    let list_entries = map.keys().any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
+    if (children.is_empty() || list_entries) && !at.is_empty() {
+        out.insert(at.clone());
+        return;
+    }
+    for (k, v) in children {
+        at.push(k[2..].to_string());
+        decode_fields(v, at, out);
+        at.pop();
+    }
+}
+
+fn encode_fields(fields: &BTreeSet<FieldPath>) -> Value {
+    let mut root = json!({});
+    for path in fields {
+        let mut node = &mut root;
+        for key in path {
+            node = node.as_object_mut().unwrap().entry(format!("f:{key}")).or_insert_with(|| json!({}));
+        }
+    }
+    root
+}
+
+/// The leaves of what a manager sent, with their values; maps are walked, lists and scalars
+/// (and empty maps) are leaves. Identity and bookkeeping are nobody's field.
+fn leaves(body: &Value, kind: &Kind) -> Vec<(FieldPath, Value)> {
+    fn walk(v: &Value, at: &mut FieldPath, out: &mut Vec<(FieldPath, Value)>) {
+        match v.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    at.push(k.clone());
+                    walk(child, at, out);
+                    at.pop();
+                }
+            }
+            _ => out.push((at.clone(), v.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    let Some(map) = body.as_object() else { return out };
+    for (k, v) in map {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "status" if kind.has_status() => {}
+            "metadata" => {
+                for (mk, mv) in v.as_object().into_iter().flatten() {
+                    if matches!(
+                        mk.as_str(),
+                        "name"
+                            | "namespace"
+                            | "resourceVersion"
+                            | "uid"
+                            | "creationTimestamp"
+                            | "managedFields"
+                            | "generation"
+                    ) {
+                        continue;
+                    }
+                    let mut at = vec!["metadata".to_string(), mk.clone()];
+                    walk(mv, &mut at, &mut out);
+                }
+            }
+            _ => walk(v, &mut vec![k.clone()], &mut out),
+        }
+    }
+    out
+}
+
+fn get_path<'a>(object: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    path.iter().try_fold(object, |node, key| node.get(key))
+}
+
+fn set_path(object: &mut Value, path: &FieldPath, value: Value) {
+    let mut node = object;
+    for key in &path[..path.len() - 1] {
+        if !node.get(key).is_some_and(Value::is_object) {
+            node[key.as_str()] = json!({});
+        }
+        node = node.get_mut(key).unwrap();
+    }
+    node[path[path.len() - 1].as_str()] = value;
+}
+
+/// Removes the field and the maps it leaves empty (not the top-level ones).
+fn remove_path(object: &mut Value, path: &FieldPath) {
+    fn go(node: &mut Value, path: &[String], depth: usize) {
+        let Some(map) = node.as_object_mut() else { return };
+        if path.len() == 1 {
+            map.remove(&path[0]);
+            return;
+        }
+        if let Some(child) = map.get_mut(&path[0]) {
+            go(child, &path[1..], depth + 1);
+            if depth > 0 && child.as_object().is_some_and(Map::is_empty) {
+                map.remove(&path[0]);
+            }
+        }
+    }
+    go(object, path, 0);
+}
+
+fn overlaps(a: &FieldPath, b: &FieldPath) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+const SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+/// Server-side apply of `body` by `manager`; the status code and the answer.
+fn apply(
+    s: &mut State,
+    t: &Target,
+    kind: &Kind,
+    manager: &str,
+    force: bool,
+    dry_run: bool,
+    body: Value,
+) -> (u16, Value) {
+    let unwrap = |a: Answer| match a {
+        Answer::Json(code, v) => (code, v),
+        Answer::Text(code, text) => (code, Value::String(text)),
+    };
+    // The typed object is built from the schema first: a field at the wrong level is a 500
+    // with no reason and no details (recordings 75, 76).
+    if let (Some(declared), Some(map)) = (kind.top_level_fields(), body.as_object()) {
+        if let Some(field) = map.keys().find(|k| !declared.contains(&k.as_str())) {
+            let gv = if kind.group.is_empty() { format!("/{}", kind.version) } else { kind.api_version() };
+            let message = format!(
+                "failed to create typed patch object ({}/{}; {gv}, Kind={}): .{field}: field not declared in schema",
+                t.namespace, t.name, kind.kind
+            );
+            let mut body = failure(500, "", &message, None);
+            body.as_object_mut().unwrap().remove("reason");
+            return (500, body);
+        }
+    }
+    if !is_dns_subdomain(&t.name) {
+        let invalid = format!("Invalid value: \"{}\": {SUBDOMAIN_RULE}", t.name);
+        return unwrap(status(
+            422,
+            "Invalid",
+            &format!("{} \"{}\" is invalid: metadata.name: {invalid}", kind.kind, t.name),
+            Some(json!({"name": t.name, "kind": kind.kind,
+                         "causes": [{"reason": "FieldValueInvalid", "message": invalid, "field": "metadata.name"}]})),
+        ));
+    }
+    if kind.kind == "Service" {
+        for (i, port) in
+            body.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().enumerate()
+        {
+            let number = port["port"].as_i64().unwrap_or(0);
+            if !(1..=65535).contains(&number) {
+                let invalid = format!("Invalid value: {number}: must be between 1 and 65535, inclusive");
+                let field = format!("spec.ports[{i}].port");
+                return unwrap(status(
+                    422,
+                    "Invalid",
+                    &format!("Service \"{}\" is invalid: {field}: {invalid}", t.name),
+                    Some(json!({"name": t.name, "kind": "Service",
+                                 "causes": [{"reason": "FieldValueInvalid", "message": invalid, "field": field}]})),
+                ));
+            }
+        }
+    }
+    if kind.namespaced && !s.objects.contains_key(&("namespaces".into(), String::new(), t.namespace.clone()))
+    {
+        // Apply into a namespace that does not exist names the namespace (17).
+        return (
+            404,
+            failure(
+                404,
+                "NotFound",
+                &format!("namespaces \"{}\" not found", t.namespace),
+                Some(json!({"name": t.namespace, "kind": "namespaces"})),
+            ),
+        );
+    }
+    let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    let previous = s.objects.get(&key).cloned();
+    let mut owners = previous.as_ref().map(owners_of).unwrap_or_default();
+    let sent = leaves(&body, kind);
+    let sent_paths: BTreeSet<FieldPath> = sent.iter().map(|(p, _)| p.clone()).collect();
+    let is_me = |o: &Owner| o.manager == manager && o.operation == "Apply" && o.subresource.is_none();
+
+    // Conflicts: a different value on a field another manager owns.
+    let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
+    if let Some(live) = &previous {
+        for (path, value) in &sent {
+            if get_path(live, path) == Some(value) {
+                continue;
+            }
+            for o in owners.iter().filter(|o| !is_me(o)) {
+                if let Some(owned) = o.fields.iter().find(|f| overlaps(f, path)) {
+                    let who = if o.operation == "Apply" {
+                        format!("\"{}\"", o.manager)
+                    } else {
+                        format!("\"{}\" using {}", o.manager, o.api_version)
+                    };
+                    let field = if owned.len() > path.len() { owned } else { path };
+                    if !conflicts.iter().any(|(w, f)| *w == who && f == field) {
+                        conflicts.push((who, field.clone()));
+                    }
+                }
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        let dotted = |p: &FieldPath| format!(".{}", p.join("."));
+        let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
+        for (who, field) in &conflicts {
+            match by_manager.iter_mut().find(|(w, _)| w == who) {
+                Some((_, fields)) => fields.push(dotted(field)),
+                None => by_manager.push((who.clone(), vec![dotted(field)])),
+            }
+        }
+        let n = conflicts.len();
+        let detail = if n == 1 {
+            format!("conflict with {}: {}", conflicts[0].0, dotted(&conflicts[0].1))
+        } else {
+            by_manager
+                .iter()
+                .map(|(who, fields)| {
+                    if fields.len() == 1 {
+                        format!("conflict with {who}: {}", fields[0])
+                    } else {
+                        let lines: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
+                        format!("conflicts with {who}:\n{}", lines.join("\n"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let plural = if n == 1 { "" } else { "s" };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(who, field)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": dotted(field)})
+            })
+            .collect();
+        return (
+            409,
+            failure(
+                409,
+                "Conflict",
+                &format!("Apply failed with {n} conflict{plural}: {detail}"),
+                Some(json!({"causes": causes})),
+            ),
+        );
+    }
+    // Forced: the fields move to this manager.
+    let differs = |p: &FieldPath, v: &Value| previous.as_ref().and_then(|l| get_path(l, p)) != Some(v);
+    for o in owners.iter_mut().filter(|o| !is_me(o)) {
+        o.fields.retain(|f| !sent.iter().any(|(p, v)| overlaps(f, p) && differs(p, v)));
+    }
+
+    let created = previous.is_none();
+    let mut object = previous.clone().unwrap_or_else(|| {
+        let mut o =
+            json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": {"name": t.name}});
+        if kind.namespaced {
+            o["metadata"]["namespace"] = json!(t.namespace);
+        }
+        o
+    });
+    // Fields this manager owned and no longer sends go, unless someone else owns them too.
+    let mine_before: BTreeSet<FieldPath> =
+        owners.iter().filter(|o| is_me(o)).flat_map(|o| o.fields.iter().cloned()).collect();
+    for dropped in mine_before.difference(&sent_paths) {
+        let shared = owners.iter().any(|o| !is_me(o) && o.fields.iter().any(|f| overlaps(f, dropped)));
+        if !shared {
+            remove_path(&mut object, dropped);
+        }
+    }
+    for (path, value) in &sent {
+        set_path(&mut object, path, value.clone());
+    }
+    if created {
+        defaults(&mut object, kind, &t.name);
+    }
+    // The new ownership: this manager's Apply entry holds exactly what it sent.
+    let stamp = now();
+    match owners.iter_mut().find(|o| is_me(o)) {
+        Some(me) => me.fields = sent_paths.clone(),
+        None => owners.push(Owner {
+            manager: manager.into(),
+            operation: "Apply".into(),
+            api_version: kind.api_version(),
+            time: stamp.clone(),
+            subresource: None,
+            fields: sent_paths.clone(),
+        }),
+    }
+    owners.retain(|o| !o.fields.is_empty());
+
+    let content = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        o
+    };
+    if let Some(previous) = &previous {
+        let same_owners = {
+            let before = owners_of(previous);
+            before.len() == owners.len()
+                && before.iter().zip(&owners).all(|(a, b)| a.manager == b.manager && a.fields == b.fields)
+        };
+        if same_owners && content(previous) == content(&object) {
+            // A no-op apply writes nothing: resourceVersion and managedFields stay (13).
+            return (200, previous.clone());
+        }
+        // A changed spec is a new generation.
+        if previous.get("spec") != object.get("spec") {
+            if let Some(g) = previous.pointer("/metadata/generation").and_then(Value::as_i64) {
+                object["metadata"]["generation"] = json!(g + 1);
+            }
+        }
+    }
+    if let Some(me) = owners.iter_mut().find(|o| is_me(o)) {
+        me.time = stamp;
+    }
+    // Nobody owning anything (a Namespace applied with only its name): no managedFields (10).
+    write_owners(&mut object, &owners);
+    if dry_run {
+        // The would-be object, with the resourceVersion it has now (15).
+        match previous.as_ref().map(|p| p["metadata"]["resourceVersion"].clone()) {
+            Some(rv) => object["metadata"]["resourceVersion"] = rv,
+            None => {
+                object["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+            }
+        }
+        return (if created { 201 } else { 200 }, object);
+    }
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+    if kind.kind == "CustomResourceDefinition" {
+        register_crd(s, &object);
+    }
+    s.store(key, object.clone(), created);
+    (if created { 201 } else { 200 }, object)
+}
+
+/// What the server adds to a new object (recordings 10, 30, 51).
+fn defaults(object: &mut Value, kind: &Kind, name: &str) {
+    object["metadata"]["uid"] =
+        json!(format!("00000000-0000-4000-8000-{:012x}", name.len() as u64 * 7919 + 1));
+    object["metadata"]["creationTimestamp"] = json!(now());
+    match kind.kind.as_str() {
+        "Namespace" => {
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            object["spec"] = json!({"finalizers": ["kubernetes"]});
+            object["status"] = json!({"phase": "Active"});
+        }
+        "ConfigMap" | "Secret" => {}
+        "CustomResourceDefinition" => {
+            object["status"] = json!({"conditions": null, "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": []});
+        }
+        _ => {
+            if object.get("spec").is_some() {
+                object["metadata"]["generation"] = json!(1);
+            }
+            if kind.has_status() {
+                object["status"] = json!({});
+            }
+        }
+    }
+}
+
+/// A CRD is Established at once here; its kind is served from then on.
+fn register_crd(s: &mut State, crd: &Value) {
+    let spec = &crd["spec"];
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let kind = Kind {
+        group: text(&spec["group"]),
+        version: spec["versions"][0]["name"].as_str().unwrap_or("v1").to_string(),
+        kind: text(&spec["names"]["kind"]),
+        plural: text(&spec["names"]["plural"]),
+        namespaced: spec["scope"].as_str() == Some("Namespaced"),
+        custom: true,
+    };
+    if !s.kinds.iter().any(|k| k.group == kind.group && k.version == kind.version && k.plural == kind.plural)
+    {
+        s.kinds.push(kind);
     }
 }

@@ -152,7 +152,13 @@ fn server_dry_run(cx: &Cx, plan: &Plan, context: Option<&str>) -> Result<Vec<Ser
             let StepKind::Apply { path, namespace, force, manifests } = &step.kind else { continue };
             let mut lines = Vec::new();
             let result = crate::exec::kubernetes::documents(path, manifests).and_then(|documents| {
-                let options = ApplyOptions { namespace: namespace.as_deref(), force: *force, dry_run: true };
+                let field_manager = apply::field_manager(&node.id, &step.name);
+                let options = ApplyOptions {
+                    namespace: namespace.as_deref(),
+                    force: *force,
+                    dry_run: true,
+                    field_manager: &field_manager,
+                };
                 let mut log = |line: &str| lines.push(line.to_string());
                 runtime.block_on(apply::apply(&cluster, &documents, options, &mut log)).map_err(|e| e.reason)
             });

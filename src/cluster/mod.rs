@@ -207,8 +207,28 @@ impl Cluster {
 /// invalid object (422) is about the request itself: only a change to it (or `force`) helps.
 /// A 403 or 404 can heal while the rollout goes on (a Role granted, a CRD served), and
 /// connection errors and 5xx are the usual transient ones.
+///
+/// A 500 without a reason is not transient either: it is how the server refuses a manifest
+/// whose field sits at the wrong level (`failed to create typed patch object … field not
+/// declared in schema`), every time.
 pub fn may_heal(err: &kube::Error) -> bool {
-    !matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
+    !matches!(err, kube::Error::Api(status)
+        if status.code == 409 || status.code == 422 || is_schema_error(status))
+}
+
+/// The 500 server-side apply answers when the typed object cannot be built from the
+/// manifest: no reason, no details.
+fn is_schema_error(status: &kube::core::Status) -> bool {
+    status.code == 500
+        && (status.reason.is_empty() || status.message.contains("field not declared in schema"))
+}
+
+/// The verb RBAC refused, as the server's message names it (`… cannot create resource …`):
+/// an apply of a missing object is refused as `create`, a watcher's first list as `list`.
+fn refused_verb(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" cannot ")?;
+    let (verb, rest) = rest.split_once(' ')?;
+    rest.starts_with("resource").then_some(verb)
 }
 
 /// An API error as a person can act on it: what was refused, where, and the server's words.
@@ -216,11 +236,15 @@ pub fn describe(err: &kube::Error, verb: &str, what: &str, namespace: Option<&st
     let place = namespace.map(|n| format!(" in namespace `{n}`")).unwrap_or_default();
     match err {
         kube::Error::Api(status) => match status.code {
-            403 => format!(
-                "forbidden (403): RBAC does not allow `{verb}` on {what}{place} for this user; \
-                 grant it in a Role or ClusterRole. The API server said: {}",
-                status.message
-            ),
+            403 => match refused_verb(&status.message) {
+                Some(refused) => format!(
+                    "forbidden (403): RBAC does not allow `{refused}` on {what}{place} for this user; \
+                     grant it in a Role or ClusterRole. The API server said: {}",
+                    status.message
+                ),
+                // Not RBAC: a namespace being deleted, an admission webhook, …
+                None => format!("forbidden (403): {verb} {what}{place}: {}", status.message),
+            },
             404 => format!("not found (404): {what}{place}: {}", status.message),
             409 => format!(
                 "conflict (409) on {what}{place}: {}. Another field manager owns these fields; \
@@ -228,6 +252,14 @@ pub fn describe(err: &kube::Error, verb: &str, what: &str, namespace: Option<&st
                 status.message
             ),
             422 => format!("invalid (422): the API server rejected {what}{place}: {}", status.message),
+            _ if is_schema_error(status) => format!(
+                "{verb} {what}{place} failed ({}): {}; a field of the manifest is not where the \
+                 kind's schema has it (check the indentation)",
+                status.code, status.message
+            ),
+            code if status.reason.is_empty() => {
+                format!("{verb} {what}{place} failed ({code}): {}", status.message)
+            }
             code => format!("{verb} {what}{place} failed ({code} {}): {}", status.reason, status.message),
         },
         other => format!("{verb} {what}{place} failed: {}", causes(other)),
@@ -242,4 +274,21 @@ pub fn group_version_kind(api_version: &str, kind: &str) -> GroupVersionKind {
 
 pub fn is_namespaced(caps: &ApiCapabilities) -> bool {
     caps.scope == Scope::Namespaced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refused_verb_is_read_from_the_servers_message() {
+        let m = "configmaps \"x\" is forbidden: User \"limited\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"apps\"";
+        assert_eq!(refused_verb(m), Some("create"));
+        assert_eq!(
+            refused_verb(
+                "unable to create new content in namespace doomed-ns because it is being terminated"
+            ),
+            None
+        );
+    }
 }

@@ -61,31 +61,49 @@ pub async fn wait(
     let mut last: Option<DynamicObject> = None;
     let mut last_line = String::new();
     let mut listed_since_init = false;
+    // Since when and why the watch has been failing, and whether the server answered at all.
+    let mut failing: Option<(tokio::time::Instant, String, bool)> = None;
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
                 let seen = match &last {
-                    Some(object) => format!("last seen: {}", summary(object, until)),
+                    Some(object) => format!("last seen: {}", summary(object, until, &api_resource.kind)),
                     None => "it was never seen".to_string(),
                 };
                 // The limit is what was left of the step's timeout: round it as a person set it.
                 let waited =
                     crate::spec::values::human(Duration::from_secs(limit.as_secs_f64().round() as u64));
-                return Err(WaitError::TimedOut(format!("{target} not {until} after {waited}; {seen}")));
+                let unreachable = match &failing {
+                    Some((since, why, answered)) => {
+                        let how_long = crate::spec::values::human(Duration::from_secs(
+                            since.elapsed().as_secs_f64().round() as u64,
+                        ));
+                        let what =
+                            if *answered { "answered the watch with errors" } else { "could not be reached" };
+                        format!("; the API server {what} for the last {how_long} ({why}), so the state may have changed unseen")
+                    }
+                    None => String::new(),
+                };
+                return Err(WaitError::TimedOut(format!(
+                    "{target} not {until} after {waited}; {seen}{unreachable}"
+                )));
             }
             Ok(None) => return Err(WaitError::TimedOut(format!("the watch on {target} ended"))),
             Ok(Some(next)) => next,
         };
+        if next.is_ok() {
+            failing = None;
+        }
         match next {
             Ok(Event::Init) => listed_since_init = false,
             Ok(Event::Apply(object) | Event::InitApply(object)) => {
                 listed_since_init = true;
-                let line = summary(&object, until);
+                let line = summary(&object, until, &api_resource.kind);
                 if line != last_line {
                     log(&format!("{target}: {line}"));
                     last_line = line;
                 }
-                let done = satisfied(&object, until);
+                let done = satisfied(&object, until, &api_resource.kind);
                 last = Some(object);
                 if done {
                     return Ok(format!("{target} {until}"));
@@ -107,7 +125,18 @@ pub async fn wait(
                 if let Some(refused) = refusal(&error, &api_resource.plural, name, namespace.as_deref()) {
                     return Err(WaitError::Refused(refused));
                 }
-                log(&format!("watch interrupted ({}); watching again", super::causes(&error)));
+                let why = super::causes(&error);
+                let answered = matches!(
+                    &error,
+                    watcher::Error::InitialListFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchError(_)
+                );
+                match &mut failing {
+                    Some((_, last, last_answered)) => (*last, *last_answered) = (why.clone(), answered),
+                    None => failing = Some((tokio::time::Instant::now(), why.clone(), answered)),
+                }
+                log(&format!("watch interrupted ({why}); watching again"));
             }
         }
     }
@@ -155,9 +184,10 @@ fn number(object: &DynamicObject, pointer: &str) -> Option<i64> {
     object.data.pointer(pointer).and_then(Value::as_i64)
 }
 
-/// What `kubectl rollout status` checks, per kind; other kinds have no rollout.
-fn rollout_complete(object: &DynamicObject) -> bool {
-    let kind = object.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
+/// What `kubectl rollout status` checks, per kind; other kinds have no rollout. `kind` is
+/// the one discovery resolved: objects from the watcher's first list carry no kind of their
+/// own (a real server leaves it out of list items).
+fn rollout_complete(object: &DynamicObject, kind: &str) -> bool {
     let generation = object.metadata.generation.unwrap_or(0);
     let observed = number(object, "/status/observedGeneration").unwrap_or(-1);
     if observed < generation {
@@ -186,34 +216,46 @@ fn rollout_complete(object: &DynamicObject) -> bool {
     }
 }
 
-fn satisfied(object: &DynamicObject, until: &WaitFor) -> bool {
+fn satisfied(object: &DynamicObject, until: &WaitFor, kind: &str) -> bool {
     match until {
         WaitFor::Condition(c) => condition_holds(object, c),
-        WaitFor::Rollout => rollout_complete(object),
+        WaitFor::Rollout => rollout_complete(object, kind),
         WaitFor::Deleted => false,
     }
 }
 
 /// The observed state in one line: conditions, and replica counts for rollouts.
-fn summary(object: &DynamicObject, until: &WaitFor) -> String {
+fn summary(object: &DynamicObject, until: &WaitFor, kind: &str) -> String {
     let mut parts: Vec<String> = conditions(object)
         .into_iter()
         .map(|(t, s, why)| if why.is_empty() { format!("{t}={s}") } else { format!("{t}={s} ({why})") })
         .collect();
     if *until == WaitFor::Rollout {
-        let n = |p: &str| number(object, p).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-        parts.insert(
-            0,
-            format!(
-                "generation {} observed {}, replicas {} updated {} ready {} available {}",
-                object.metadata.generation.unwrap_or(0),
-                n("/status/observedGeneration"),
+        // A count the server leaves out is 0: it omits most zero counts.
+        let n = |p: &str| number(object, p).unwrap_or(0);
+        let generation = format!(
+            "generation {} observed {}",
+            object.metadata.generation.unwrap_or(0),
+            n("/status/observedGeneration")
+        );
+        let counts = match kind {
+            "DaemonSet" => format!(
+                "desired {} current {} updated {} ready {} available {}",
+                n("/status/desiredNumberScheduled"),
+                n("/status/currentNumberScheduled"),
+                n("/status/updatedNumberScheduled"),
+                n("/status/numberReady"),
+                n("/status/numberAvailable"),
+            ),
+            _ => format!(
+                "replicas {} updated {} ready {} available {}",
                 n("/status/replicas"),
                 n("/status/updatedReplicas"),
                 n("/status/readyReplicas"),
                 n("/status/availableReplicas"),
             ),
-        );
+        };
+        parts.insert(0, format!("{generation}, {counts}"));
     }
     if parts.is_empty() {
         "no status conditions yet".to_string()
@@ -245,7 +287,7 @@ mod tests {
         assert!(!condition_holds(&o, "Progressing"));
         assert!(!condition_holds(&o, "Ready"));
         assert_eq!(
-            summary(&o, &WaitFor::Condition("Ready".into())),
+            summary(&o, &WaitFor::Condition("Ready".into()), "Deployment"),
             "Available=True, Progressing=False (ProgressDeadlineExceeded: too slow)"
         );
     }
@@ -261,11 +303,33 @@ mod tests {
                            "updatedReplicas": updated, "availableReplicas": available}
             }))
         };
-        assert!(rollout_complete(&deployment(2, 3, 3, 3)));
-        assert!(!rollout_complete(&deployment(1, 3, 3, 3)), "old generation observed");
-        assert!(!rollout_complete(&deployment(2, 2, 3, 3)), "one pod still old");
-        assert!(!rollout_complete(&deployment(2, 3, 3, 4)), "an old pod still terminating");
-        assert!(!rollout_complete(&deployment(2, 3, 2, 3)), "one new pod not available");
+        let rollout_complete_deployment = |o: &DynamicObject| rollout_complete(o, "Deployment");
+        assert!(rollout_complete_deployment(&deployment(2, 3, 3, 3)));
+        assert!(!rollout_complete_deployment(&deployment(1, 3, 3, 3)), "old generation observed");
+        assert!(!rollout_complete_deployment(&deployment(2, 2, 3, 3)), "one pod still old");
+        assert!(!rollout_complete_deployment(&deployment(2, 3, 3, 4)), "an old pod still terminating");
+        assert!(!rollout_complete_deployment(&deployment(2, 3, 2, 3)), "one new pod not available");
+    }
+
+    #[test]
+    fn summaries_count_omitted_as_zero_and_daemonsets_by_their_own_fields() {
+        let deployment = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "generation": 1},
+            "spec": {"replicas": 0}, "status": {"observedGeneration": 1, "terminatingReplicas": 0}
+        }));
+        assert_eq!(
+            summary(&deployment, &WaitFor::Rollout, "Deployment"),
+            "generation 1 observed 1, replicas 0 updated 0 ready 0 available 0"
+        );
+        let ds = object(serde_json::json!({
+            "metadata": {"name": "agent", "generation": 1},
+            "status": {"observedGeneration": 1, "currentNumberScheduled": 2, "desiredNumberScheduled": 3,
+                       "numberMisscheduled": 0, "numberReady": 1}
+        }));
+        assert_eq!(
+            summary(&ds, &WaitFor::Rollout, "DaemonSet"),
+            "generation 1 observed 1, desired 3 current 2 updated 0 ready 1 available 0"
+        );
     }
 
     #[test]
@@ -276,12 +340,12 @@ mod tests {
             "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
                        "currentRevision": "s-1", "updateRevision": "s-1"}
         }));
-        assert!(rollout_complete(&sts));
+        assert!(rollout_complete(&sts, "StatefulSet"));
         let ds = object(serde_json::json!({
             "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d", "generation": 1},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
                        "updatedNumberScheduled": 3, "numberAvailable": 2}
         }));
-        assert!(!rollout_complete(&ds));
+        assert!(!rollout_complete(&ds, "DaemonSet"));
     }
 }

@@ -57,7 +57,13 @@ async fn run_unmasked(
                 // An earlier step of the node may write the files: reading again can help.
                 Err(reason) => return (Outcome::Failed { reason }, true),
             };
-            let options = ApplyOptions { namespace: namespace.as_deref(), force: *force, dry_run: false };
+            let field_manager = apply::field_manager(cx.node, &step.name);
+            let options = ApplyOptions {
+                namespace: namespace.as_deref(),
+                force: *force,
+                dry_run: false,
+                field_manager: &field_manager,
+            };
             let applying = apply::apply(cluster, &documents, options, &mut log);
             match tokio::time::timeout(limit, applying).await {
                 Err(_) => (

@@ -91,6 +91,7 @@ async fn run_steps(
             cluster: run.cluster.as_deref(),
             guard: run.guard.as_deref(),
             warnings: Vec::new(),
+            node: &node.id,
         };
         let outcome = match run_step(run, index, stage, step, &mut cx).await {
             Ok(outcome) => outcome,

@@ -30,6 +30,8 @@ pub struct StepContext<'a> {
     /// What went wrong beside a step that passed (its log could not be written), for the
     /// node to report.
     pub warnings: Vec<String>,
+    /// The node's id: `apply` steps name their field manager after node and step.
+    pub node: &'a str,
 }
 
 /// Grace between SIGTERM and SIGKILL for a process group being stopped.
