@@ -969,3 +969,84 @@ fn kube_a_field_manager_over_the_api_limit_is_cut_the_same_way_every_run() {
     let log = c.log_of(&node, 1, &step);
     assert!(log.contains("0 created, 0 changed, 2 unchanged"), "{log}");
 }
+
+/// Review of issue 13: two `apply` steps of the Phase 2 plan that set one field to two
+/// values fight on every later `apply` (a 409, or with force a silent flip). None may.
+#[test]
+fn kube_phase2_steps_never_set_one_field_to_two_values() {
+    fn leaves(value: &serde_json::Value, path: String, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    leaves(v, format!("{path}/{k}"), out);
+                }
+            }
+            other => out.push((path, other.clone())),
+        }
+    }
+    let loaded = milepost::spec::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/phase2.kdl"),
+        &milepost::spec::LoadOptions::default(),
+    )
+    .unwrap();
+    // (object, field) → (value, step)
+    let mut seen: std::collections::HashMap<(String, String), (serde_json::Value, String)> =
+        Default::default();
+    let mut fields = 0;
+    for node in &loaded.workflow.nodes {
+        for (_, step) in node.steps() {
+            let milepost::spec::StepKind::Apply { path, manifests, .. } = &step.kind else { continue };
+            // A manifest a `template` step writes during the run is not there to read.
+            let Ok(documents) = milepost::exec::kubernetes::documents(path, manifests) else { continue };
+            for doc in documents {
+                let object = serde_json::to_value(&doc.object).unwrap();
+                let id = format!(
+                    "{}/{}/{}",
+                    doc.kind(),
+                    object["metadata"]["namespace"].as_str().unwrap_or(""),
+                    doc.name()
+                );
+                let mut found = Vec::new();
+                leaves(&object, String::new(), &mut found);
+                for (field, value) in found {
+                    fields += 1;
+                    let who = format!("{}/{}", node.id, step.name);
+                    match seen.get(&(id.clone(), field.clone())) {
+                        Some((earlier, by)) if *earlier != value && *by != who => {
+                            panic!("{id} {field}: `{by}` sets {earlier}, `{who}` sets {value}")
+                        }
+                        _ => {
+                            seen.insert((id.clone(), field), (value, who));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(fields > 500, "the plan's manifests were read ({fields} fields)");
+}
+
+/// Review of issue 13: concurrency only within a run of one kind. A document of another kind
+/// waits for everything before it (a Role before its RoleBinding): here, the NetworkPolicy's
+/// PATCH comes after every ConfigMap before it and before any after it.
+#[test]
+fn kube_a_change_of_kind_waits_for_everything_before_it() {
+    let c = Cluster::in_namespace("    install { apply objects \"mixed.yaml\" }");
+    let cm = |i: usize| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  i: \"{i}\"\n")
+    };
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny\nspec:\n  podSelector: {}\n";
+    let docs = [cm(0), cm(1), cm(2), cm(3), policy.to_string(), cm(4), cm(5), cm(6)];
+    std::fs::write(c.path("mixed.yaml"), docs.join("---\n")).unwrap();
+    c.api.set_latency(Duration::from_millis(30));
+    c.apply().success();
+    let patches: Vec<String> =
+        c.api.seen().into_iter().filter(|s| s.method == "PATCH").map(|s| s.path).collect();
+    let at = |name: &str| patches.iter().position(|p| p.ends_with(name)).unwrap();
+    for i in 0..4 {
+        assert!(at(&format!("cm-{i}")) < at("deny"), "{patches:?}");
+    }
+    for i in 4..7 {
+        assert!(at(&format!("cm-{i}")) > at("deny"), "{patches:?}");
+    }
+}

@@ -28,9 +28,15 @@ pub const FIELD_MANAGER_MAX: usize = 128;
 /// stay readable, distinct and the same on every run.
 pub fn field_manager(node: &str, step: &str) -> String {
     let full = format!("{LEGACY_FIELD_MANAGER}/{node}/{step}");
-    if full.len() <= FIELD_MANAGER_MAX {
+    // A `/` in a name would let two steps share a manager (`a/b`+`c`, `a`+`b/c`), and the
+    // API refuses characters that do not print: such names get the hashed form.
+    let plain = |name: &str| !name.is_empty() && name.chars().all(|c| c != '/' && !c.is_control());
+    if full.len() <= FIELD_MANAGER_MAX && plain(node) && plain(step) {
         return full;
     }
+    let node: String = node.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+    let step: String = step.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+    let (node, step) = (node.as_str(), step.as_str());
     let digest = Sha256::digest(full.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     // `milepost/` + node + `/` + step + `-` + hash
@@ -154,8 +160,10 @@ pub async fn apply(
 }
 
 /// [`apply`] with up to `concurrency` objects in flight once the Namespaces and CRDs are
-/// applied. Results and log lines keep the order of [`apply_order`]; the first refusal in
-/// that order ends the step (objects after it that were already in flight may be applied).
+/// applied, within each run of consecutive documents of one kind; a change of kind waits
+/// for everything before it. Results and log lines keep the order of [`apply_order`]; a
+/// refusal ends the step: nothing new starts, the objects already in flight finish and are
+/// logged (so up to `concurrency - 1` objects after the refused one may be applied).
 ///
 /// # Errors
 /// The first object the server refuses, with its file and line, and the reason.
@@ -195,16 +203,43 @@ pub async fn apply_with(
         results.push(applied);
     }
     let so_far = &so_far;
-    let mut pending: Vec<Pending<'_>> = Vec::with_capacity(rest.len());
-    for doc in rest {
-        pending.push(Box::pin(apply_one(cluster, doc, options, so_far)));
-    }
-    let mut in_flight = futures::stream::iter(pending).buffered(concurrency.max(1));
-    while let Some((result, lines)) = in_flight.next().await {
+    // File order between kinds (a Role before its RoleBinding, a ServiceAccount before its
+    // token Secret, a CRD's first object before the rest), concurrency within a run of
+    // documents of one kind, which do not depend on each other.
+    for wave in rest.chunk_by(|a, b| a.kind() == b.kind() && a.api_version() == b.api_version()) {
+        let (first, others) = wave.split_first().expect("chunks are not empty");
+        let (result, lines) = apply_one(cluster, first, options, so_far).await;
         for line in &lines {
             log(line);
         }
         results.push(result?);
+        let mut queue = others.iter();
+        let mut in_flight: futures::stream::FuturesOrdered<Pending<'_>> = Default::default();
+        for doc in queue.by_ref().take(concurrency.max(1)) {
+            in_flight.push_back(Box::pin(apply_one(cluster, doc, options, so_far)));
+        }
+        // On a refusal nothing new starts, but what is in flight finishes and is logged: the
+        // log lists everything the step applied.
+        let mut refused = None;
+        while let Some((result, lines)) = in_flight.next().await {
+            for line in &lines {
+                log(line);
+            }
+            match result {
+                Ok(applied) => results.push(applied),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+            if refused.is_none() {
+                if let Some(doc) = queue.next() {
+                    in_flight.push_back(Box::pin(apply_one(cluster, doc, options, so_far)));
+                }
+            }
+        }
+        if let Some(e) = refused {
+            return Err(e);
+        }
     }
     Ok(results)
 }
@@ -298,7 +333,7 @@ async fn apply_logged(
         Err(e) => return Err(refused(e, "patch")),
     };
     if !options.dry_run {
-        forget_legacy_manager(&api, &after, &doc.reference(), log).await;
+        forget_legacy_manager(&api, &after, options.field_manager, &doc.reference(), log).await;
     }
     let change = match before {
         None => Change::Created,
@@ -337,6 +372,7 @@ fn conflicts_only_with_legacy(err: &kube::Error) -> bool {
 async fn forget_legacy_manager(
     api: &Api<DynamicObject>,
     after: &DynamicObject,
+    manager: &str,
     reference: &str,
     log: &mut (dyn FnMut(&str) + Send),
 ) {
@@ -355,8 +391,18 @@ async fn forget_legacy_manager(
         return;
     };
     let kept: Vec<_> = entries.iter().filter(|e| !is_legacy(e)).collect();
-    // An empty list would leave managedFields as they are; `[{}]` clears them.
-    let kept = if kept.is_empty() { serde_json::json!([{}]) } else { serde_json::json!(kept) };
+    // Only once the step's own Apply entry is there to own what it applied: clearing the
+    // list (`[{}]`) would hand every field to `before-first-apply` on the next apply, and
+    // those could then never be pruned nor changed without a conflict.
+    let own = kept.iter().any(|e| {
+        e.manager.as_deref() == Some(manager)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+    });
+    if !own {
+        return;
+    }
+    let kept = serde_json::json!(kept);
     let ops = serde_json::json!([
         {"op": "test", "path": "/metadata/resourceVersion", "value": version},
         {"op": "replace", "path": "/metadata/managedFields", "value": kept},
@@ -411,6 +457,19 @@ fn same_content(before: &DynamicObject, after: &DynamicObject) -> bool {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn field_managers_of_names_with_slashes_or_control_characters_never_collide() {
+        // `a/b` + `c` and `a` + `b/c` would both be `milepost/a/b/c`.
+        let one = field_manager("a/b", "c");
+        let two = field_manager("a", "b/c");
+        assert_ne!(one, two);
+        for name in [one, two, field_manager("tab\there", "s"), field_manager("n", "new\nline")] {
+            assert!(name.len() <= FIELD_MANAGER_MAX && !name.chars().any(char::is_control), "{name:?}");
+            assert_eq!(name.matches('/').count(), 2, "{name}");
+        }
+        assert_eq!(field_manager("k8s-infra", "namespaces"), "milepost/k8s-infra/namespaces");
+    }
 
     #[test]
     fn namespaces_and_crds_go_first_the_rest_keeps_file_order() {

@@ -219,8 +219,11 @@ pub fn may_heal(err: &kube::Error) -> bool {
 /// The 500 server-side apply answers when the typed object cannot be built from the
 /// manifest: no reason, no details.
 fn is_schema_error(status: &kube::core::Status) -> bool {
+    // Every error the server does not classify has an empty reason, etcd's transient ones
+    // (`etcdserver: request timed out`) too: only the typed-patch failure is known to stay.
     status.code == 500
-        && (status.reason.is_empty() || status.message.contains("field not declared in schema"))
+        && (status.message.contains("failed to create typed patch object")
+            || status.message.contains("field not declared in schema"))
 }
 
 /// The verb RBAC refused, as the server's message names it (`… cannot create resource …`):
@@ -279,6 +282,23 @@ pub fn is_namespaced(caps: &ApiCapabilities) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(code: u16, reason: &str, message: &str) -> kube::Error {
+        let text =
+            serde_json::json!({"status": "Failure", "message": message, "reason": reason, "code": code});
+        kube::Error::Api(Box::new(serde_json::from_value(text).unwrap()))
+    }
+
+    #[test]
+    fn only_the_typed_patch_500_is_final_other_reasonless_500s_heal() {
+        let schema = "failed to create typed patch object (/gadgets.example.com; apiextensions.k8s.io/v1, \
+                      Kind=CustomResourceDefinition): .versions: field not declared in schema";
+        assert!(!may_heal(&status(500, "", schema)));
+        // etcd's transient failures come back as 500 with no reason too.
+        assert!(may_heal(&status(500, "", "etcdserver: request timed out")));
+        assert!(may_heal(&status(500, "", "etcdserver: leader changed")));
+        assert!(!may_heal(&status(409, "Conflict", "Apply failed with 1 conflict")));
+    }
 
     #[test]
     fn the_refused_verb_is_read_from_the_servers_message() {
