@@ -167,6 +167,9 @@ fn issue_12_reap_stops_what_an_earlier_run_left_running() {
     left_behind.wait().unwrap();
     assert!(!orphans::group_alive(pgid));
     assert_eq!(orphans::reap(state.path()).unwrap(), Vec::new());
+    // Closed in the record: a later process that reuses the number is never taken for it.
+    let record = std::fs::read_to_string(run_dir.join(orphans::RUNNING_FILE)).unwrap();
+    assert!(record.lines().any(|l| l == format!("-{pgid}")), "{record}");
 
     // Another process now has the recorded number (faked: the recorded start time differs).
     let mut other = spawn_stubborn();
@@ -391,4 +394,52 @@ module m { budget "1m"; install { run hang "echo run >> ledger; test -e second &
     let left = still_running(&[sleeper], Duration::from_millis(100));
     kill(&left);
     assert!(left.is_empty(), "the resume ran beside the earlier copy");
+}
+
+/// Review of issue 12: with a secret declared, the last bytes the masker holds back reach
+/// the log even when a daemon the step left holds the pipe, so the reason names the error.
+#[test]
+fn the_last_output_survives_a_daemon_holding_the_pipe_with_a_secret_declared() {
+    let f = Fixture::new(
+        r#"workflow d { parallelism 1; secret tok env="MILEPOST_REVIEW_TOK" }
+module a { budget "5m"; install { run s1 "echo starting; echo 'fatal: port 8080 already in use'; (sleep 5 &) ; exit 1" } }"#,
+    );
+    let out = milepost()
+        .arg("apply")
+        .arg(f.path("w.kdl"))
+        .env("MILEPOST_REVIEW_TOK", "abcdefghij-a-secret-longer-than-the-last-line-of-output-by-far")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let err = stderr_of(&out);
+    assert!(err.contains("exited with status 1: fatal: port 8080 already in use"), "{err}");
+}
+
+/// Review of issue 12: a failed attempt's leftovers in its process group are stopped before
+/// the retry, so two copies of the step never run at once.
+#[test]
+fn a_retry_never_runs_beside_what_the_failed_attempt_left() {
+    let f = Fixture::new(
+        r#"workflow rt { parallelism 1 }
+module a { budget "1m"; install { run s1 "echo attempt >> ledger; (echo worker-start >> ledger; sleep 3; echo worker-end >> ledger) & sleep 0.2; exit 1" retries=1 backoff="1s" } }"#,
+    );
+    f.apply(&[]).code(1);
+    std::thread::sleep(Duration::from_millis(3500));
+    let ledger = std::fs::read_to_string(f.path("ledger")).unwrap();
+    assert!(!ledger.contains("worker-end"), "a failed attempt's worker ran on: {ledger}");
+    assert_eq!(ledger.matches("attempt").count(), 2, "{ledger}");
+}
+
+/// Review of issue 12: escape sequences in a step's output reach no terminal, report or
+/// journal as such.
+#[test]
+fn escape_sequences_in_output_are_shown_escaped() {
+    let f = Fixture::new(
+        r#"workflow e {}
+module a { budget "5m"; install { run s1 "printf 'ok\\n\\033]0;PWNED\\007\\033[2Jfake: rollout complete\\n'; exit 1" } }"#,
+    );
+    let out = f.apply(&[]).code(1);
+    let err = stderr_of(&out);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("\\x1b]0;PWNED\\x07\\x1b[2Jfake: rollout complete"), "{err}");
 }

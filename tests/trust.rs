@@ -517,3 +517,30 @@ module y { budget "1m"; install { run s "if [ -f slow ]; then touch started; sle
     assert_eq!(status_of(&status, "x"), "interrupted", "{status}");
     assert_eq!(status_of(&status, "y"), "running", "{status}");
 }
+
+/// Review of issue 12: a report written to a full disk is an error (exit 5), not a file cut
+/// short in silence; a reader that closed the pipe early is not.
+#[test]
+fn a_full_stdout_is_an_error_a_closed_pipe_is_not() {
+    let (_dir, w) = workflow(CHAIN);
+    milepost().arg("apply").arg(&w).assert().success();
+    for command in [&["status"][..], &["report", "--format", "json"], &["history"], &["plan"]] {
+        let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+        let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+            .args(command)
+            .arg(&w)
+            .stdout(full)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(5), "{command:?}");
+    }
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("status")
+        .arg(&w)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -30,6 +30,6 @@ pub fn run(_cx: &Cx, args: &GraphArgs) -> Result<u8, CliError> {
         GraphFormat::Mermaid => render::mermaid(workflow, &graph),
         GraphFormat::Json => render::json(workflow, &graph),
     };
-    print(&text);
+    print(&text)?;
     Ok(exit::SUCCESS)
 }

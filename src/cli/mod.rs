@@ -194,9 +194,15 @@ pub fn render_spec_errors(errors: &SpecErrors, color: bool, width: usize) -> Str
     out
 }
 
-/// Prints to stdout; a closed pipe (`milepost plan | head`) is not an error.
-pub fn print(text: &str) {
+/// Prints to stdout. A closed pipe (`milepost plan | head`) is not an error: the reader had
+/// what it wanted. Any other failure (a full disk under `> report.json`) is, or the file
+/// would be cut short in silence.
+pub fn print(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Io { action: "write to", path: PathBuf::from("standard output"), source: e })
+        }
+        _ => Ok(()),
+    }
 }

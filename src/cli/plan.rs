@@ -115,7 +115,7 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
         }
         PlanFormat::Mermaid => mermaid::render(&plan),
     };
-    print(&text);
+    print(&text)?;
     Ok(exit::SUCCESS)
 }
 

@@ -47,7 +47,7 @@ pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
         ReportFormat::Markdown => report::markdown::render(&report),
     };
     match &args.output {
-        None => print(&text),
+        None => print(&text)?,
         Some(path) => {
             crate::files::write_atomically(path, text.as_bytes()).map_err(|source| CliError::Io {
                 action: "write the report to",

@@ -324,7 +324,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "metrics": metrics,
             "facts": facts,
         });
-        print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"));
+        print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"))?;
         return Ok(exit::SUCCESS);
     }
     let p = cx.out;
@@ -373,7 +373,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             out.push_str(&format!("  {} {line}\n", pad(&m.id, 30)));
         }
     }
-    print(&out);
+    print(&out)?;
     Ok(exit::SUCCESS)
 }
 
@@ -421,6 +421,6 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
             r.skipped
         ));
     }
-    print(&out);
+    print(&out)?;
     Ok(exit::SUCCESS)
 }

@@ -23,7 +23,7 @@ pub struct ValidateArgs {
 pub fn run(cx: &Cx, args: &ValidateArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
     if !args.quiet {
-        print(&summary(&loaded, cx.out));
+        print(&summary(&loaded, cx.out))?;
     }
     Ok(exit::SUCCESS)
 }

@@ -101,13 +101,27 @@ pub async fn copy_output(
     mut from: impl tokio::io::AsyncRead + Unpin,
     mut log: LazyLog,
     secrets: Arc<Vec<String>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::AsyncReadExt;
     let mut masker = Masker::new(&secrets);
     let mut chunk = vec![0u8; BLOCK];
     let mut masked = Vec::new();
     loop {
-        let n = match from.read(&mut chunk).await {
+        let read = tokio::select! {
+            read = from.read(&mut chunk) => read,
+            // The command ended and something it left holds the pipe: what it prints from
+            // now on is not the step's, but what the masker held back is.
+            _ = stop.wait_for(|stop| *stop) => {
+                masked.clear();
+                masker.cut_short(&mut masked);
+                if !masked.is_empty() {
+                    log.keep(&masked);
+                }
+                return;
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -177,14 +191,33 @@ fn read_line(file: &File, start: u64, end: u64) -> String {
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
         }
-        return String::from_utf8_lossy(&bytes).into_owned();
+        return shown(&String::from_utf8_lossy(&bytes));
     }
     // Cut where a character begins, so the cut itself adds no `�`.
     let mut kept = LINE_CAP;
     while kept > LINE_CAP - 3 && bytes[kept] & 0xC0 == 0x80 {
         kept -= 1;
     }
-    format!("{}… (cut {} bytes)", String::from_utf8_lossy(&bytes[..kept]), whole - kept as u64)
+    format!("{}… (cut {} bytes)", shown(&String::from_utf8_lossy(&bytes[..kept])), whole - kept as u64)
+}
+
+/// A line of a command's output as it may reach a terminal, a report or the journal: control
+/// characters (escape sequences that would retitle, clear or recolour the operator's
+/// screen) are written out as `\x1b`, tabs kept.
+fn shown(line: &str) -> String {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The lines of `file[floor..len]` as byte ranges without their `\n`, last first, as
@@ -266,6 +299,13 @@ impl Iterator for LinesBack<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped_tabs_kept() {
+        assert_eq!(shown("a\tb"), "a\tb");
+        assert_eq!(shown("\u{1b}[31mred\u{7}"), "\\x1b[31mred\\x07");
+        assert_eq!(shown("c1\u{9b}"), "c1\\x9b");
+    }
 
     fn tail_of(bytes: &[u8], n: usize) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
@@ -359,7 +399,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("x.log");
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            runtime.block_on(copy_output(Chunks(chunks), LazyLog::new(&path, "cmd"), Arc::new(secrets.clone())));
+            let (_stop, never) = tokio::sync::watch::channel(false);
+            runtime.block_on(copy_output(Chunks(chunks), LazyLog::new(&path, "cmd"), Arc::new(secrets.clone()), never));
             let log = std::fs::read_to_string(&path).unwrap_or_default();
             // What milepost writes itself, the header, is not the command's output.
             let log = log.strip_prefix("$ cmd\n").unwrap_or(&log);

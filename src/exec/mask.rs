@@ -53,6 +53,27 @@ impl Masker {
         self.pending.drain(..decided);
     }
 
+    /// The stream was cut short (a daemon the command left holds it): what is held back is
+    /// written too, except a tail that could begin a value, which is shown masked. No byte of
+    /// a value shows, and none of the command's last output is lost.
+    pub fn cut_short(&mut self, out: &mut Vec<u8>) {
+        let buf = &self.pending;
+        let partial = (0..buf.len()).find(|&at| {
+            let tail = &buf[at..];
+            self.secrets.iter().any(|s| s.len() > tail.len() && s.starts_with(tail))
+        });
+        match partial {
+            Some(at) => {
+                let tail = self.pending.split_off(at);
+                self.finish(out);
+                if !tail.is_empty() {
+                    out.extend_from_slice(MASK.as_bytes());
+                }
+            }
+            None => self.finish(out),
+        }
+    }
+
     /// Masks `pending` from its start up to the first position that could begin a value not
     /// yet complete (to its end when `all`); returns how many bytes it decided.
     fn scan(&self, out: &mut Vec<u8>, all: bool) -> usize {
@@ -99,6 +120,21 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_stream_cut_short_keeps_what_was_held_back_and_masks_a_started_value() {
+        let secrets = vec!["s3cr3t-value".to_string()];
+        let mut m = Masker::new(&secrets);
+        let mut out = Vec::new();
+        m.push(b"last line\n", &mut out);
+        m.cut_short(&mut out);
+        assert_eq!(out, b"last line\n");
+        let mut m = Masker::new(&secrets);
+        let mut out = Vec::new();
+        m.push(b"token: s3cr3t", &mut out);
+        m.cut_short(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("token: {MASK}"));
+    }
 
     fn masked(chunks: &[&[u8]], secrets: &[&str]) -> String {
         let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();

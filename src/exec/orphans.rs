@@ -327,7 +327,7 @@ pub fn reap(state_dir: &Path) -> Result<Vec<Stopped>, ReapError> {
     }
     let all: Vec<Stat> = processes().collect();
     let mut found = Vec::new();
-    for (run, pgid, start) in open {
+    for (run, pgid, start) in open.iter().cloned() {
         // The leader's number is reused only once its group is gone: a leader that started at
         // another time means the recorded group has ended.
         // Unknown start time: nothing tells the group from another that took its number.
@@ -343,6 +343,14 @@ pub fn reap(state_dir: &Path) -> Result<Vec<Stopped>, ReapError> {
     if let Some(&pgid) = stop_groups(&groups, GRACE).first() {
         let run = found.iter().find(|s| s.pgid == pgid).map(|s| s.run.clone()).unwrap_or_default();
         return Err(ReapError::StillRunning { run, pgid });
+    }
+    // Every group looked at is over now: closed in its run's record, so a later run never
+    // takes a process that reuses the number for it.
+    for (run, pgid, _) in &open {
+        let path = state_dir.join("runs").join(run).join(RUNNING_FILE);
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path) {
+            let _ = std::io::Write::write_all(&mut file, format!("-{pgid}\n").as_bytes());
+        }
     }
     Ok(found)
 }

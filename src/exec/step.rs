@@ -94,7 +94,9 @@ pub async fn run_command(
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
     let log = LazyLog::new(cx.log, &command.shown);
     let log_state = log.state();
-    let mut copy = tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec())));
+    let (stop_copy, copy_stopped) = watch::channel(false);
+    let mut copy =
+        tokio::spawn(copy_output(output, log, std::sync::Arc::new(cx.secrets.to_vec()), copy_stopped));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let sleep = async {
         match deadline {
@@ -126,14 +128,21 @@ pub async fn run_command(
             Outcome::Cancelled { reason: "terminated by the operator".into() }
         }
     };
-    // A command that exits on its own may leave a daemon behind on purpose (`setsid svc &`);
-    // only a timeout or a cancel kills the group.
+    // A command that passes may leave a daemon behind on purpose (`setsid svc &`, or in its
+    // own group). One that failed may not: what it left in its group is stopped, so a retry
+    // or a resume never runs beside it.
+    if matches!(outcome, Outcome::Failed { .. }) {
+        stop_group(pid, &mut child).await;
+    }
     if let Some(watched) = watched {
         watched.release();
     }
     if tokio::time::timeout(Duration::from_secs(1), &mut copy).await.is_err() {
         // A daemon it left behind holds the pipe; what it prints from now on is not the step's.
-        copy.abort();
+        let _ = stop_copy.send(true);
+        if tokio::time::timeout(Duration::from_secs(1), &mut copy).await.is_err() {
+            copy.abort();
+        }
     }
     let attempt_starts = log_state.opened_at.get().copied();
     // Read only now, when all of the attempt's output (masked or not) is in the log.
