@@ -6,6 +6,7 @@ mod corpus;
 mod examples;
 mod fake_api;
 mod fuzz;
+mod hostile;
 mod kubernetes;
 mod plan;
 mod report;

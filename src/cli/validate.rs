@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use std::io::{IsTerminal, Write};
+
 use clap::Args;
 
 use super::{exit, print, CliError, Cx, DefinitionArgs};
@@ -22,6 +24,17 @@ pub struct ValidateArgs {
 
 pub fn run(cx: &Cx, args: &ValidateArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
+    if !loaded.warnings.is_empty() {
+        let width = if std::io::stderr().is_terminal() { crate::ui::terminal_width() } else { 100 };
+        let mut text = super::render_diagnostics(&loaded.warnings, cx.err.color, width);
+        let n = loaded.warnings.len();
+        text.push_str(&format!(
+            "{} {n} warning{}\n",
+            cx.err.yellow("warning:"),
+            if n == 1 { "" } else { "s" }
+        ));
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
     if !args.quiet {
         print(&summary(&loaded, cx.out));
     }

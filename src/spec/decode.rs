@@ -47,12 +47,21 @@ const STEP_KINDS: &[&str] = &["run", "http", "tcp", "template", "apply", "wait"]
 /// Large files are parsed in chunks of about this many bytes, on all cores.
 const CHUNK_BYTES: usize = 64 * 1024;
 
+/// How deep braces (and, separately, block comments) may nest. The language needs four
+/// levels (`module › install › run › env`); both KDL parsers recurse once per level, and
+/// about 1 600 levels overflowed the stack of a test thread. Checked before parsing.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses one file's text and decodes what it defines.
 ///
 /// A large file is cut between top-level nodes and its chunks parsed in parallel, each
 /// KDL tree dropped as soon as it is decoded; if any chunk fails to parse, the whole file is
 /// parsed again so syntax errors are reported exactly as for a small file.
 pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems, parse: Parse) -> RawFile {
+    if let Some((problem, span)) = too_deep(text) {
+        problems.at(problem, Location { file, span });
+        return RawFile::default();
+    }
     if parse == Parse::Fast {
         let mut out = RawFile::default();
         let mut cx = Cx { file, offset: 0, problems };
@@ -339,6 +348,66 @@ pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
         ranges.push(start..b.len());
     }
     ranges
+}
+
+/// Where `text` nests braces or block comments deeper than [`MAX_NESTING`], found by a
+/// scan that skips strings and comments the way KDL does, without parsing. `None` when the
+/// text stays within the limit (or has an unclosed string, after which nothing nests).
+pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
+    let b = text.as_bytes();
+    let (mut i, mut depth) = (0usize, 0usize);
+    let over = |what: &'static str, at: usize| {
+        Some((Problem::TooDeep { what, limit: MAX_NESTING }, SourceSpan::new(at.into(), 1)))
+    };
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = skip_string(b, i, 0)?,
+            b'#' => {
+                let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + hashes) == Some(&b'"') {
+                    i = skip_string(b, i + hashes, hashes)?;
+                } else {
+                    i += hashes;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut nesting = 0usize;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        nesting += 1;
+                        if nesting > MAX_NESTING {
+                            return over("block comments", i);
+                        }
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        nesting -= 1;
+                        i += 2;
+                        if nesting == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return over("blocks (`{ … }`)", i);
+                }
+                i += 1;
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The index just past a string starting at `open` (its first `"`): quoted, multi-line

@@ -8,10 +8,10 @@ use kdl::KdlDocument;
 use miette::SourceSpan;
 
 use super::decode::{decode_file, Parse};
-use super::diagnostic::{Problem, Problems, SpecErrors};
+use super::diagnostic::{did_you_mean, Problem, Problems, SpecDiagnostic, SpecErrors};
 use super::model::Workflow;
 use super::raw::RawNode;
-use super::source::{Location, SourceMap};
+use super::source::{Location, ReadError, SourceMap};
 use super::validate::{resolve, Inputs};
 
 /// What a command passes beside the workflow path.
@@ -30,6 +30,8 @@ pub struct LoadOptions {
 pub struct Loaded {
     pub workflow: Workflow,
     pub sources: SourceMap,
+    /// What loads but deserves a look (a secret in a command line); `validate` prints them.
+    pub warnings: Vec<SpecDiagnostic>,
 }
 
 impl Loaded {
@@ -49,15 +51,19 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, SpecErrors> {
     let mut sources = SourceMap::default();
     let mut problems = Problems::default();
     if let Some(workflow) = load_into(path, options, &mut sources, &mut problems, Parse::Fast) {
-        if problems.is_empty() {
-            return Ok(Loaded { workflow, sources });
+        // Warnings need positions too, which the fast read does not keep.
+        if problems.is_empty() && !problems.has_warnings() {
+            return Ok(Loaded { workflow, sources, warnings: Vec::new() });
         }
     }
     let mut sources = SourceMap::default();
     let mut problems = Problems::default();
     let result = load_into(path, options, &mut sources, &mut problems, Parse::Exact);
     match result {
-        Some(workflow) if problems.is_empty() => Ok(Loaded { workflow, sources }),
+        Some(workflow) if problems.is_empty() => {
+            let warnings = problems.warnings(&sources);
+            Ok(Loaded { workflow, sources, warnings })
+        }
         _ => Err(problems.into_errors(&sources)),
     }
 }
@@ -104,7 +110,8 @@ fn load_into(
             nodes.extend(included.nodes);
         }
     }
-    let inputs = Inputs { vars: overrides(options, sources, problems), env: options.env.clone() };
+    let vars = declared_overrides(&workflow, overrides(options, sources, problems), problems);
+    let inputs = Inputs { vars, env: options.env.clone() };
     resolve(workflow, path, nodes, &inputs, sources, problems)
 }
 
@@ -143,11 +150,19 @@ fn read(
     problems: &mut Problems,
     at: Option<Location>,
 ) -> Option<super::source::FileId> {
-    match std::fs::read_to_string(path) {
+    let shown = super::source::display_path(path);
+    match super::source::read_text(path) {
         Ok(text) => Some(sources.add(path.to_path_buf(), text)),
+        Err(ReadError::NotUtf8 { text, offset, byte, line, column }) => {
+            // The file joins the map read lossily, so the diagnostic can quote the line: the
+            // text before `offset` is exact, and the bad byte became one U+FFFD (3 bytes).
+            let id = sources.add(path.to_path_buf(), text);
+            let problem = Problem::NotUtf8 { path: shown, byte, line, column, offset };
+            problems.at(problem, Location { file: id, span: SourceSpan::new(offset.into(), 3) });
+            None
+        }
         Err(e) => {
-            let problem =
-                Problem::Unreadable { path: super::source::display_path(path), reason: e.to_string() };
+            let problem = e.into_problem(shown);
             match at {
                 Some(at) => problems.at(problem, at),
                 None => problems.nowhere(problem),
@@ -157,16 +172,24 @@ fn read(
     }
 }
 
-/// `--vars-file` contents, then `--var`, later ones winning.
-fn overrides(
-    options: &LoadOptions,
-    sources: &mut SourceMap,
-    problems: &mut Problems,
-) -> BTreeMap<String, String> {
-    let mut vars = BTreeMap::new();
+/// One variable set from outside the definitions.
+struct Override {
+    name: String,
+    value: String,
+    /// The vars file entry; `None` for `--var`.
+    at: Option<Location>,
+}
+
+/// `--vars-file` contents, then `--var`, in the order they apply (later ones win).
+fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Problems) -> Vec<Override> {
+    let mut vars = Vec::new();
     for file in &options.vars_files {
         let Some(id) = read(&absolute(file), sources, problems, None) else { continue };
         let text = sources.file(id).text.clone();
+        if let Some((problem, at)) = super::decode::too_deep(&text) {
+            problems.at(problem, Location { file: id, span: at });
+            continue;
+        }
         match KdlDocument::parse_v2(&text) {
             Err(err) => {
                 for d in err.diagnostics {
@@ -187,7 +210,11 @@ fn overrides(
                                 kdl::KdlValue::Bool(b) => b.to_string(),
                                 other => other.to_string(),
                             };
-                            vars.insert(node.name().value().to_string(), value);
+                            vars.push(Override {
+                                name: node.name().value().to_string(),
+                                value,
+                                at: Some(at),
+                            });
                         }
                         _ => problems.at(
                             Problem::BadVarOverride {
@@ -204,7 +231,40 @@ fn overrides(
         }
     }
     for (k, v) in &options.vars {
-        vars.insert(k.clone(), v.clone());
+        vars.push(Override { name: k.clone(), value: v.clone(), at: None });
+    }
+    vars
+}
+
+/// The overrides as a map, each checked against the workflow's `vars` block: setting a
+/// variable the workflow does not declare is a mistake (a typo in a production value would
+/// otherwise be ignored silently), reported with the nearest declared name.
+fn declared_overrides(
+    workflow: &super::raw::RawWorkflow,
+    overrides: Vec<Override>,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let declared: std::collections::BTreeSet<&str> =
+        workflow.vars.iter().map(|(k, _)| k.value.as_str()).collect();
+    let mut vars = BTreeMap::new();
+    for o in overrides {
+        if declared.contains(o.name.as_str()) {
+            vars.insert(o.name, o.value);
+            continue;
+        }
+        let problem = Problem::UndeclaredVar {
+            from: match o.at {
+                Some(_) => "the vars file".into(),
+                None => "`--var`".into(),
+            },
+            suggestion: did_you_mean(&o.name, declared.iter().copied()).map(String::from),
+            declared: declared.iter().map(|d| d.to_string()).collect(),
+            name: o.name,
+        };
+        match o.at {
+            Some(at) => problems.at(problem, at),
+            None => problems.nowhere(problem),
+        }
     }
     vars
 }
