@@ -115,8 +115,12 @@ pub enum Parse {
 }
 
 /// Whether `text` is KDL to this parser; the fuzz tests check the fast parser accepts
-/// nothing the kdl crate rejects.
+/// nothing the kdl crate rejects. Text nested deeper than [`MAX_NESTING`] is accepted by
+/// neither: it never reaches them ([`decode_file`] refuses it first), and both recurse.
 pub fn accepts(text: &str, parse: Parse) -> bool {
+    if too_deep(text).is_some() {
+        return false;
+    }
     match parse {
         Parse::Fast => parse_fast_guarded(text, &mut |_| {}),
         Parse::Exact => KdlDocument::parse_v2(text).is_ok(),
@@ -352,7 +356,7 @@ pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
 
 /// Where `text` nests braces or block comments deeper than [`MAX_NESTING`], found by a
 /// scan that skips strings and comments the way KDL does, without parsing. `None` when the
-/// text stays within the limit (or has an unclosed string, after which nothing nests).
+/// text stays within the limit.
 pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
     let b = text.as_bytes();
     let (mut i, mut depth) = (0usize, 0usize);
@@ -361,11 +365,11 @@ pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
     };
     while i < b.len() {
         match b[i] {
-            b'"' => i = skip_string(b, i, 0)?,
+            b'"' => i = past_string_for_depth(b, i, 0),
             b'#' => {
                 let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
                 if b.get(i + hashes) == Some(&b'"') {
-                    i = skip_string(b, i + hashes, hashes)?;
+                    i = past_string_for_depth(b, i + hashes, hashes);
                 } else {
                     i += hashes;
                 }
@@ -408,6 +412,34 @@ pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
         }
     }
     None
+}
+
+/// Where [`too_deep`] goes on after a string starting at `open`. It errs towards scanning
+/// too much, never too little, so the parsers never see more nesting than was counted: a
+/// single-line string ends at a newline (where the parsers end it, with an error), and an
+/// unterminated string is scanned as if it were not one.
+fn past_string_for_depth(b: &[u8], open: usize, hashes: usize) -> usize {
+    let triple = b[open..].starts_with(b"\"\"\"");
+    let mut i = open + if triple { 3 } else { 1 };
+    while i < b.len() {
+        match b[i] {
+            b'\\' if hashes == 0 => i += 2,
+            b'\n' | b'\r' if !triple => return i,
+            b'"' => {
+                let quotes_ok = !triple || b[i..].starts_with(b"\"\"\"");
+                let close = i + if triple { 3 } else { 1 };
+                if quotes_ok
+                    && b.len() >= close + hashes
+                    && b[close..close + hashes].iter().all(|&c| c == b'#')
+                {
+                    return close + hashes;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    open + 1
 }
 
 /// The index just past a string starting at `open` (its first `"`): quoted, multi-line
@@ -1247,6 +1279,32 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         let mut problems = Problems::default();
         decode_file(text, FileId(0), Path::new("."), &mut problems, Parse::Exact);
         assert!(!problems.is_empty(), "the kdl crate reports the unterminated raw string");
+    }
+
+    /// Issue 12 item 13: ~1 600 levels of nesting overflowed the parsers' stacks. The scan
+    /// before parsing counts what the parsers would nest, and never less.
+    #[test]
+    fn issue_12_deep_nesting_is_refused_before_parsing() {
+        let deep = |n: usize| format!("a {}{}", "{ b ".repeat(n), "}".repeat(n));
+        assert!(too_deep(&deep(MAX_NESTING)).is_none());
+        assert!(too_deep(&deep(MAX_NESTING + 1)).is_some());
+        assert!(too_deep(&deep(100_000)).is_some());
+        let comments = |n: usize| format!("a {}{}", "/* ".repeat(n), "*/ ".repeat(n));
+        assert!(too_deep(&comments(MAX_NESTING)).is_none());
+        assert!(too_deep(&comments(MAX_NESTING + 1)).is_some());
+        // Braces in strings and comments do not nest ...
+        let quoted = format!("a \"{}\" #\"{}\"# // {}\n", "{".repeat(500), "{".repeat(500), "{".repeat(500));
+        assert!(too_deep(&quoted).is_none());
+        // ... but a string the parsers end at a newline, or never, hides nothing.
+        assert!(too_deep(&format!("a \"open\n{}", deep(100))).is_some());
+        assert!(too_deep(&format!("a {} \"{}", deep(100), "x")).is_some());
+        assert!(too_deep(&format!("a \"\"\"\n{}", deep(100))).is_some());
+        // Decoding refuses it with a located problem, whichever parser was asked.
+        for parse in [Parse::Fast, Parse::Exact] {
+            let mut problems = Problems::default();
+            decode_file(&deep(2000), FileId(0), Path::new("."), &mut problems, parse);
+            assert_eq!(problems.len(), 1);
+        }
     }
 
     #[test]
