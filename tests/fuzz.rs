@@ -195,7 +195,10 @@ fn hostile_apply(bytes: &mut Vec<u8>, construct: &Hostile, nth: usize) {
 
 /// A copy of the plan tree in a temp dir, so mutated files never touch the repository.
 fn plan_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    // In memory where the machine has it: creating the plan's 55 files on this disk took
+    // 0.2 s, most of a case's time.
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
     for sub in ["workflows", "modules", "checkpoints"] {
         copy_tree(&repo().join(sub), &dir.path().join(sub));
     }
@@ -217,7 +220,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Loads the plan in `dir` and checks what issue 12 asks of every mutant: no panic (the
 /// test would fail), done within [`MAX_LOAD`], every diagnostic located and rendered.
-fn load_checked(workflow: &Path) -> Result<(), TestCaseError> {
+fn load_checked(workflow: &Path) -> Result<bool, TestCaseError> {
     let options = LoadOptions { env: Some(Default::default()), ..LoadOptions::default() };
     let started = Instant::now();
     let result = load(workflow, &options);
@@ -236,8 +239,9 @@ fn load_checked(workflow: &Path) -> Result<(), TestCaseError> {
         let rendered = milepost::cli::render_spec_errors(&errors, false, 80);
         prop_assert!(rendered.contains("nothing was run"));
         prop_assert!(started.elapsed() < MAX_LOAD, "loading and rendering took {:?}", started.elapsed());
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 proptest! {
@@ -285,12 +289,9 @@ proptest! {
         let mut bytes = std::fs::read(&path).unwrap();
         hostile_apply(&mut bytes, &construct, nth);
         std::fs::write(&path, bytes).unwrap();
-        load_checked(&workflow)?;
-        let options = LoadOptions { env: Some(Default::default()), ..LoadOptions::default() };
+        let accepted = load_checked(&workflow)?;
         let changed = std::fs::read(&path).unwrap() != std::fs::read(repo().join(path.strip_prefix(dir.path()).unwrap())).unwrap();
-        if changed {
-            prop_assert!(load(&workflow, &options).is_err(), "{construct:?} was accepted");
-        }
+        prop_assert!(!(changed && accepted), "{construct:?} was accepted");
     }
 
     /// Valid definitions are read by the fast parser, which keeps no positions; anything it
