@@ -73,6 +73,8 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         "{% for c in vars.cluster_name | split(pat=``) %}{% for d in vars.cluster_name | split(pat=``) %}{{ c }}{% endfor %}{% endfor %}".to_string(),
         format!("{{{{ {}1{} }}}}", "(".repeat(1600), ")".repeat(1600)),
         format!("{}x{}", "{% if true %}".repeat(1600), "{% endif %}".repeat(1600)),
+        format!("{}x", "{% if true %}{# {% endif %} #}".repeat(1600)),
+        format!("{{{{ 1{} }}}}", " + 1".repeat(5000)),
     ];
     prop_oneof![
         prop::sample::select(vec![
@@ -221,6 +223,15 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Loads the plan in `dir` and checks what issue 12 asks of every mutant: no panic (the
 /// test would fail), done within [`MAX_LOAD`], every diagnostic located and rendered.
 fn load_checked(workflow: &Path) -> Result<bool, TestCaseError> {
+    if let Some(keep) = std::env::var_os("MILEPOST_FUZZ_KEEP") {
+        // The case about to load, kept where an abort (which proptest cannot shrink or
+        // record) leaves it: the mutated files of the last case, overwritten each time.
+        let root = workflow.parent().and_then(Path::parent).unwrap();
+        std::fs::create_dir_all(&keep).unwrap();
+        for name in ["workflows/phase2.kdl", "modules/07-kubernetes.kdl", "modules/08-autoscaling.kdl"] {
+            std::fs::copy(root.join(name), Path::new(&keep).join(name.replace('/', "_"))).unwrap();
+        }
+    }
     let options = LoadOptions { env: Some(Default::default()), ..LoadOptions::default() };
     let started = Instant::now();
     let result = load(workflow, &options);

@@ -52,6 +52,48 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// about 1 600 levels overflowed the stack of a test thread. Checked before parsing.
 pub const MAX_NESTING: usize = 64;
 
+/// The most `{` one text handed to the kdl crate may contain, strings and comments
+/// included. [`too_deep`] reads strings as KDL does, but the kdl crate recovers from
+/// syntax errors and can then see braces inside what was a string (a `"` line ended by
+/// U+2028, a `"""` without a newline) and recurse into them; no nesting can be deeper than
+/// the number of `{`, so this bound holds whatever the parser makes of the text.
+const EXACT_PARSE_BRACES: usize = 10_000;
+
+/// The stack of the thread that runs the kdl crate: room for [`EXACT_PARSE_BRACES`] levels
+/// of its recursion (about 5 KiB each in a dev build; 16 000 levels overflowed 64 MiB),
+/// with room to spare. Reserved address space, touched only as deep as a parse goes.
+const EXACT_PARSE_STACK: usize = 256 * 1024 * 1024;
+
+/// Why the kdl crate was not asked.
+pub enum ExactParse {
+    /// It parsed or failed as usual.
+    Parsed(Result<KdlDocument, kdl::KdlError>),
+    /// The text has more `{` than [`EXACT_PARSE_BRACES`]: parsing it could overflow.
+    TooManyBraces,
+}
+
+/// `KdlDocument::parse_v2`, on a thread with a stack deep enough for any nesting the text
+/// can hold, or not at all when it could hold too much.
+pub fn parse_exact(text: &str) -> ExactParse {
+    if text.bytes().filter(|&b| b == b'{').count() > EXACT_PARSE_BRACES {
+        return ExactParse::TooManyBraces;
+    }
+    std::thread::scope(|scope| {
+        let parse = std::thread::Builder::new()
+            .name("kdl-parse".into())
+            .stack_size(EXACT_PARSE_STACK)
+            .spawn_scoped(scope, || KdlDocument::parse_v2(text));
+        match parse {
+            Ok(handle) => ExactParse::Parsed(handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            // No thread to be had: the text is small enough for this one only if shallow.
+            Err(_) if too_deep(text).is_none() && text.len() < 1 << 20 => {
+                ExactParse::Parsed(KdlDocument::parse_v2(text))
+            }
+            Err(_) => ExactParse::TooManyBraces,
+        }
+    })
+}
+
 /// Parses one file's text and decodes what it defines.
 ///
 /// A large file is cut between top-level nodes and its chunks parsed in parallel, each
@@ -82,26 +124,69 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
             problems.extend(found);
             return out;
         }
-    }
-    let doc = match KdlDocument::parse_v2(text) {
-        Ok(doc) => doc,
-        Err(err) => {
-            for d in err.diagnostics {
-                let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                let help = bare_word_help(text, d.span.offset()).or(d.help);
-                let problem = Problem::Syntax { message, label: d.label.clone(), help };
-                let at = Location { file, span: d.span };
-                match d.label {
-                    Some(label) => problems.labelled(problem, at, label),
-                    None => problems.at(problem, at),
+        if text.bytes().filter(|&b| b == b'{').count() > EXACT_PARSE_BRACES {
+            // Too many braces to parse the whole file at once: each chunk that does not
+            // parse on its own reports its own syntax errors, in place.
+            for range in &chunks {
+                if let ExactParse::Parsed(Err(err)) = parse_exact(&text[range.clone()]) {
+                    let chunk = &text[range.clone()];
+                    syntax_problems(
+                        chunk,
+                        err,
+                        |span| Location {
+                            file,
+                            span: SourceSpan::new((span.offset() + range.start).into(), span.len()),
+                        },
+                        problems,
+                    );
                 }
             }
+            if !problems.is_empty() {
+                return RawFile::default();
+            }
+        }
+    }
+    let doc = match parse_exact(text) {
+        ExactParse::Parsed(Ok(doc)) => doc,
+        ExactParse::TooManyBraces => {
+            // Only a file that kdlite rejected and that does not split into valid top-level
+            // nodes gets here: say so where it starts.
+            let problem = Problem::Syntax {
+                message: format!(
+                    "not valid KDL, and too large to locate the mistake: more than {EXACT_PARSE_BRACES} `{{` in a part that does not parse on its own"
+                ),
+                label: None,
+                help: Some("check the braces and quotes; smaller files, or one module per file, get exact positions".into()),
+            };
+            problems.at(problem, Location { file, span: SourceSpan::from(0..0) });
+            return RawFile::default();
+        }
+        ExactParse::Parsed(Err(err)) => {
+            syntax_problems(text, err, |span| Location { file, span }, problems);
             return RawFile::default();
         }
     };
     let mut out = RawFile::default();
     Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
     out
+}
+
+/// The kdl crate's syntax errors for `text`, placed by `at`.
+fn syntax_problems(
+    text: &str,
+    err: kdl::KdlError,
+    at: impl Fn(SourceSpan) -> Location,
+    problems: &mut Problems,
+) {
+    for d in err.diagnostics {
+        let message = d.message.unwrap_or_else(|| "invalid KDL".into());
+        let help = bare_word_help(text, d.span.offset()).or(d.help);
+        let problem = Problem::Syntax { message, label: d.label.clone(), help };
+        match d.label {
+            Some(label) => problems.labelled(problem, at(d.span), label),
+            None => problems.at(problem, at(d.span)),
+        }
+    }
 }
 
 /// How a file's text becomes a KDL tree.
@@ -123,7 +208,7 @@ pub fn accepts(text: &str, parse: Parse) -> bool {
     }
     match parse {
         Parse::Fast => parse_fast_guarded(text, &mut |_| {}),
-        Parse::Exact => KdlDocument::parse_v2(text).is_ok(),
+        Parse::Exact => matches!(parse_exact(text), ExactParse::Parsed(Ok(_))),
     }
 }
 
@@ -204,6 +289,11 @@ fn parse_fast(text: &str, each: &mut dyn FnMut(KdlDocument)) -> bool {
                 let Some(mut node) = pending.take() else { return false };
                 node.ensure_children();
                 open.push(node);
+                // A tree this deep would be dropped by recursion; whatever kdlite made of
+                // the text, the exact parse decides ([`too_deep`] normally stops it first).
+                if open.len() > MAX_NESTING {
+                    return false;
+                }
             }
             Event::End => {
                 let Some(mut node) = open.pop() else { return false };
@@ -243,7 +333,9 @@ fn decode_chunks(
                     let mut out = RawFile::default();
                     let mut problems = Problems::default();
                     for range in group {
-                        let doc = KdlDocument::parse_v2(&text[range.clone()]).ok()?;
+                        let ExactParse::Parsed(Ok(doc)) = parse_exact(&text[range.clone()]) else {
+                            return None;
+                        };
                         Cx { file, offset: range.start, problems: &mut problems }
                             .document(&doc, dir, &mut out);
                     }
@@ -359,17 +451,18 @@ pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
 /// text stays within the limit.
 pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
     let b = text.as_bytes();
-    let (mut i, mut depth) = (0usize, 0usize);
+    let (mut i, mut depth, mut unclosed_comment) = (0usize, 0usize, false);
+    let mut unclosed: [Option<usize>; 2] = [None, None];
     let over = |what: &'static str, at: usize| {
         Some((Problem::TooDeep { what, limit: MAX_NESTING }, SourceSpan::new(at.into(), 1)))
     };
     while i < b.len() {
         match b[i] {
-            b'"' => i = past_string_for_depth(b, i, 0),
+            b'"' => i = past_string_for_depth(b, i, 0, &mut unclosed),
             b'#' => {
                 let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
                 if b.get(i + hashes) == Some(&b'"') {
-                    i = past_string_for_depth(b, i + hashes, hashes);
+                    i = past_string_for_depth(b, i + hashes, hashes, &mut unclosed);
                 } else {
                     i += hashes;
                 }
@@ -377,8 +470,8 @@ pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
             b'/' if b.get(i + 1) == Some(&b'/') => {
                 i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
             }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut nesting = 0usize;
+            b'/' if b.get(i + 1) == Some(&b'*') && !unclosed_comment => {
+                let (open, mut nesting) = (i, 0usize);
                 while i < b.len() {
                     if b[i..].starts_with(b"/*") {
                         nesting += 1;
@@ -395,6 +488,13 @@ pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
                     } else {
                         i += 1;
                     }
+                }
+                if nesting > 0 {
+                    // Never closed: the kdl crate recovers and may parse what follows, so
+                    // it is scanned as if there were no comment, and so are later `/*`
+                    // (scanning each to the end again would be quadratic).
+                    i = open + 2;
+                    unclosed_comment = true;
                 }
             }
             b'{' => {
@@ -418,8 +518,15 @@ pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
 /// too much, never too little, so the parsers never see more nesting than was counted: a
 /// single-line string ends at a newline (where the parsers end it, with an error), and an
 /// unterminated string is scanned as if it were not one.
-fn past_string_for_depth(b: &[u8], open: usize, hashes: usize) -> usize {
+///
+/// `unclosed[triple]` remembers the fewest hashes of a string found unclosed up to the end:
+/// a later string of that kind with as many hashes or more cannot close either (its closer
+/// would have closed the first), so it is not scanned again, which keeps the scan linear.
+fn past_string_for_depth(b: &[u8], open: usize, hashes: usize, unclosed: &mut [Option<usize>; 2]) -> usize {
     let triple = b[open..].starts_with(b"\"\"\"");
+    if unclosed[usize::from(triple)].is_some_and(|h| hashes >= h) {
+        return open + 1;
+    }
     let mut i = open + if triple { 3 } else { 1 };
     while i < b.len() {
         match b[i] {
@@ -439,6 +546,8 @@ fn past_string_for_depth(b: &[u8], open: usize, hashes: usize) -> usize {
             _ => i += 1,
         }
     }
+    let least = unclosed[usize::from(triple)].map_or(hashes, |h| h.min(hashes));
+    unclosed[usize::from(triple)] = Some(least);
     open + 1
 }
 
@@ -1299,12 +1408,54 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         assert!(too_deep(&format!("a \"open\n{}", deep(100))).is_some());
         assert!(too_deep(&format!("a {} \"{}", deep(100), "x")).is_some());
         assert!(too_deep(&format!("a \"\"\"\n{}", deep(100))).is_some());
+        assert!(too_deep(&format!("a /* {}", deep(100))).is_some());
+        // Unclosed strings and comments by the million are scanned in linear time.
+        for piece in ["#\"x", "\"\"\"\nx", "/* x", "\"x"] {
+            let text = piece.repeat(2_000_000);
+            let started = std::time::Instant::now();
+            // (Two million unclosed `/*` are nested comments, too deep: reported, quickly.)
+            assert_eq!(too_deep(&text).is_some(), piece.starts_with("/*"), "{piece:?}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{piece:?}: {:?}",
+                started.elapsed()
+            );
+        }
         // Decoding refuses it with a located problem, whichever parser was asked.
         for parse in [Parse::Fast, Parse::Exact] {
             let mut problems = Problems::default();
             decode_file(&deep(2000), FileId(0), Path::new("."), &mut problems, parse);
             assert_eq!(problems.len(), 1);
         }
+    }
+
+    /// The kdl crate recovers from a bad string and can then see braces the nesting scan
+    /// read as string content (U+2028 ends a single-line string; `"""x` is no multi-line
+    /// string): 3 000 such levels overflowed its stack. It now runs on a thread with room
+    /// for as many levels as the text has `{`, and is not run when that is too many.
+    #[test]
+    fn issue_12_braces_hidden_from_the_scan_cannot_overflow_the_exact_parse() {
+        let deep = format!("{}{}", "{ a ".repeat(3000), "}".repeat(3000));
+        for text in [
+            format!("node \"x\u{2028} {deep} \"\n"),
+            format!("node \"x\u{85} {deep} \"\n"),
+            format!("node \"x\u{c} {deep} \"\n"),
+            format!("node \"\"\"x {deep} \"\"\"\n"),
+        ] {
+            assert!(too_deep(&text).is_none(), "the scan reads the braces as a string");
+            assert!(!accepts(&text, Parse::Fast));
+            assert!(!accepts(&text, Parse::Exact));
+            for parse in [Parse::Fast, Parse::Exact] {
+                let mut problems = Problems::default();
+                decode_file(&text, FileId(0), Path::new("."), &mut problems, parse);
+                assert!(!problems.is_empty());
+            }
+        }
+        let many = format!("node \"x\u{2028} {} \"\n", "{ a ".repeat(EXACT_PARSE_BRACES + 1));
+        assert!(matches!(parse_exact(&many), ExactParse::TooManyBraces));
+        let mut problems = Problems::default();
+        decode_file(&many, FileId(0), Path::new("."), &mut problems, Parse::Exact);
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kdl::KdlDocument;
 use miette::SourceSpan;
 
 use super::decode::{decode_file, Parse};
@@ -190,7 +189,17 @@ fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Prob
             problems.at(problem, Location { file: id, span: at });
             continue;
         }
-        match KdlDocument::parse_v2(&text) {
+        let parsed = match super::decode::parse_exact(&text) {
+            super::decode::ExactParse::Parsed(parsed) => parsed,
+            super::decode::ExactParse::TooManyBraces => {
+                let problem = Problem::BadVarOverride {
+                    reason: "a vars file is `name \"value\"` lines; this one has thousands of `{`".into(),
+                };
+                problems.at(problem, Location { file: id, span: SourceSpan::from(0..0) });
+                continue;
+            }
+        };
+        match parsed {
             Err(err) => {
                 for d in err.diagnostics {
                     let message = d.message.unwrap_or_else(|| "invalid KDL".into());

@@ -28,6 +28,9 @@ pub const MAX_FILTER_OUTPUT: u64 = 1024 * 1024;
 /// How deep parentheses, brackets and `{% %}` blocks may nest; tera's parser and renderer
 /// recurse once per level.
 pub const MAX_NESTING: usize = 64;
+/// The most operators one tag may hold: tera builds `1 + 1 + …` as a tree as deep as the
+/// chain is long, and 5 000 of them overflowed the stack. Two-character operators count 2.
+pub const MAX_OPERATORS: usize = 128;
 
 /// Why a template was refused, and what to do instead.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,48 +77,90 @@ fn macros_refused() -> TooCostly {
     )
 }
 
-/// Parentheses and brackets inside tags, and `{% %}` blocks, counted without parsing.
+/// Parentheses and brackets inside tags, and `{% %}` blocks, counted without parsing. The
+/// scan sees what tera's parser sees, or more, never less: string literals inside tags,
+/// comments and `{% raw %}` blocks are skipped as tera skips them, so text such as
+/// `{% if a == "%}{% endif %}" %}` cannot hide a level.
 fn check_nesting(text: &str) -> Result<(), TooCostly> {
-    let (mut parens, mut blocks) = (0usize, 0usize);
-    let mut rest = text;
-    while let Some(start) = rest.find(['{']) {
-        let tag = &rest[start..];
-        let close = if tag.starts_with("{{") {
-            "}}"
-        } else if tag.starts_with("{%") {
-            "%}"
-        } else {
-            rest = &rest[start + 1..];
+    let b = text.as_bytes();
+    let (mut parens, mut blocks, mut i) = (0usize, 0usize, 0usize);
+    let after = |from: usize, needle: &str| {
+        text.get(from..).and_then(|t| t.find(needle)).map(|p| from + p + needle.len())
+    };
+    while i + 1 < b.len() {
+        if b[i] != b'{' || !matches!(b[i + 1], b'{' | b'%' | b'#') {
+            i += 1;
             continue;
-        };
-        let (inner, end) = match tag[2..].find(close) {
-            Some(e) => (&tag[2..e + 2], e + 4),
-            None => (&tag[2..], tag.len()),
-        };
-        for c in inner.chars() {
-            match c {
-                '(' | '[' => {
+        }
+        if b[i + 1] == b'#' {
+            i = after(i + 2, "#}").unwrap_or(b.len());
+            continue;
+        }
+        let close = if b[i + 1] == b'{' { b'}' } else { b'%' };
+        let start = i + 2;
+        let mut j = start;
+        let mut operators = 0usize;
+        // The tag ends at its closing delimiter outside string literals.
+        let end = loop {
+            if j + 1 >= b.len() {
+                break b.len();
+            }
+            match b[j] {
+                q @ (b'"' | b'\'' | b'`') => {
+                    j = b[j + 1..].iter().position(|&c| c == q).map_or(b.len(), |p| j + p + 2);
+                }
+                c if c == close && b[j + 1] == b'}' => break j,
+                b'(' | b'[' => {
                     parens += 1;
                     if parens > MAX_NESTING {
                         return Err(too_deep("parentheses or brackets"));
                     }
+                    j += 1;
                 }
-                ')' | ']' => parens = parens.saturating_sub(1),
-                _ => {}
+                b')' | b']' => {
+                    parens = parens.saturating_sub(1);
+                    j += 1;
+                }
+                c if c.is_ascii_alphabetic() || c == b'_' => {
+                    let len = b[j..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+                    if matches!(&b[j..j + len], b"and" | b"or" | b"not" | b"in" | b"is") {
+                        operators += 1;
+                    }
+                    j += len;
+                }
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'<' | b'>' | b'=' | b'!' => {
+                    operators += 1;
+                    j += 1;
+                }
+                _ => j += 1,
             }
+            if operators > MAX_OPERATORS {
+                return Err(refuse(
+                    format!("one tag holds more than {MAX_OPERATORS} operators"),
+                    "split the expression, or compute the value outside milepost and pass it with --var",
+                ));
+            }
+        };
+        i = (end + 2).min(b.len());
+        if close != b'%' {
+            continue;
         }
-        if close == "%}" {
-            let word = inner.trim_start_matches('-').split_whitespace().next().unwrap_or("");
-            if matches!(word, "if" | "for" | "filter" | "block" | "macro") {
+        let inner = text.get(start..end).unwrap_or("");
+        let word = inner.trim_start_matches('-').split_whitespace().next().unwrap_or("");
+        match word {
+            "raw" => {
+                // Up to the `%}` that closes `{% endraw %}`; nothing inside is a tag.
+                i = after(i, "endraw").and_then(|e| after(e, "%}")).unwrap_or(b.len());
+            }
+            "if" | "for" | "filter" | "block" | "macro" => {
                 blocks += 1;
                 if blocks > MAX_NESTING {
                     return Err(too_deep("{% %} blocks"));
                 }
-            } else if word.starts_with("end") {
-                blocks = blocks.saturating_sub(1);
             }
+            w if w.starts_with("end") => blocks = blocks.saturating_sub(1),
+            _ => {}
         }
-        rest = &tag[end..];
     }
     Ok(())
 }
@@ -551,6 +596,15 @@ mod tests {
             ("{% for i in range(end=10000) %}{{ vars.x | replace(from=\"a\", to=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\") | replace(from=\"a\", to=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\") | replace(from=\"a\", to=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\") }}{% endfor %}", "could print"),
             (&format!("{{{{ {}1{} }}}}", "(".repeat(2000), ")".repeat(2000)), "nest more than"),
             (&format!("{}x{}", "{% if true %}".repeat(2000), "{% endif %}".repeat(2000)), "nest more than"),
+            // Closing tags the parser does not see (in a string, a comment, a raw block)
+            // must not hide a level.
+            (&format!("{}x", "{% if a == \"%}{% endif %}\" %}".repeat(2000)), "nest more than"),
+            (&format!("{}x", "{% if true %}{# {% endif %} #}".repeat(2000)), "nest more than"),
+            (&format!("{}x", "{% if true %}{% raw %}{% endif %}{% endraw %}".repeat(2000)), "nest more than"),
+            (&format!("{{{{ {}1 }}}}", "(\")\" ~ ".repeat(2000)), "nest more than"),
+            (&format!("{{{{ 1{} }}}}", " + 1".repeat(5000)), "operators"),
+            (&format!("{{{{ vars.x{} }}}}", " ~ vars.x".repeat(5000)), "operators"),
+            (&format!("{{% if true{} %}}x{{% endif %}}", " and true".repeat(5000)), "operators"),
         ];
         for (text, expected) in table {
             let err = cost(text).unwrap_err();
