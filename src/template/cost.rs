@@ -233,7 +233,7 @@ impl Walk<'_> {
             return Err(refuse(
                 format!("its loops could evaluate more than {MAX_WORK} template nodes"),
                 format!(
-                    "loop over range(…) with literal bounds (each range holds at most {MAX_ITEMS} items; any other loop counts as {MAX_ITEMS}), and do not nest such loops"
+                    "loops multiply: a range(…) of literal numbers counts its length, any other loop {MAX_ITEMS}; keep the product of nested loops, times what they contain, under {MAX_WORK}"
                 ),
             ));
         }
