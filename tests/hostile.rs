@@ -241,6 +241,38 @@ fn issue_12_validate_warns_when_a_secret_is_in_a_command_line() {
 
 #[test]
 fn issue_12_phase2_passes_secrets_only_through_the_environment() {
-    let (code, stderr) = validate(&crate::support::repo().join("workflows/phase2.kdl"), &[]);
+    let workflow = crate::support::repo().join("workflows/phase2.kdl");
+    let (code, stderr) = validate(&workflow, &[]);
     assert_eq!((code, stderr.as_str()), (0, ""), "no secret in any command line of the Phase 2 plan");
+    // With every secret set: no command carries a value, and every value reaches an env.
+    let names = [
+        "VAULT_TOKEN",
+        "ARGOCD_ADMIN_PASSWORD",
+        "GITOPS_REPO_TOKEN",
+        "GRAFANA_ADMIN_PASSWORD",
+        "PAGERDUTY_ROUTING_KEY",
+        "SLACK_WEBHOOK_URL",
+    ];
+    let env = names.iter().map(|n| (n.to_string(), format!("value-of-{n}"))).collect();
+    let loaded = load(&workflow, &LoadOptions { env: Some(env), ..LoadOptions::default() }).unwrap();
+    let mut in_env = Vec::new();
+    for node in &loaded.workflow.nodes {
+        for step in node.install.iter().chain(&node.validate) {
+            if let milepost::spec::StepKind::Run { command, env, .. } = &step.kind {
+                assert!(
+                    !command.exec.contains("value-of-"),
+                    "{} › {}: {}",
+                    node.id,
+                    step.name,
+                    command.shown
+                );
+                in_env.extend(
+                    env.iter().filter(|(_, v)| v.exec.starts_with("value-of-")).map(|(_, v)| v.exec.clone()),
+                );
+            }
+        }
+    }
+    for n in names {
+        assert!(in_env.contains(&format!("value-of-{n}")), "{n} is passed through some step's env");
+    }
 }
