@@ -88,7 +88,7 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         (60usize..2000, any::<bool>()).prop_map(|(depth, comments)| Hostile::Nesting { depth, comments }),
         prop::sample::select(bombs.to_vec()).prop_map(Hostile::Template),
         (100usize..10_000).prop_map(Hostile::UnknownAfter),
-        prop::sample::select(vec!["/dev/zero", "/dev/urandom", "fifo.kdl", "/etc"])
+        prop::sample::select(vec!["/dev/zero", "/dev/urandom", "fifo.kdl", "/etc", "/**/*.kdlx"])
             .prop_map(Hostile::Include),
     ]
 }

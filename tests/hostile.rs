@@ -95,6 +95,11 @@ fn issue_12_includes_of_devices_and_fifos_are_refused_without_reading() {
         assert!(stderr.contains(&format!("is {kind}, not a regular file")), "{stderr}");
         assert!(stderr.contains("w.kdl:1:22"), "{stderr}");
     }
+    // A pattern that would walk the whole filesystem (and /proc without end) stops early.
+    let path = write(dir.path(), "w.kdl", format!("workflow w {{ include \"/**/*.kdlx\" }}\n{MODULE}"));
+    let (code, stderr) = validate(&path, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("milepost::include_too_wide") && stderr.contains("w.kdl:1:22"), "{stderr}");
     // A template source or manifest is read the same way.
     let path = write(
         dir.path(),

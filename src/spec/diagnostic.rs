@@ -83,6 +83,9 @@ pub enum Problem {
     /// An include glob that matches no file.
     #[error("include `{pattern}` matches no file")]
     IncludeMatchesNothing { pattern: String, searched: String },
+    /// An include glob that would look at too many files and folders.
+    #[error("include `{pattern}` looks through more than {limit} files and folders")]
+    IncludeTooWide { pattern: String, limit: usize },
     /// An include that is not a valid glob.
     #[error("include `{pattern}` is not a valid pattern: {reason}")]
     BadInclude { pattern: String, reason: String },
@@ -190,6 +193,7 @@ impl Problem {
             Cycle { .. } => "milepost::cycle",
             IncludeMatchesNothing { .. } => "milepost::include_matches_nothing",
             BadInclude { .. } => "milepost::bad_include",
+            IncludeTooWide { .. } => "milepost::include_too_wide",
             Unreadable { .. } => "milepost::unreadable",
             MissingFile { .. } => "milepost::missing_file",
             BadManifest { .. } => "milepost::bad_manifest",
@@ -264,6 +268,9 @@ impl Problem {
                 format!("patterns are relative to the including file; searched {searched}")
             }
             BadInclude { .. } => "use * and ? wildcards, e.g. \"../modules/*.kdl\"".into(),
+            IncludeTooWide { .. } => {
+                "start the pattern at the folder that holds the definitions, e.g. \"../modules/**/*.kdl\"".into()
+            }
             Unreadable { .. } => "check the path and its permissions".into(),
             MissingFile { .. } => "paths are relative to the file that names them".into(),
             BadManifest { .. } => "lines count in the manifest as rendered by tera; wrap another tool's \

@@ -126,21 +126,66 @@ fn expand_include(pattern: &str, dir: &Path, at: Location, problems: &mut Proble
         }
         return vec![normalize(&full)];
     }
-    let paths = match glob::glob(&full_text) {
-        Ok(paths) => paths,
+    let glob = match glob::Pattern::new(&full_text) {
+        Ok(glob) => glob,
         Err(e) => {
             problems.at(Problem::BadInclude { pattern: pattern.to_string(), reason: e.msg.to_string() }, at);
             return Vec::new();
         }
     };
-    let mut files: Vec<PathBuf> =
-        paths.filter_map(Result::ok).filter(|p| p.is_file()).map(|p| normalize(&p)).collect();
+    let Some(mut files) = walk_glob(&full, &glob) else {
+        problems.at(Problem::IncludeTooWide { pattern: pattern.to_string(), limit: MAX_GLOB_VISITS }, at);
+        return Vec::new();
+    };
     files.sort();
     if files.is_empty() {
         let searched = super::source::display_path(&normalize(&full));
         problems.at(Problem::IncludeMatchesNothing { pattern: pattern.to_string(), searched }, at);
     }
     files
+}
+
+/// The most directory entries one include pattern may look at: `include "/**/*.kdl"` would
+/// otherwise walk the whole filesystem (and /proc without end).
+const MAX_GLOB_VISITS: usize = 50_000;
+
+/// The regular files matching `glob` (the pattern `full`, joined to the including file's
+/// folder), found by walking from the pattern's longest literal prefix, no deeper than the
+/// pattern reaches, looking at no more than [`MAX_GLOB_VISITS`] entries (`None` past that).
+/// As the glob crate's own walk: `*` and `?` stay within one path component, `*` matches
+/// names that start with a dot, `**` matches any number of folders, symlinks are followed.
+fn walk_glob(full: &Path, glob: &glob::Pattern) -> Option<Vec<PathBuf>> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let wild = |c: &std::path::Component| c.as_os_str().to_string_lossy().contains(['*', '?', '[']);
+    let components: Vec<std::path::Component> = full.components().collect();
+    let literal = components.iter().take_while(|c| !wild(c)).count();
+    let base: PathBuf = components[..literal].iter().collect();
+    let rest = &components[literal..];
+    let unbounded = rest.iter().any(|c| c.as_os_str() == "**");
+    let mut files = Vec::new();
+    let mut visits = 0usize;
+    let mut stack = vec![(base, 1usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            visits += 1;
+            if visits > MAX_GLOB_VISITS {
+                return None;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if meta.is_file() && glob.matches_path_with(&path, options) {
+                files.push(normalize(&path));
+            } else if meta.is_dir() && (unbounded || depth < rest.len()) {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    Some(files)
 }
 
 fn read(
