@@ -1,8 +1,7 @@
 //! `milepost validate`: the definitions checked, and a one-screen summary.
 
-use std::time::Duration;
-
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use clap::Args;
 
