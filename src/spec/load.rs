@@ -147,7 +147,7 @@ fn expand_include(pattern: &str, dir: &Path, at: Location, problems: &mut Proble
 
 /// The most directory entries one include pattern may look at: `include "/**/*.kdl"` would
 /// otherwise walk the whole filesystem (and /proc without end).
-const MAX_GLOB_VISITS: usize = 50_000;
+const MAX_GLOB_VISITS: usize = 20_000;
 
 /// The regular files matching `glob` (the pattern `full`, joined to the including file's
 /// folder), found by walking from the pattern's longest literal prefix, no deeper than the
