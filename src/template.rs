@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tera::{Context, Tera};
 
+pub mod cost;
+
 /// What a secret looks like wherever milepost shows it.
 pub const MASK: &str = "***";
 
@@ -55,6 +57,9 @@ pub enum TemplateError {
     /// Any other tera failure: syntax, a filter's error.
     #[error("{reason}")]
     Invalid { reason: String },
+    /// The template could do unbounded work; refused before rendering ([`cost`]).
+    #[error("{reason}")]
+    TooCostly { reason: String, help: String },
 }
 
 /// The variables every string of one node can use, with and without secret values.
@@ -119,6 +124,7 @@ impl Renderer {
         tera.register_function("get_env", |_: &std::collections::HashMap<String, tera::Value>| {
             Err(tera::Error::msg("get_env is disabled; declare a `secret` and use {{ secrets.name }}"))
         });
+        cost::install_runtime_caps(&mut tera);
         Self { tera }
     }
 
@@ -159,6 +165,9 @@ impl Renderer {
             };
             return Ok(Text { exec, shown });
         }
+        // Checked once: both renders run the same template over contexts of the same shape.
+        cost::check(text, &scope.exec_json)
+            .map_err(|c| TemplateError::TooCostly { reason: c.reason, help: c.help })?;
         let exec = self.render_one(text, &scope.exec)?;
         // Always the second render when secrets exist: `{{ __tera_context }}` or a macro can
         // reach them without the word "secrets" in the text.
@@ -174,6 +183,8 @@ impl Renderer {
     /// # Errors
     /// As [`Renderer::render`].
     pub fn render_with(&mut self, text: &str, context: &Context) -> Result<String, TemplateError> {
+        cost::check(text, &context.clone().into_json())
+            .map_err(|c| TemplateError::TooCostly { reason: c.reason, help: c.help })?;
         self.render_one(text, context)
     }
 

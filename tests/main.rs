@@ -7,6 +7,7 @@ mod crash;
 mod examples;
 mod fake_api;
 mod fuzz;
+mod hostile;
 mod kube_contract;
 mod kubernetes;
 mod plan;

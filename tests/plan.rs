@@ -108,7 +108,16 @@ fn steps_show_rendered_commands_with_secrets_masked() {
     assert!(text.contains("istioctl"), "rendered commands are listed");
     assert!(!text.contains("{{"), "templates are rendered");
     assert!(!text.contains("hunter2"), "secrets never shown");
-    assert!(text.contains("***"));
+    // Phase 2 passes secrets through `env`, which the JSON lists, masked.
+    let out = milepost()
+        .args(["plan", "workflows/phase2.kdl", "--steps", "--format", "json"])
+        .env("VAULT_TOKEN", "hunter2-vault")
+        .env("ARGOCD_ADMIN_PASSWORD", "hunter2-argo")
+        .assert()
+        .success();
+    let json = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!json.contains("hunter2"), "secrets never shown");
+    assert!(json.contains(r#""ADMIN_PASSWORD","#) && json.contains(r#""***""#), "env values are masked");
 }
 
 /// A diamond with a long branch and a fan-out whose best order is known.

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
+use crate::spec::diagnostic::SpecDiagnostic;
 use crate::spec::{load, parse_var, LoadOptions, Loaded, SpecErrors};
 use crate::ui::style::ColorChoice;
 use crate::ui::{terminal_width, Palette};
@@ -178,19 +179,43 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Every diagnostic in miette's graphical form, then a one-line count.
+/// How many diagnostics are drawn in full; the rest get one line each. Drawing one reads
+/// its file up to the problem, so 10 000 of them in one large file took minutes.
+const DRAWN_IN_FULL: usize = 50;
+
+/// Every diagnostic in miette's graphical form (the first [`DRAWN_IN_FULL`]; then one line
+/// each), then a one-line count.
 pub fn render_spec_errors(errors: &SpecErrors, color: bool, width: usize) -> String {
+    let mut out = render_diagnostics(&errors.diagnostics, color, width);
+    let palette = Palette { color };
+    out.push_str(&format!("{} {errors}; nothing was run\n", palette.red("error:")));
+    out
+}
+
+/// Diagnostics (errors or warnings) as [`render_spec_errors`] draws them, without the count.
+pub fn render_diagnostics(diagnostics: &[SpecDiagnostic], color: bool, width: usize) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
     let mut out = String::new();
-    for diagnostic in &errors.diagnostics {
+    for (i, diagnostic) in diagnostics.iter().enumerate() {
+        let code = diagnostic.problem.code();
+        let location = diagnostic.location.as_deref();
+        if i >= DRAWN_IN_FULL {
+            if i == DRAWN_IN_FULL {
+                out.push_str(&format!("… and {} more:\n", diagnostics.len() - DRAWN_IN_FULL));
+            }
+            let at = location.map(|l| format!("{l}: ")).unwrap_or_default();
+            out.push_str(&format!("  {at}{diagnostic} [{code}]\n"));
+            continue;
+        }
         if handler.render_report(&mut out, diagnostic).is_err() {
             out.push_str(&format!("{diagnostic}\n"));
         }
+        if let (false, Some(location)) = (diagnostic.quotes_source(), location) {
+            out.push_str(&format!("  at {location}\n"));
+        }
         out.push('\n');
     }
-    let palette = Palette { color };
-    out.push_str(&format!("{} {errors}; nothing was run\n", palette.red("error:")));
     out
 }
 

@@ -1,5 +1,6 @@
 //! `milepost validate`: the definitions checked, and a one-screen summary.
 
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Args;
@@ -22,6 +23,17 @@ pub struct ValidateArgs {
 
 pub fn run(cx: &Cx, args: &ValidateArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
+    if !loaded.warnings.is_empty() {
+        let width = if std::io::stderr().is_terminal() { crate::ui::terminal_width() } else { 100 };
+        let mut text = super::render_diagnostics(&loaded.warnings, cx.err.color, width);
+        let n = loaded.warnings.len();
+        text.push_str(&format!(
+            "{} {n} warning{}\n",
+            cx.err.yellow("warning:"),
+            if n == 1 { "" } else { "s" }
+        ));
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
     if !args.quiet {
         print(&summary(&loaded, cx.out))?;
     }

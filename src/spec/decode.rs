@@ -47,12 +47,63 @@ const STEP_KINDS: &[&str] = &["run", "http", "tcp", "template", "apply", "wait"]
 /// Large files are parsed in chunks of about this many bytes, on all cores.
 const CHUNK_BYTES: usize = 64 * 1024;
 
+/// How deep braces (and, separately, block comments) may nest. The language needs four
+/// levels (`module › install › run › env`); both KDL parsers recurse once per level, and
+/// about 1 600 levels overflowed the stack of a test thread. Checked before parsing.
+pub const MAX_NESTING: usize = 64;
+
+/// The most `{` one text handed to the kdl crate may contain, strings and comments
+/// included. [`too_deep`] reads strings as KDL does, but the kdl crate recovers from
+/// syntax errors and can then see braces inside what was a string (a `"` line ended by
+/// U+2028, a `"""` without a newline) and recurse into them; no nesting can be deeper than
+/// the number of `{`, so this bound holds whatever the parser makes of the text.
+const EXACT_PARSE_BRACES: usize = 10_000;
+
+/// The stack of the thread that runs the kdl crate: room for [`EXACT_PARSE_BRACES`] levels
+/// of its recursion (about 5 KiB each in a dev build; 16 000 levels overflowed 64 MiB),
+/// with room to spare. Reserved address space, touched only as deep as a parse goes.
+const EXACT_PARSE_STACK: usize = 256 * 1024 * 1024;
+
+/// Why the kdl crate was not asked.
+pub enum ExactParse {
+    /// It parsed or failed as usual.
+    Parsed(Result<KdlDocument, kdl::KdlError>),
+    /// The text has more `{` than [`EXACT_PARSE_BRACES`]: parsing it could overflow.
+    TooManyBraces,
+}
+
+/// `KdlDocument::parse_v2`, on a thread with a stack deep enough for any nesting the text
+/// can hold, or not at all when it could hold too much.
+pub fn parse_exact(text: &str) -> ExactParse {
+    if text.bytes().filter(|&b| b == b'{').count() > EXACT_PARSE_BRACES {
+        return ExactParse::TooManyBraces;
+    }
+    std::thread::scope(|scope| {
+        let parse = std::thread::Builder::new()
+            .name("kdl-parse".into())
+            .stack_size(EXACT_PARSE_STACK)
+            .spawn_scoped(scope, || KdlDocument::parse_v2(text));
+        match parse {
+            Ok(handle) => ExactParse::Parsed(handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            // No thread to be had: the text is small enough for this one only if shallow.
+            Err(_) if too_deep(text).is_none() && text.len() < 1 << 20 => {
+                ExactParse::Parsed(KdlDocument::parse_v2(text))
+            }
+            Err(_) => ExactParse::TooManyBraces,
+        }
+    })
+}
+
 /// Parses one file's text and decodes what it defines.
 ///
 /// A large file is cut between top-level nodes and its chunks parsed in parallel, each
 /// KDL tree dropped as soon as it is decoded; if any chunk fails to parse, the whole file is
 /// parsed again so syntax errors are reported exactly as for a small file.
 pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems, parse: Parse) -> RawFile {
+    if let Some((problem, span)) = too_deep(text) {
+        problems.at(problem, Location { file, span });
+        return RawFile::default();
+    }
     if parse == Parse::Fast {
         let mut out = RawFile::default();
         let mut cx = Cx { file, offset: 0, problems };
@@ -73,26 +124,69 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
             problems.extend(found);
             return out;
         }
-    }
-    let doc = match KdlDocument::parse_v2(text) {
-        Ok(doc) => doc,
-        Err(err) => {
-            for d in err.diagnostics {
-                let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                let help = bare_word_help(text, d.span.offset()).or(d.help);
-                let problem = Problem::Syntax { message, label: d.label.clone(), help };
-                let at = Location { file, span: d.span };
-                match d.label {
-                    Some(label) => problems.labelled(problem, at, label),
-                    None => problems.at(problem, at),
+        if text.bytes().filter(|&b| b == b'{').count() > EXACT_PARSE_BRACES {
+            // Too many braces to parse the whole file at once: each chunk that does not
+            // parse on its own reports its own syntax errors, in place.
+            for range in &chunks {
+                if let ExactParse::Parsed(Err(err)) = parse_exact(&text[range.clone()]) {
+                    let chunk = &text[range.clone()];
+                    syntax_problems(
+                        chunk,
+                        err,
+                        |span| Location {
+                            file,
+                            span: SourceSpan::new((span.offset() + range.start).into(), span.len()),
+                        },
+                        problems,
+                    );
                 }
             }
+            if !problems.is_empty() {
+                return RawFile::default();
+            }
+        }
+    }
+    let doc = match parse_exact(text) {
+        ExactParse::Parsed(Ok(doc)) => doc,
+        ExactParse::TooManyBraces => {
+            // Only a file that kdlite rejected and that does not split into valid top-level
+            // nodes gets here: say so where it starts.
+            let problem = Problem::Syntax {
+                message: format!(
+                    "not valid KDL, and too large to locate the mistake: more than {EXACT_PARSE_BRACES} `{{` in a part that does not parse on its own"
+                ),
+                label: None,
+                help: Some("check the braces and quotes; smaller files, or one module per file, get exact positions".into()),
+            };
+            problems.at(problem, Location { file, span: SourceSpan::from(0..0) });
+            return RawFile::default();
+        }
+        ExactParse::Parsed(Err(err)) => {
+            syntax_problems(text, err, |span| Location { file, span }, problems);
             return RawFile::default();
         }
     };
     let mut out = RawFile::default();
     Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
     out
+}
+
+/// The kdl crate's syntax errors for `text`, placed by `at`.
+fn syntax_problems(
+    text: &str,
+    err: kdl::KdlError,
+    at: impl Fn(SourceSpan) -> Location,
+    problems: &mut Problems,
+) {
+    for d in err.diagnostics {
+        let message = d.message.unwrap_or_else(|| "invalid KDL".into());
+        let help = bare_word_help(text, d.span.offset()).or(d.help);
+        let problem = Problem::Syntax { message, label: d.label.clone(), help };
+        match d.label {
+            Some(label) => problems.labelled(problem, at(d.span), label),
+            None => problems.at(problem, at(d.span)),
+        }
+    }
 }
 
 /// How a file's text becomes a KDL tree.
@@ -106,11 +200,15 @@ pub enum Parse {
 }
 
 /// Whether `text` is KDL to this parser; the fuzz tests check the fast parser accepts
-/// nothing the kdl crate rejects.
+/// nothing the kdl crate rejects. Text nested deeper than [`MAX_NESTING`] is accepted by
+/// neither: it never reaches them ([`decode_file`] refuses it first), and both recurse.
 pub fn accepts(text: &str, parse: Parse) -> bool {
+    if too_deep(text).is_some() {
+        return false;
+    }
     match parse {
         Parse::Fast => parse_fast_guarded(text, &mut |_| {}),
-        Parse::Exact => KdlDocument::parse_v2(text).is_ok(),
+        Parse::Exact => matches!(parse_exact(text), ExactParse::Parsed(Ok(_))),
     }
 }
 
@@ -191,6 +289,11 @@ fn parse_fast(text: &str, each: &mut dyn FnMut(KdlDocument)) -> bool {
                 let Some(mut node) = pending.take() else { return false };
                 node.ensure_children();
                 open.push(node);
+                // A tree this deep would be dropped by recursion; whatever kdlite made of
+                // the text, the exact parse decides ([`too_deep`] normally stops it first).
+                if open.len() > MAX_NESTING {
+                    return false;
+                }
             }
             Event::End => {
                 let Some(mut node) = open.pop() else { return false };
@@ -230,7 +333,9 @@ fn decode_chunks(
                     let mut out = RawFile::default();
                     let mut problems = Problems::default();
                     for range in group {
-                        let doc = KdlDocument::parse_v2(&text[range.clone()]).ok()?;
+                        let ExactParse::Parsed(Ok(doc)) = parse_exact(&text[range.clone()]) else {
+                            return None;
+                        };
                         Cx { file, offset: range.start, problems: &mut problems }
                             .document(&doc, dir, &mut out);
                     }
@@ -339,6 +444,111 @@ pub fn split_top_level(text: &str, target: usize) -> Vec<Range<usize>> {
         ranges.push(start..b.len());
     }
     ranges
+}
+
+/// Where `text` nests braces or block comments deeper than [`MAX_NESTING`], found by a
+/// scan that skips strings and comments the way KDL does, without parsing. `None` when the
+/// text stays within the limit.
+pub fn too_deep(text: &str) -> Option<(Problem, SourceSpan)> {
+    let b = text.as_bytes();
+    let (mut i, mut depth, mut unclosed_comment) = (0usize, 0usize, false);
+    let mut unclosed: [Option<usize>; 2] = [None, None];
+    let over = |what: &'static str, at: usize| {
+        Some((Problem::TooDeep { what, limit: MAX_NESTING }, SourceSpan::new(at.into(), 1)))
+    };
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = past_string_for_depth(b, i, 0, &mut unclosed),
+            b'#' => {
+                let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + hashes) == Some(&b'"') {
+                    i = past_string_for_depth(b, i + hashes, hashes, &mut unclosed);
+                } else {
+                    i += hashes;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') && !unclosed_comment => {
+                let (open, mut nesting) = (i, 0usize);
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        nesting += 1;
+                        if nesting > MAX_NESTING {
+                            return over("block comments", i);
+                        }
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        nesting -= 1;
+                        i += 2;
+                        if nesting == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                if nesting > 0 {
+                    // Never closed: the kdl crate recovers and may parse what follows, so
+                    // it is scanned as if there were no comment, and so are later `/*`
+                    // (scanning each to the end again would be quadratic).
+                    i = open + 2;
+                    unclosed_comment = true;
+                }
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return over("blocks (`{ … }`)", i);
+                }
+                i += 1;
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Where [`too_deep`] goes on after a string starting at `open`. It errs towards scanning
+/// too much, never too little, so the parsers never see more nesting than was counted: a
+/// single-line string ends at a newline (where the parsers end it, with an error), and an
+/// unterminated string is scanned as if it were not one.
+///
+/// `unclosed[triple]` remembers the fewest hashes of a string found unclosed up to the end:
+/// a later string of that kind with as many hashes or more cannot close either (its closer
+/// would have closed the first), so it is not scanned again, which keeps the scan linear.
+fn past_string_for_depth(b: &[u8], open: usize, hashes: usize, unclosed: &mut [Option<usize>; 2]) -> usize {
+    let triple = b[open..].starts_with(b"\"\"\"");
+    if unclosed[usize::from(triple)].is_some_and(|h| hashes >= h) {
+        return open + 1;
+    }
+    let mut i = open + if triple { 3 } else { 1 };
+    while i < b.len() {
+        match b[i] {
+            b'\\' if hashes == 0 => i += 2,
+            b'\n' | b'\r' if !triple => return i,
+            b'"' => {
+                let quotes_ok = !triple || b[i..].starts_with(b"\"\"\"");
+                let close = i + if triple { 3 } else { 1 };
+                if quotes_ok
+                    && b.len() >= close + hashes
+                    && b[close..close + hashes].iter().all(|&c| c == b'#')
+                {
+                    return close + hashes;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    let least = unclosed[usize::from(triple)].map_or(hashes, |h| h.min(hashes));
+    unclosed[usize::from(triple)] = Some(least);
+    open + 1
 }
 
 /// The index just past a string starting at `open` (its first `"`): quoted, multi-line
@@ -1178,6 +1388,74 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         let mut problems = Problems::default();
         decode_file(text, FileId(0), Path::new("."), &mut problems, Parse::Exact);
         assert!(!problems.is_empty(), "the kdl crate reports the unterminated raw string");
+    }
+
+    /// Issue 12 item 13: ~1 600 levels of nesting overflowed the parsers' stacks. The scan
+    /// before parsing counts what the parsers would nest, and never less.
+    #[test]
+    fn issue_12_deep_nesting_is_refused_before_parsing() {
+        let deep = |n: usize| format!("a {}{}", "{ b ".repeat(n), "}".repeat(n));
+        assert!(too_deep(&deep(MAX_NESTING)).is_none());
+        assert!(too_deep(&deep(MAX_NESTING + 1)).is_some());
+        assert!(too_deep(&deep(100_000)).is_some());
+        let comments = |n: usize| format!("a {}{}", "/* ".repeat(n), "*/ ".repeat(n));
+        assert!(too_deep(&comments(MAX_NESTING)).is_none());
+        assert!(too_deep(&comments(MAX_NESTING + 1)).is_some());
+        // Braces in strings and comments do not nest ...
+        let quoted = format!("a \"{}\" #\"{}\"# // {}\n", "{".repeat(500), "{".repeat(500), "{".repeat(500));
+        assert!(too_deep(&quoted).is_none());
+        // ... but a string the parsers end at a newline, or never, hides nothing.
+        assert!(too_deep(&format!("a \"open\n{}", deep(100))).is_some());
+        assert!(too_deep(&format!("a {} \"{}", deep(100), "x")).is_some());
+        assert!(too_deep(&format!("a \"\"\"\n{}", deep(100))).is_some());
+        assert!(too_deep(&format!("a /* {}", deep(100))).is_some());
+        // Unclosed strings and comments by the million are scanned in linear time.
+        for piece in ["#\"x", "\"\"\"\nx", "/* x", "\"x"] {
+            let text = piece.repeat(2_000_000);
+            let started = std::time::Instant::now();
+            // (Two million unclosed `/*` are nested comments, too deep: reported, quickly.)
+            assert_eq!(too_deep(&text).is_some(), piece.starts_with("/*"), "{piece:?}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{piece:?}: {:?}",
+                started.elapsed()
+            );
+        }
+        // Decoding refuses it with a located problem, whichever parser was asked.
+        for parse in [Parse::Fast, Parse::Exact] {
+            let mut problems = Problems::default();
+            decode_file(&deep(2000), FileId(0), Path::new("."), &mut problems, parse);
+            assert_eq!(problems.len(), 1);
+        }
+    }
+
+    /// The kdl crate recovers from a bad string and can then see braces the nesting scan
+    /// read as string content (U+2028 ends a single-line string; `"""x` is no multi-line
+    /// string): 3 000 such levels overflowed its stack. It now runs on a thread with room
+    /// for as many levels as the text has `{`, and is not run when that is too many.
+    #[test]
+    fn issue_12_braces_hidden_from_the_scan_cannot_overflow_the_exact_parse() {
+        let deep = format!("{}{}", "{ a ".repeat(3000), "}".repeat(3000));
+        for text in [
+            format!("node \"x\u{2028} {deep} \"\n"),
+            format!("node \"x\u{85} {deep} \"\n"),
+            format!("node \"x\u{c} {deep} \"\n"),
+            format!("node \"\"\"x {deep} \"\"\"\n"),
+        ] {
+            assert!(too_deep(&text).is_none(), "the scan reads the braces as a string");
+            assert!(!accepts(&text, Parse::Fast));
+            assert!(!accepts(&text, Parse::Exact));
+            for parse in [Parse::Fast, Parse::Exact] {
+                let mut problems = Problems::default();
+                decode_file(&text, FileId(0), Path::new("."), &mut problems, parse);
+                assert!(!problems.is_empty());
+            }
+        }
+        let many = format!("node \"x\u{2028} {} \"\n", "{ a ".repeat(EXACT_PARSE_BRACES + 1));
+        assert!(matches!(parse_exact(&many), ExactParse::TooManyBraces));
+        let mut problems = Problems::default();
+        decode_file(&many, FileId(0), Path::new("."), &mut problems, Parse::Exact);
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]

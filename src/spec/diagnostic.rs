@@ -83,6 +83,9 @@ pub enum Problem {
     /// An include glob that matches no file.
     #[error("include `{pattern}` matches no file")]
     IncludeMatchesNothing { pattern: String, searched: String },
+    /// An include glob that would look at too many files and folders.
+    #[error("include `{pattern}` looks through more than {limit} files and folders")]
+    IncludeTooWide { pattern: String, limit: usize },
     /// An include that is not a valid glob.
     #[error("include `{pattern}` is not a valid pattern: {reason}")]
     BadInclude { pattern: String, reason: String },
@@ -119,6 +122,45 @@ pub enum Problem {
     /// A `--var` or vars file entry that is malformed.
     #[error("{reason}")]
     BadVarOverride { reason: String },
+    /// A `--var` or vars file entry for a variable the workflow does not declare.
+    #[error("{from} sets `{name}`, which the workflow's `vars` block does not declare")]
+    UndeclaredVar { name: String, from: String, suggestion: Option<String>, declared: Vec<String> },
+    /// A file the definitions name that is not a regular file (a FIFO, a device).
+    #[error("`{path}` is {kind}, not a regular file")]
+    NotAFile { path: String, kind: &'static str },
+    /// A file larger than [`super::source::MAX_FILE_BYTES`].
+    #[error("`{path}` is {size} bytes, more than the {limit} bytes milepost reads")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    /// A file that is not UTF-8.
+    #[error(
+        "`{path}` is not UTF-8: byte 0x{byte:02X} at line {line}, column {column} (byte offset {offset})"
+    )]
+    NotUtf8 { path: String, byte: u8, line: usize, column: usize, offset: usize },
+    /// Braces or block comments nested deeper than the parsers can safely follow.
+    #[error("{what} nested more than {limit} levels deep")]
+    TooDeep { what: &'static str, limit: usize },
+    /// A template that could do unbounded work or produce unbounded text.
+    #[error("template is too costly to render: {reason}")]
+    TemplateLimit { reason: String, help: String },
+    /// A secret's value is part of a `run` command line (a warning): every local user can
+    /// read a process's arguments.
+    #[error("the command of `{node} › {step}` contains the value of a secret")]
+    SecretInCommand { node: String, step: String },
+}
+
+impl super::source::ReadError {
+    /// The problem to report for a file at `path` (as shown) that could not be read.
+    pub fn into_problem(self, path: String) -> Problem {
+        use super::source::{ReadError, MAX_FILE_BYTES};
+        match self {
+            ReadError::Io(e) => Problem::Unreadable { path, reason: e.to_string() },
+            ReadError::NotAFile { kind } => Problem::NotAFile { path, kind },
+            ReadError::TooLarge { size } => Problem::FileTooLarge { path, size, limit: MAX_FILE_BYTES },
+            ReadError::NotUtf8 { offset, byte, line, column, .. } => {
+                Problem::NotUtf8 { path, byte, line, column, offset }
+            }
+        }
+    }
 }
 
 impl Problem {
@@ -151,6 +193,7 @@ impl Problem {
             Cycle { .. } => "milepost::cycle",
             IncludeMatchesNothing { .. } => "milepost::include_matches_nothing",
             BadInclude { .. } => "milepost::bad_include",
+            IncludeTooWide { .. } => "milepost::include_too_wide",
             Unreadable { .. } => "milepost::unreadable",
             MissingFile { .. } => "milepost::missing_file",
             BadManifest { .. } => "milepost::bad_manifest",
@@ -162,6 +205,13 @@ impl Problem {
             NoSteps { .. } => "milepost::no_steps",
             BadMetric { .. } => "milepost::bad_metric",
             BadVarOverride { .. } => "milepost::bad_var",
+            UndeclaredVar { .. } => "milepost::undeclared_var",
+            NotAFile { .. } => "milepost::not_a_file",
+            FileTooLarge { .. } => "milepost::file_too_large",
+            NotUtf8 { .. } => "milepost::not_utf8",
+            TooDeep { .. } => "milepost::too_deep",
+            TemplateLimit { .. } => "milepost::template_limit",
+            SecretInCommand { .. } => "milepost::secret_in_command",
         }
     }
 
@@ -191,6 +241,9 @@ impl Problem {
             }
             WrongType { .. } => "numbers are written without quotes: 2, 0.94".into(),
             BadValue { help, .. } => help.clone(),
+            BadDuration { reason, .. } if reason.contains("10 years") => {
+                "a budget, timeout, backoff or interval is at most \"10y\"; check the number and its unit".into()
+            }
             BadDuration { .. } => "write durations like \"4h30m\", \"90s\" or \"500ms\"".into(),
             BadPercent { .. } => "write percentages like \"20%\"".into(),
             NonPositiveBudget { .. } => "a budget is the planned time, e.g. budget \"4h\"".into(),
@@ -215,6 +268,9 @@ impl Problem {
                 format!("patterns are relative to the including file; searched {searched}")
             }
             BadInclude { .. } => "use * and ? wildcards, e.g. \"../modules/*.kdl\"".into(),
+            IncludeTooWide { .. } => {
+                "start the pattern at the folder that holds the definitions, e.g. \"../modules/**/*.kdl\"".into()
+            }
             Unreadable { .. } => "check the path and its permissions".into(),
             MissingFile { .. } => "paths are relative to the file that names them".into(),
             BadManifest { .. } => "lines count in the manifest as rendered by tera; wrap another tool's \
@@ -240,6 +296,33 @@ impl Problem {
             NoSteps { .. } => "add an install or validate block with at least one step".into(),
             BadMetric { .. } => "formulas are tera expressions over run variables".into(),
             BadVarOverride { .. } => "write --var name=value".into(),
+            UndeclaredVar { suggestion: Some(near), .. } => format!("did you mean `{near}`?"),
+            UndeclaredVar { name, declared, .. } if declared.is_empty() => {
+                format!("declare it in the workflow: vars {{ {name} \"default\" }}")
+            }
+            UndeclaredVar { name, declared, .. } => {
+                let mut shown: Vec<&str> = declared.iter().take(12).map(String::as_str).collect();
+                if declared.len() > shown.len() {
+                    shown.push("…");
+                }
+                format!(
+                    "declared variables: {}; declare `{name}` in the workflow's vars block to set it",
+                    shown.join(", ")
+                )
+            }
+            NotAFile { .. } => {
+                "definition files, vars files, templates and manifests must be regular files".into()
+            }
+            FileTooLarge { .. } => "a definition file is plain text well below 64 MiB; check the path".into(),
+            NotUtf8 { .. } => {
+                "definitions are UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8".into()
+            }
+            TooDeep { .. } => {
+                "definitions nest a few levels (module › install › run › env); check for unclosed or repeated braces"
+                    .into()
+            }
+            TemplateLimit { help, .. } => help.clone(),
+            SecretInCommand { .. } => "pass it through the environment instead: `env TOKEN=\"{{ secrets.token }}\"` in the step's block and \"$TOKEN\" in the command; command lines are visible to every local user (ps)".into(),
         };
         Some(text)
     }
@@ -247,18 +330,29 @@ impl Problem {
 
 /// The closest of `candidates` to `name`, when it is close enough to be a typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Comparing is quadratic in the lengths; a typo of a long name is not worth it.
+    const LONGEST: usize = 200;
+    if name.len() > LONGEST {
+        return None;
+    }
     candidates
         .into_iter()
+        .filter(|c| c.len() <= LONGEST)
         .map(|c| (strsim::jaro_winkler(name, c), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
 
+/// The longest line a diagnostic quotes, in bytes; past it only `file:line:col` is shown.
+const MAX_QUOTED_LINE: usize = 4096;
+
 /// Problems found while loading, before sources are attached.
 #[derive(Debug, Default)]
 pub struct Problems {
     found: Vec<(Problem, Option<Location>, Option<String>)>,
+    /// Things that load but deserve a look (`validate` prints them); never block a run.
+    warnings: Vec<(Problem, Location)>,
 }
 
 impl Problems {
@@ -274,12 +368,41 @@ impl Problems {
         self.found.push((problem, None, None));
     }
 
+    /// A warning: reported by `validate`, never a reason to refuse the definitions.
+    pub fn warn(&mut self, problem: Problem, at: Location) {
+        self.warnings.push((problem, at));
+    }
+
+    pub fn has_warnings(&self) -> bool {
+        !self.warnings.is_empty()
+    }
+
+    /// The warnings, with sources attached, sorted by file and offset.
+    pub fn warnings(&self, sources: &SourceMap) -> Vec<SpecDiagnostic> {
+        let mut out: Vec<SpecDiagnostic> = self
+            .warnings
+            .iter()
+            .map(|(problem, at)| SpecDiagnostic {
+                location: Some(sources.describe(*at)),
+                src: (sources.line_len(*at) <= MAX_QUOTED_LINE).then(|| sources.named_source(at.file)),
+                span: (sources.line_len(*at) <= MAX_QUOTED_LINE).then_some(at.span),
+                order: Some((at.file.0, at.span.offset())),
+                problem: problem.clone(),
+                label: None,
+                severity: miette::Severity::Warning,
+            })
+            .collect();
+        out.sort_by_key(|d| d.order);
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()
     }
 
     pub fn extend(&mut self, other: Problems) {
         self.found.extend(other.found);
+        self.warnings.extend(other.warnings);
     }
 
     pub fn len(&self) -> usize {
@@ -293,11 +416,16 @@ impl Problems {
             .into_iter()
             .map(|(problem, at, label)| SpecDiagnostic {
                 location: at.map(|at| sources.describe(at)),
-                src: at.map(|at| sources.named_source(at.file)),
-                span: at.map(|at| at.span),
+                // miette cannot draw a label past column 65 535 (it panics), and nobody reads
+                // such a line: the location names it instead.
+                src: at
+                    .filter(|at| sources.line_len(*at) <= MAX_QUOTED_LINE)
+                    .map(|at| sources.named_source(at.file)),
+                span: at.filter(|at| sources.line_len(*at) <= MAX_QUOTED_LINE).map(|at| at.span),
                 order: at.map(|at| (at.file.0, at.span.offset())),
                 problem,
                 label,
+                severity: miette::Severity::Error,
             })
             .collect();
         diagnostics.sort_by_key(|d| d.order.unwrap_or((u32::MAX, usize::MAX)));
@@ -316,6 +444,14 @@ pub struct SpecDiagnostic {
     src: Option<NamedSource<Arc<str>>>,
     span: Option<SourceSpan>,
     order: Option<(u32, usize)>,
+    severity: miette::Severity,
+}
+
+impl SpecDiagnostic {
+    /// Whether the rendering quotes the source; when not, [`Self::location`] says where.
+    pub fn quotes_source(&self) -> bool {
+        self.src.is_some()
+    }
 }
 
 impl fmt::Display for SpecDiagnostic {
@@ -329,6 +465,10 @@ impl std::error::Error for SpecDiagnostic {}
 impl Diagnostic for SpecDiagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.problem.code()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(self.severity)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -362,6 +502,9 @@ fn default_label(problem: &Problem) -> &'static str {
         Cycle { .. } => "the cycle passes through here",
         UndefinedVariable { .. } => "used in this string",
         IncludeMatchesNothing { .. } => "matches nothing",
+        NotUtf8 { .. } => "not UTF-8",
+        TooDeep { .. } => "too deep from here",
+        SecretInCommand { .. } => "a secret is rendered into this command",
         _ => "here",
     }
 }

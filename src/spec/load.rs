@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kdl::KdlDocument;
 use miette::SourceSpan;
 
 use super::decode::{decode_file, Parse};
-use super::diagnostic::{Problem, Problems, SpecErrors};
+use super::diagnostic::{did_you_mean, Problem, Problems, SpecDiagnostic, SpecErrors};
 use super::model::Workflow;
 use super::raw::RawNode;
-use super::source::{Location, SourceMap};
+use super::source::{Location, ReadError, SourceMap};
 use super::validate::{resolve, Inputs};
 
 /// What a command passes beside the workflow path.
@@ -30,6 +29,8 @@ pub struct LoadOptions {
 pub struct Loaded {
     pub workflow: Workflow,
     pub sources: SourceMap,
+    /// What loads but deserves a look (a secret in a command line); `validate` prints them.
+    pub warnings: Vec<SpecDiagnostic>,
 }
 
 impl Loaded {
@@ -49,15 +50,19 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, SpecErrors> {
     let mut sources = SourceMap::default();
     let mut problems = Problems::default();
     if let Some(workflow) = load_into(path, options, &mut sources, &mut problems, Parse::Fast) {
-        if problems.is_empty() {
-            return Ok(Loaded { workflow, sources });
+        // Warnings need positions too, which the fast read does not keep.
+        if problems.is_empty() && !problems.has_warnings() {
+            return Ok(Loaded { workflow, sources, warnings: Vec::new() });
         }
     }
     let mut sources = SourceMap::default();
     let mut problems = Problems::default();
     let result = load_into(path, options, &mut sources, &mut problems, Parse::Exact);
     match result {
-        Some(workflow) if problems.is_empty() => Ok(Loaded { workflow, sources }),
+        Some(workflow) if problems.is_empty() => {
+            let warnings = problems.warnings(&sources);
+            Ok(Loaded { workflow, sources, warnings })
+        }
         _ => Err(problems.into_errors(&sources)),
     }
 }
@@ -104,7 +109,8 @@ fn load_into(
             nodes.extend(included.nodes);
         }
     }
-    let inputs = Inputs { vars: overrides(options, sources, problems), env: options.env.clone() };
+    let vars = declared_overrides(&workflow, overrides(options, sources, problems), problems);
+    let inputs = Inputs { vars, env: options.env.clone() };
     resolve(workflow, path, nodes, &inputs, sources, problems)
 }
 
@@ -120,15 +126,17 @@ fn expand_include(pattern: &str, dir: &Path, at: Location, problems: &mut Proble
         }
         return vec![normalize(&full)];
     }
-    let paths = match glob::glob(&full_text) {
-        Ok(paths) => paths,
+    let glob = match glob::Pattern::new(&full_text) {
+        Ok(glob) => glob,
         Err(e) => {
             problems.at(Problem::BadInclude { pattern: pattern.to_string(), reason: e.msg.to_string() }, at);
             return Vec::new();
         }
     };
-    let mut files: Vec<PathBuf> =
-        paths.filter_map(Result::ok).filter(|p| p.is_file()).map(|p| normalize(&p)).collect();
+    let Some(mut files) = walk_glob(&full, &glob) else {
+        problems.at(Problem::IncludeTooWide { pattern: pattern.to_string(), limit: MAX_GLOB_VISITS }, at);
+        return Vec::new();
+    };
     files.sort();
     if files.is_empty() {
         let searched = super::source::display_path(&normalize(&full));
@@ -137,17 +145,68 @@ fn expand_include(pattern: &str, dir: &Path, at: Location, problems: &mut Proble
     files
 }
 
+/// The most directory entries one include pattern may look at: `include "/**/*.kdl"` would
+/// otherwise walk the whole filesystem (and /proc without end).
+const MAX_GLOB_VISITS: usize = 20_000;
+
+/// The regular files matching `glob` (the pattern `full`, joined to the including file's
+/// folder), found by walking from the pattern's longest literal prefix, no deeper than the
+/// pattern reaches, looking at no more than [`MAX_GLOB_VISITS`] entries (`None` past that).
+/// As the glob crate's own walk: `*` and `?` stay within one path component, `*` matches
+/// names that start with a dot, `**` matches any number of folders, symlinks are followed.
+fn walk_glob(full: &Path, glob: &glob::Pattern) -> Option<Vec<PathBuf>> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let wild = |c: &std::path::Component| c.as_os_str().to_string_lossy().contains(['*', '?', '[']);
+    let components: Vec<std::path::Component> = full.components().collect();
+    let literal = components.iter().take_while(|c| !wild(c)).count();
+    let base: PathBuf = components[..literal].iter().collect();
+    let rest = &components[literal..];
+    let unbounded = rest.iter().any(|c| c.as_os_str() == "**");
+    let mut files = Vec::new();
+    let mut visits = 0usize;
+    let mut stack = vec![(base, 1usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            visits += 1;
+            if visits > MAX_GLOB_VISITS {
+                return None;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if meta.is_file() && glob.matches_path_with(&path, options) {
+                files.push(normalize(&path));
+            } else if meta.is_dir() && (unbounded || depth < rest.len()) {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    Some(files)
+}
+
 fn read(
     path: &Path,
     sources: &mut SourceMap,
     problems: &mut Problems,
     at: Option<Location>,
 ) -> Option<super::source::FileId> {
-    match std::fs::read_to_string(path) {
+    let shown = super::source::display_path(path);
+    match super::source::read_text(path) {
         Ok(text) => Some(sources.add(path.to_path_buf(), text)),
+        Err(ReadError::NotUtf8 { text, offset, byte, line, column }) => {
+            // The file joins the map read lossily, so the diagnostic can quote the line: the
+            // text before `offset` is exact, and the bad byte became one U+FFFD (3 bytes).
+            let id = sources.add(path.to_path_buf(), text);
+            let problem = Problem::NotUtf8 { path: shown, byte, line, column, offset };
+            problems.at(problem, Location { file: id, span: SourceSpan::new(offset.into(), 3) });
+            None
+        }
         Err(e) => {
-            let problem =
-                Problem::Unreadable { path: super::source::display_path(path), reason: e.to_string() };
+            let problem = e.into_problem(shown);
             match at {
                 Some(at) => problems.at(problem, at),
                 None => problems.nowhere(problem),
@@ -157,17 +216,35 @@ fn read(
     }
 }
 
-/// `--vars-file` contents, then `--var`, later ones winning.
-fn overrides(
-    options: &LoadOptions,
-    sources: &mut SourceMap,
-    problems: &mut Problems,
-) -> BTreeMap<String, String> {
-    let mut vars = BTreeMap::new();
+/// One variable set from outside the definitions.
+struct Override {
+    name: String,
+    value: String,
+    /// The vars file entry; `None` for `--var`.
+    at: Option<Location>,
+}
+
+/// `--vars-file` contents, then `--var`, in the order they apply (later ones win).
+fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Problems) -> Vec<Override> {
+    let mut vars = Vec::new();
     for file in &options.vars_files {
         let Some(id) = read(&absolute(file), sources, problems, None) else { continue };
         let text = sources.file(id).text.clone();
-        match KdlDocument::parse_v2(&text) {
+        if let Some((problem, at)) = super::decode::too_deep(&text) {
+            problems.at(problem, Location { file: id, span: at });
+            continue;
+        }
+        let parsed = match super::decode::parse_exact(&text) {
+            super::decode::ExactParse::Parsed(parsed) => parsed,
+            super::decode::ExactParse::TooManyBraces => {
+                let problem = Problem::BadVarOverride {
+                    reason: "a vars file is `name \"value\"` lines; this one has thousands of `{`".into(),
+                };
+                problems.at(problem, Location { file: id, span: SourceSpan::from(0..0) });
+                continue;
+            }
+        };
+        match parsed {
             Err(err) => {
                 for d in err.diagnostics {
                     let message = d.message.unwrap_or_else(|| "invalid KDL".into());
@@ -187,7 +264,11 @@ fn overrides(
                                 kdl::KdlValue::Bool(b) => b.to_string(),
                                 other => other.to_string(),
                             };
-                            vars.insert(node.name().value().to_string(), value);
+                            vars.push(Override {
+                                name: node.name().value().to_string(),
+                                value,
+                                at: Some(at),
+                            });
                         }
                         _ => problems.at(
                             Problem::BadVarOverride {
@@ -204,7 +285,40 @@ fn overrides(
         }
     }
     for (k, v) in &options.vars {
-        vars.insert(k.clone(), v.clone());
+        vars.push(Override { name: k.clone(), value: v.clone(), at: None });
+    }
+    vars
+}
+
+/// The overrides as a map, each checked against the workflow's `vars` block: setting a
+/// variable the workflow does not declare is a mistake (a typo in a production value would
+/// otherwise be ignored silently), reported with the nearest declared name.
+fn declared_overrides(
+    workflow: &super::raw::RawWorkflow,
+    overrides: Vec<Override>,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let declared: std::collections::BTreeSet<&str> =
+        workflow.vars.iter().map(|(k, _)| k.value.as_str()).collect();
+    let mut vars = BTreeMap::new();
+    for o in overrides {
+        if declared.contains(o.name.as_str()) {
+            vars.insert(o.name, o.value);
+            continue;
+        }
+        let problem = Problem::UndeclaredVar {
+            from: match o.at {
+                Some(_) => "the vars file".into(),
+                None => "`--var`".into(),
+            },
+            suggestion: did_you_mean(&o.name, declared.iter().copied()).map(String::from),
+            declared: declared.iter().map(|d| d.to_string()).collect(),
+            name: o.name,
+        };
+        match o.at {
+            Some(at) => problems.at(problem, at),
+            None => problems.nowhere(problem),
+        }
     }
     vars
 }

@@ -84,7 +84,7 @@ pub fn evaluate(renderer: &mut Renderer, formula: &str, facts: &RunFacts) -> Res
     let context = Context::from_serialize(facts).map_err(|e| e.to_string())?;
     let text = renderer.render_with(formula, &context).map_err(|e| match e {
         TemplateError::Undefined { name } => format!("unknown variable `{name}`"),
-        TemplateError::Invalid { reason } => reason,
+        TemplateError::Invalid { reason } | TemplateError::TooCostly { reason, .. } => reason,
     })?;
     let value: f64 =
         text.trim().parse().map_err(|_| format!("the formula gave `{}`, not a number", text.trim()))?;

@@ -3,16 +3,31 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration a definition may write: ten years (humantime's `10y`, 365.25-day
+/// years). Anything longer is surely a typo, and the cap keeps every sum of budgets, buffers
+/// and timeouts far from overflow (100 000 nodes of 10 years with a 1000% buffer still fit
+/// in a `Duration` many times over), and a deadline computed from a timeout representable.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+
 /// Parses `4h30m`, `90s`, `500ms`, `1h 15m`.
 ///
 /// # Errors
-/// The reason, phrased for a person, when the text is not a duration.
+/// The reason, phrased for a person, when the text is not a duration or is longer than
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.starts_with('-') {
         return Err("a duration cannot be negative".into());
     }
-    humantime::parse_duration(trimmed).map_err(|e| e.to_string())
+    let too_long = || "it is longer than 10 years, the longest duration milepost accepts".to_string();
+    match humantime::parse_duration(trimmed) {
+        Ok(d) if d > MAX_DURATION => Err(too_long()),
+        Ok(d) => Ok(d),
+        // humantime says NumberOverflow when a part or the sum overflows, and also for
+        // fractions finer than a nanosecond; only the first is possible without a `.`.
+        Err(humantime::DurationError::NumberOverflow) if !trimmed.contains('.') => Err(too_long()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A duration the way the definition language writes it: `4h30m`, `1m30s`, `0s`.
@@ -115,6 +130,25 @@ mod tests {
         assert!(parse_duration("4x").unwrap_err().contains("unknown time unit"));
         assert!(parse_duration("-1h").unwrap_err().contains("negative"));
         assert!(parse_duration("").is_err());
+    }
+
+    /// Issue 12 item 13: `18446744073709551615s` overflowed a sum of budgets (a panic) and
+    /// `1000000y` made `plan` take 10 s. Both are now rejected where they are written.
+    #[test]
+    fn issue_12_huge_durations_are_rejected() {
+        for text in [
+            "18446744073709551615s",
+            "1000000y",
+            "10y 1s",
+            "3653d",
+            "99999999999999999999999h",
+            "1y 1y 1y 1y 1y 1y 1y 1y 1y 1y 1y",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("longer than 10 years"), "{text}: {err}");
+        }
+        assert_eq!(parse_duration("10y"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("520w"), Ok(Duration::from_secs(520 * 7 * 86_400)));
     }
 
     #[test]
