@@ -1050,3 +1050,20 @@ fn kube_a_change_of_kind_waits_for_everything_before_it() {
         assert!(at(&format!("cm-{i}")) > at("deny"), "{patches:?}");
     }
 }
+
+/// Review of issue 13: one API group whose discovery fails (an aggregated API such as
+/// metrics-server not ready, as on a fresh k3d) must not hide the others from a `wait`.
+#[test]
+fn kube_a_wait_finds_its_kind_while_another_group_cannot_be_listed() {
+    let c = Cluster::new("    validate { wait web0 \"deployment/web0\" until=\"rollout\" timeout=\"20s\" }");
+    c.api.put("deployments", "apps", recorded_object("31-deploy-replicas0-get"));
+    c.api.answer(
+        "GET",
+        "/apis/networking.k8s.io/v1",
+        503,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+    );
+    c.apply().success();
+    assert!(c.log(1, "web0").contains("deployment/web0 -n apps rollout"), "{}", c.log(1, "web0"));
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, KubeconfigError};
 use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::{Client, Config};
 use tokio::sync::Mutex;
 
@@ -34,8 +34,9 @@ pub struct Cluster {
     pub server: String,
     /// Kinds resolved so far; only successes are kept, so a CRD applied later is found.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
-    /// Every group's resources, for `wait kind/name` where only the kind is known.
-    discovery: Mutex<Option<Discovery>>,
+    /// Every group's resources that answered, for `wait kind/name` where only the kind is
+    /// known, and the groups that did not (an aggregated API not ready yet).
+    discovery: Mutex<Option<(Vec<kube::discovery::ApiGroup>, Vec<String>)>>,
 }
 
 /// Why there is no cluster to talk to.
@@ -91,7 +92,7 @@ fn kubeconfig_present() -> bool {
 /// No configuration, an unusable kubeconfig, an unreachable server, rejected credentials.
 pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
     let options = KubeConfigOptions { context: settings.context.clone(), ..KubeConfigOptions::default() };
-    let config = if kubeconfig_present() || settings.context.is_some() {
+    let mut config = if kubeconfig_present() || settings.context.is_some() {
         Config::from_kubeconfig(&options).await.map_err(|e| match e {
             KubeconfigError::LoadContext(name) => ConnectError::Kubeconfig(format!(
                 "the context `{name}` is not in it (kubectl config get-contexts)"
@@ -101,6 +102,10 @@ pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
     } else {
         Config::incluster().map_err(|_| ConnectError::NotConfigured)?
     };
+    // kube's own retry of 429/503/504 (15 times, backing off towards minutes) would hide
+    // inside a step's timeout and a wait's window; milepost decides retries itself (a
+    // step's `retries`, a probe's polling, [`may_heal`]).
+    config.default_retry = false;
     let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
     let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config)
@@ -174,20 +179,21 @@ impl Cluster {
     ) -> Result<Option<(ApiResource, ApiCapabilities)>, String> {
         let mut cached = self.discovery.lock().await;
         if cached.is_none() || refresh {
-            let discovery = Discovery::new(self.client.clone())
-                .run()
-                .await
-                .map_err(|e| describe(&e, "discover", "API groups", None))?;
-            *cached = Some(discovery);
+            *cached = Some(self.discover_groups().await?);
         }
-        let discovery = cached.as_ref().expect("filled above");
+        let (groups, unreachable) = cached.as_ref().expect("filled above");
         let wanted = name.to_lowercase();
         let (kind, group) = match wanted.split_once('.') {
             Some((k, g)) => (k.to_string(), Some(g.to_string())),
             None => (wanted.clone(), None),
         };
+        if let Some(missing) =
+            unreachable.iter().find(|u| group.as_deref().is_some_and(|g| u.starts_with(&format!("{g}:"))))
+        {
+            return Err(format!("the API server could not list the kinds of group {missing}"));
+        }
         let mut matches = Vec::new();
-        for api_group in discovery.groups() {
+        for api_group in groups {
             if group.as_deref().is_some_and(|g| g != api_group.name()) {
                 continue;
             }
@@ -200,6 +206,30 @@ impl Cluster {
         // The core group first, then by group name: stable, and as kubectl prefers.
         matches.sort_by(|a, b| (!a.0.group.is_empty(), &a.0.group).cmp(&(!b.0.group.is_empty(), &b.0.group)));
         Ok(matches.into_iter().next())
+    }
+}
+
+impl Cluster {
+    /// Every API group's resources, one group at a time: kube's `Discovery::run` fails
+    /// whole when one aggregated API does not answer (metrics-server starting, on a fresh
+    /// k3d or while a module installs it), and that must not hide `apps` or a CRD's group.
+    async fn discover_groups(&self) -> Result<(Vec<kube::discovery::ApiGroup>, Vec<String>), String> {
+        let listed =
+            self.client.list_api_groups().await.map_err(|e| describe(&e, "discover", "API groups", None))?;
+        let names = std::iter::once(kube::discovery::ApiGroup::CORE_GROUP.to_string())
+            .chain(listed.groups.into_iter().map(|g| g.name));
+        let mut groups = Vec::new();
+        let mut unreachable = Vec::new();
+        for name in names {
+            match kube::discovery::group(&self.client, &name).await {
+                Ok(group) => groups.push(group),
+                Err(e) => unreachable.push(format!("{name}: {e}")),
+            }
+        }
+        if groups.is_empty() {
+            return Err(format!("no API group could be listed: {}", unreachable.join("; ")));
+        }
+        Ok((groups, unreachable))
     }
 }
 
