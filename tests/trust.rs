@@ -189,7 +189,10 @@ fn a_full_disk_leaves_whole_records_and_the_next_run_works() {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("cannot write the journal") && err.contains("File too large"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     let state = dir.path().join(".milepost");
     let journal = run_dirs(&state)[0].join("journal.jsonl");
     let bytes = std::fs::read(&journal).unwrap();
