@@ -104,6 +104,8 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
         command: "apply".into(),
         previous_run: None,
         restart: None,
+        vars_hash: None,
+        context: None,
     };
     let mut journal = Journal::create(&run.join("journal.jsonl"), &start).unwrap();
     for node in &workflow.nodes {

@@ -547,3 +547,34 @@ fn a_full_stdout_is_an_error_a_closed_pipe_is_not() {
     drop(child.stdout.take());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Issue 14's most dangerous case, guarded here: runs made with other `--var` values (or
+/// another Kubernetes context) are not read as this rollout's. A step whose text the values
+/// do not touch would otherwise count as done in production after it ran only in staging.
+#[test]
+fn runs_made_with_other_values_are_not_taken_for_this_rollouts() {
+    let (dir, w) = workflow(
+        r#"workflow w { vars { target "staging" } }
+module a { budget "1m"; install { run s "echo a >> ledger" } }
+module b { budget "1m"; after a; install { run s "echo b-{{ vars.target }} >> ledger; false" } }"#,
+    );
+    milepost().arg("apply").arg(&w).assert().code(1);
+    for command in ["resume", "status", "verify"] {
+        let out = milepost().arg(command).arg(&w).args(["--var", "target=prod"]).assert().code(2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("made with other values: the --var/--vars-file values differ"),
+            "{command}: {err}"
+        );
+    }
+    let out = milepost().arg("resume").arg(&w).args(["--context", "prod-ctx"]).assert().code(2);
+    assert!(stderr(&out).contains("the Kubernetes context was none, now `prod-ctx`"), "{}", stderr(&out));
+    // A preview still works: a new rollout, said so.
+    let out = milepost().arg("plan").arg(&w).args(["--var", "target=prod"]).assert().success();
+    assert!(stderr(&out).contains("showing a new rollout"), "{}", stderr(&out));
+    // The same values as the run: resume goes on (and fails again at b).
+    milepost().arg("resume").arg(&w).assert().code(1);
+    assert_eq!(count(&ledger(dir.path()), "a"), 1, "a never ran again");
+    // Explicit defaults are the same values.
+    milepost().arg("resume").arg(&w).args(["--var", "target=staging"]).assert().code(1);
+}

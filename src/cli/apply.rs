@@ -192,6 +192,8 @@ pub fn rollout(
         command: plan.command.to_string(),
         previous_run,
         restart: plan.restart.clone(),
+        vars_hash: Some(crate::state::vars_hash(&workflow)),
+        context: args.context.clone().or_else(|| workflow.kubernetes.context.clone()),
     };
     let (run_dir, journal) = Journal::create_run(&state_dir.join("runs"), &run_id, &start)
         .map_err(|e| CliError::State { message: e.to_string() })?;

@@ -82,8 +82,15 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     if !args.fresh || args.calibrate {
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
-            let graph = crate::graph::PlanGraph::new(workflow);
-            options.status = decide(workflow, &graph, &history).into_iter().map(|d| d.status).collect();
+            match super::state::same_values(&history, workflow, None, &dir) {
+                Ok(()) => {
+                    let graph = crate::graph::PlanGraph::new(workflow);
+                    options.status =
+                        decide(workflow, &graph, &history).into_iter().map(|d| d.status).collect();
+                }
+                // A preview still helps: the whole plan, as a new rollout with these values.
+                Err(e) => errln!("{} {e}; showing a new rollout", cx.err.yellow("warning:")),
+            }
         }
         if args.calibrate {
             options.durations = Some(calibrated(workflow, &history));

@@ -135,6 +135,8 @@ fn lock_for(args: &StateArgs, explicit_dir: Option<&Path>, command: &str) -> Res
 pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "resume")?;
     let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
+    same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
     let graph = PlanGraph::new(&workflow);
     let mut decisions = decide(&workflow, &graph, &history);
     // The rollout resume continues: what the last apply selected.
@@ -210,6 +212,8 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
 pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
     let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "verify")?;
     let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
+    same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
     let phase = match &args.phase {
@@ -274,6 +278,7 @@ struct StatusNode<'a> {
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
     let history = History::from_journals(&journals);
+    same_values(&history, &workflow, None, &dir)?;
     let live = live_run(&dir, &journals);
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
@@ -375,6 +380,46 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     print(&out)?;
     Ok(exit::SUCCESS)
+}
+
+/// Refuses to read the runs of this workflow in `dir` as this invocation's when they were
+/// made with other `--var`/`--vars-file` values or another Kubernetes context (`context`:
+/// `None` when the command does not know it): steps whose text the values do not touch
+/// would count as done where they never ran (staging's runs making production skip them).
+pub(super) fn same_values(
+    history: &History,
+    workflow: &Workflow,
+    context: Option<Option<&str>>,
+    dir: &Path,
+) -> Result<(), CliError> {
+    let Some((recorded_hash, recorded_context)) = history.identities.get(&workflow.id) else { return Ok(()) };
+    let mut differ = Vec::new();
+    if *recorded_hash != crate::state::vars_hash(workflow) {
+        differ.push("the --var/--vars-file values differ".to_string());
+    }
+    if let Some(now) = context {
+        if recorded_context.as_deref() != now {
+            let shown = |c: Option<&str>| c.map_or("none".to_string(), |c| format!("`{c}`"));
+            differ.push(format!(
+                "the Kubernetes context was {}, now {}",
+                shown(recorded_context.as_deref()),
+                shown(now)
+            ));
+        }
+    }
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Usage {
+        message: format!(
+            "the runs of {} in {} were made with other values: {}. Read as this rollout's, they would \
+             count as done what ran there, not here. Give the same values, or give this environment \
+             its own --state-dir",
+            workflow.id,
+            dir.display(),
+            differ.join("; ")
+        ),
+    })
 }
 
 /// The last run's id and "now, in …" when it has no end and its milepost still holds the

@@ -27,6 +27,8 @@ pub struct Workflow {
     pub shell: Vec<String>,
     pub on_overrun: OnOverrun,
     pub vars: BTreeMap<String, String>,
+    /// The `--var`/`--vars-file` values that differ from the file's defaults.
+    pub var_overrides: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub resources: Vec<Resource>,
     pub phases: Vec<Phase>,

@@ -49,6 +49,14 @@ pub fn resolve(
     check_cycles(&nodes, &mut deps, problems);
 
     let vars = vars(&raw, inputs);
+    // What makes this run's environment: the values set from outside that differ from the
+    // file's defaults (docs/state.md §8, "Same values").
+    let var_overrides = inputs
+        .vars
+        .iter()
+        .filter(|(k, v)| !raw.vars.iter().any(|(dk, dv)| &dk.value == *k && &dv.value == *v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let (secrets, secret_values) = secrets(&raw, inputs);
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let workflow_scope = serde_json::json!({ "id": raw.id.value, "dir": dir });
@@ -131,6 +139,7 @@ pub fn resolve(
             .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
         on_overrun: workflow_overrun,
         vars,
+        var_overrides,
         secrets,
         resources,
         phases,

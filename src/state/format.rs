@@ -36,6 +36,13 @@ pub enum Record {
         /// `resume --from`'s node and what follows it (absent: none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         restart: Option<Vec<String>>,
+        /// [`super::vars_hash`] of the run: which values it ran with. Absent in journals
+        /// written before it existed (not checked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vars_hash: Option<String>,
+        /// The Kubernetes context the run was given (`--context` or the workflow's), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
     },
     /// A node begins: from its first step (a new run of it), or past `first_step` leading
     /// steps kept from its earlier, unfinished run (resume, verify).

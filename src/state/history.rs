@@ -92,6 +92,9 @@ pub struct History {
     /// Per workflow, what its last `apply` selected (`None`: every node): the rollout that
     /// `resume` continues.
     pub scopes: HashMap<String, Option<Vec<String>>>,
+    /// Per workflow, the values (`vars_hash`) and Kubernetes context of its latest run that
+    /// recorded them: a resume with others is refused.
+    pub identities: HashMap<String, (String, Option<String>)>,
     /// Nodes whose current attempt started and has no end: in flight at a crash (or now).
     pub in_flight: Vec<String>,
     /// How long each node took whenever it passed with all its steps run in one run (not in
@@ -282,8 +285,13 @@ impl History {
                     restart,
                     host,
                     pid,
+                    vars_hash,
+                    context,
                     ..
                 } => {
+                    if let Some(hash) = vars_hash {
+                        self.identities.insert(workflow.clone(), (hash.clone(), context.clone()));
+                    }
                     let started = RunRecord {
                         run_id: run_id.clone(),
                         command: command.clone(),

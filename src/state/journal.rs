@@ -238,6 +238,8 @@ mod tests {
                 command: "apply".into(),
                 previous_run: None,
                 restart: None,
+                vars_hash: None,
+                context: None,
             },
             Record::NodeStart { node: "a".into(), first_step: 0, install_steps: 1, at: "t".into() },
             Record::StepEnd {

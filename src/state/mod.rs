@@ -47,3 +47,11 @@ pub fn definition_hash(workflow: &Workflow) -> String {
     }
     hex(&h.finalize())
 }
+
+/// What a run's values were: a hash of the `--var`/`--vars-file` values that differ from the
+/// file's defaults (never the values themselves), so a resume with other values is refused
+/// rather than counting as done what only ran elsewhere.
+pub fn vars_hash(workflow: &Workflow) -> String {
+    let json = serde_json::to_vec(&workflow.var_overrides).expect("strings always serialize");
+    hex(&Sha256::digest(json))
+}
