@@ -578,3 +578,35 @@ module b { budget "1m"; after a; install { run s "echo b-{{ vars.target }} >> le
     // Explicit defaults are the same values.
     milepost().arg("resume").arg(&w).args(["--var", "target=staging"]).assert().code(1);
 }
+
+/// Issue 15 item 3: the resume command a failed apply prints works as printed, from another
+/// folder, with the values the run was made with.
+#[test]
+fn the_printed_resume_command_works_as_printed() {
+    let (dir, w) = workflow(
+        r#"workflow w { vars { target "staging" } }
+module a { budget "1m"; install { run s "echo a-{{ vars.target }} >> ledger" } }
+module b { budget "1m"; after a; install { run s "test ! -f broken" } }"#,
+    );
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    let out = milepost().arg("apply").arg(&w).args(["--var", "target=prod team"]).assert().code(1);
+    let err = stderr(&out);
+    let hint = err.split("fix the cause, then `").nth(1).and_then(|r| r.split('`').next()).unwrap();
+    assert!(hint.starts_with("milepost resume ") && hint.contains("'target=prod team'"), "{hint}");
+    std::fs::remove_file(dir.path().join("broken")).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(hint.replacen("milepost", &shell_quote(&bin.display().to_string()), 1))
+        .current_dir(elsewhere.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{hint}");
+    assert_eq!(ledger(dir.path()), ["a-prod team"]);
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

@@ -281,13 +281,14 @@ pub fn rollout(
         if summary.deadline_stop {
             errln!("the next node would end after the --deadline; the rollout stopped before it");
         }
+        let resume = resume_command(&workflow, args);
         let hint = if summary.failed > 0 || summary.record_failed {
-            "fix the cause, then `milepost resume` continues from the failed step"
+            format!("fix the cause, then `{resume}` continues from the failed step")
         } else {
-            "`milepost resume` continues where it stopped"
+            format!("`{resume}` continues where it stopped")
         };
         if stopped {
-            errln!("{}", p.dim(hint));
+            errln!("{}", p.dim(&hint));
         }
     }
     if let Err(message) = end_recorded {
@@ -302,6 +303,23 @@ pub fn rollout(
     } else {
         exit::SUCCESS
     })
+}
+
+/// The `resume` command that continues this rollout from where the user is: the workflow as
+/// they named it, and the values and places that make it this rollout (secrets are not
+/// vars, and never appear).
+fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
+    let mut words = vec!["milepost".to_string(), "resume".to_string(), workflow.file.display().to_string()];
+    for (name, value) in &workflow.var_overrides {
+        words.extend(["--var".to_string(), format!("{name}={value}")]);
+    }
+    if let Some(dir) = &args.state_dir {
+        words.extend(["--state-dir".to_string(), dir.display().to_string()]);
+    }
+    if let Some(context) = &args.context {
+        words.extend(["--context".to_string(), context.clone()]);
+    }
+    shell_words::join(words)
 }
 
 /// A run id: the UTC start time to the millisecond and the pid. Always later than the
