@@ -243,38 +243,22 @@ module m { budget "1m"; install { run first "echo ran >> ledger"; apply manifest
 
 #[test]
 fn the_local_example_runs_8_and_11_side_by_side() {
-    let state = tempfile::tempdir().unwrap();
-    let out = milepost()
-        .args(["apply", "examples/local/phase2.kdl", "--state-dir"])
-        .arg(state.path())
-        .env_remove("MILEPOST_DEMO_FAIL")
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .success();
+    // A private copy on a free port: the working tree and port 18471 stay untouched, and two
+    // checkouts can test at once.
+    let local = crate::support::Local::new();
+    let out = local.run("apply", false).success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     let at = |needle: &str| stderr.find(needle).unwrap_or_else(|| panic!("no `{needle}` in {stderr}"));
     let first_end = at("#8 autoscaling passed").min(at("#11 monitoring passed"));
     assert!(at("#8 autoscaling started") < first_end && at("#11 monitoring started") < first_end, "{stderr}");
     assert!(stderr.contains("rollout complete: 9 passed, 0 failed, 0 skipped"));
 
-    let failed = milepost()
-        .args(["apply", "examples/local/phase2.kdl", "--state-dir"])
-        .arg(state.path())
-        .env("MILEPOST_DEMO_FAIL", "2B")
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .code(1);
+    let failed = local.run("apply", true).code(1);
     let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
     assert!(stderr.contains("ha-dr › backup-verified: still failing"), "{stderr}");
     assert!(stderr.contains("injected failure"), "{stderr}");
     assert!(stderr.contains("log: "), "{stderr}");
-    // The failed run leaves the service up for a resume; stop it.
-    if let Ok(pid) = std::fs::read_to_string("examples/local/.work/service.pid") {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
+    // `Local` stops the service the failed run left up for a resume when it is dropped.
 }
 
 fn alive(pid: i32) -> bool {
