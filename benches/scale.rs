@@ -1,5 +1,6 @@
 //! Scale: load + validate, and plan, for generated workflows of 1k, 10k and 100k modules
-//! with 3 dependencies each. Targets (issues 2 and 3): 10k under 1 s, 100k under 10 s.
+//! with 3 dependencies each. Targets (issues 2 and 3): 10k under 1 s, 100k under 10 s; the
+//! whole `plan` command of 100k under 2 s (issue 15; `bench/plan_scale.py` times the command).
 //!
 //! `cargo bench --bench scale` (release profile). Peak memory: `/usr/bin/time -v milepost validate`
 //! on the same generated file (docs/testing.md).
@@ -74,6 +75,19 @@ fn plan(bencher: divan::Bencher, n: usize) {
         let plan = Plan::new(&loaded.workflow, &PlanOptions::default());
         assert!(!plan.totals.finish.is_zero());
         plan.totals
+    });
+}
+
+/// What `plan --format json` does after loading (issue 15 item 10): the plan, the parallel
+/// groups (`Plan::overlaps`, quadratic before), the critical flags and the JSON text.
+/// Target: the whole `plan` command of 100,000 modules under 2 s.
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 3, sample_size = 1)]
+fn plan_rendered(bencher: divan::Bencher, n: usize) {
+    let (_dir, path) = write_workflow(n);
+    let loaded = load(&path, &LoadOptions::default()).expect("generated workflow is valid");
+    bencher.bench(|| {
+        let plan = Plan::new(&loaded.workflow, &PlanOptions::default());
+        milepost::plan::render::json::render(&plan, None, false).len()
     });
 }
 

@@ -78,6 +78,28 @@ pub fn causes(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Why a kubeconfig could not be loaded, with file paths as written: kube formats them with
+/// `{:?}` inside quotes (`from '"/tmp/x"'`), so those variants are worded here.
+fn kubeconfig_reason(err: &KubeconfigError) -> String {
+    use kube::config::LoadDataError;
+    let file = |what: &str, err: &LoadDataError| match err {
+        LoadDataError::ReadFile(io, path) => {
+            Some(format!("failed to read {what} '{}': {io}", path.display()))
+        }
+        _ => None,
+    };
+    let worded = match err {
+        KubeconfigError::ReadConfig(io, path) => {
+            Some(format!("failed to read kubeconfig from '{}': {io}", path.display()))
+        }
+        KubeconfigError::LoadCertificateAuthority(e) => file("the certificate authority", e),
+        KubeconfigError::LoadClientCertificate(e) => file("the client certificate", e),
+        KubeconfigError::LoadClientKey(e) => file("the client key", e),
+        _ => None,
+    };
+    worded.unwrap_or_else(|| causes(err))
+}
+
 fn kubeconfig_present() -> bool {
     let from_env = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
     let home = std::env::var_os("HOME")
@@ -97,7 +119,7 @@ pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
             KubeconfigError::LoadContext(name) => ConnectError::Kubeconfig(format!(
                 "the context `{name}` is not in it (kubectl config get-contexts)"
             )),
-            other => ConnectError::Kubeconfig(causes(&other)),
+            other => ConnectError::Kubeconfig(kubeconfig_reason(&other)),
         })?
     } else {
         Config::incluster().map_err(|_| ConnectError::NotConfigured)?
@@ -317,6 +339,22 @@ mod tests {
         let text =
             serde_json::json!({"status": "Failure", "message": message, "reason": reason, "code": code});
         kube::Error::Api(Box::new(serde_json::from_value(text).unwrap()))
+    }
+
+    /// Issue 15 item 7: kube writes `'"/tmp/no such/config"'`; the path is shown once quoted.
+    #[test]
+    fn kubeconfig_paths_are_quoted_once() {
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let path = std::path::PathBuf::from("/tmp/no such/config");
+        let read = KubeconfigError::ReadConfig(missing(), path.clone());
+        let text = ConnectError::Kubeconfig(kubeconfig_reason(&read)).to_string();
+        assert_eq!(text, "the kubeconfig cannot be used: failed to read kubeconfig from '/tmp/no such/config': entity not found");
+        let key = KubeconfigError::LoadClientKey(kube::config::LoadDataError::ReadFile(missing(), path));
+        assert_eq!(
+            kubeconfig_reason(&key),
+            "failed to read the client key '/tmp/no such/config': entity not found"
+        );
+        assert!(!kubeconfig_reason(&KubeconfigError::MissingClusterUrl).contains('"'));
     }
 
     #[test]
