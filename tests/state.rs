@@ -248,3 +248,25 @@ fn verify_of_the_local_example_fails_when_the_service_is_down() {
     let text = stderr(&drifted);
     assert!(text.contains("k8s-infra › port"), "{text}");
 }
+
+/// Issue 15 item 6: one `skipped` for the console, `run-end` and `history`. A node a
+/// fail-fast stop left out has no node-skipped record, and `history` said 0 skipped.
+#[test]
+fn history_counts_skipped_nodes_as_the_run_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { parallelism 1 }
+module a { budget "1m"; install { run boom "exit 3" } }
+module b { budget "10s"; install { run fine "true" } }"#,
+    )
+    .unwrap();
+    let applied = milepost().arg("apply").arg(&w).assert().code(1);
+    assert!(stderr(&applied).contains("0 passed, 1 failed, 1 skipped"), "{}", stderr(&applied));
+    let end = records(&dir.path().join(".milepost")).remove(0).pop().unwrap();
+    assert!(matches!(end, Record::RunEnd { skipped: 1, .. }), "{end:?}");
+    let history = milepost().arg("history").arg(&w).assert().success();
+    let text = String::from_utf8_lossy(&history.get_output().stdout).into_owned();
+    assert!(text.contains("0 passed, 1 failed, 1 skipped"), "{text}");
+}
