@@ -207,6 +207,37 @@ module long { budget "1m"; install { run hang "sleep 30 & echo $! > child.pid; w
     assert!(!alive(grandchild), "sleep {grandchild} survived SIGTERM");
 }
 
+/// Issue 15 item 6: an operator's stop is not a failure to fix; the hint says so.
+#[test]
+fn a_stopped_rollout_does_not_ask_to_fix_a_cause() {
+    let f = Fixture::new(
+        r#"workflow w {}
+module long { budget "1m"; install { run hang "sleep 30 & echo $! > child.pid; wait" } }"#,
+    );
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let child = std::process::Command::new(bin)
+        .arg("apply")
+        .arg(f.path("w.kdl"))
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = f.path("child.pid");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rollout stopped"), "{stderr}");
+    assert!(!stderr.contains("fix the cause"), "{stderr}");
+    assert!(stderr.contains("continues where it stopped"), "{stderr}");
+}
+
 #[test]
 fn preflight_refuses_what_cannot_finish() {
     let f = Fixture::new(

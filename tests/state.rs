@@ -213,3 +213,60 @@ module m { budget "1m"; install { run slow "echo run >> ledger; if [ -f slow ]; 
     assert!(stderr(&resumed).contains("m runs again: interrupted"), "{}", stderr(&resumed));
     assert_eq!(std::fs::read_to_string(dir.path().join("ledger")).unwrap().lines().count(), 3);
 }
+
+/// Issue 15 item 5: `verify` of the shipped example passes right after a healthy apply (no
+/// gate tears the service down), and fails once what the rollout delivered has drifted.
+#[test]
+fn verify_of_the_local_example_passes_until_something_drifts() {
+    let local = Local::new();
+    local.run("apply", false).success();
+    let healthy = local.run("verify", false).success();
+    let text = stderr(&healthy);
+    assert!(text.contains("9 passed, 0 failed"), "{text}");
+
+    // Drift: a seeded record is gone; the restore drill no longer matches the data.
+    std::fs::remove_file(local.dir.path().join(".work/data/record-5.txt")).unwrap();
+    let drifted = local.run("verify", false).code(1);
+    let text = stderr(&drifted);
+    assert!(text.contains("deployment-reliability › restore-drill"), "{text}");
+}
+
+/// Issue 15 item 5: the service going away after the rollout is drift `verify` reports.
+#[test]
+fn verify_of_the_local_example_fails_when_the_service_is_down() {
+    let local = Local::new();
+    local.run("apply", false).success();
+    local.stop_service();
+    // Wait until the port is closed, so the verify cannot race the service's exit.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", local.port)).is_err() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let drifted = local.run("verify", false).code(1);
+    let text = stderr(&drifted);
+    assert!(text.contains("k8s-infra › port"), "{text}");
+}
+
+/// Issue 15 item 6: one `skipped` for the console, `run-end` and `history`. A node a
+/// fail-fast stop left out has no node-skipped record, and `history` said 0 skipped.
+#[test]
+fn history_counts_skipped_nodes_as_the_run_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { parallelism 1 }
+module a { budget "1m"; install { run boom "exit 3" } }
+module b { budget "10s"; install { run fine "true" } }"#,
+    )
+    .unwrap();
+    let applied = milepost().arg("apply").arg(&w).assert().code(1);
+    assert!(stderr(&applied).contains("0 passed, 1 failed, 1 skipped"), "{}", stderr(&applied));
+    let end = records(&dir.path().join(".milepost")).remove(0).pop().unwrap();
+    assert!(matches!(end, Record::RunEnd { skipped: 1, .. }), "{end:?}");
+    let history = milepost().arg("history").arg(&w).assert().success();
+    let text = String::from_utf8_lossy(&history.get_output().stdout).into_owned();
+    assert!(text.contains("0 passed, 1 failed, 1 skipped"), "{text}");
+}

@@ -282,7 +282,9 @@ pub fn rollout(
             errln!("the next node would end after the --deadline; the rollout stopped before it");
         }
         let resume = resume_command(&workflow, args);
-        let hint = if summary.failed > 0 || summary.record_failed {
+        // Nodes the operator stopped count as failed, but there is no cause to fix.
+        let caused = reporter.failures.iter().any(|f| !f.cancelled) || summary.record_failed;
+        let hint = if caused {
             format!("fix the cause, then `{resume}` continues from the failed step")
         } else {
             format!("`{resume}` continues where it stopped")

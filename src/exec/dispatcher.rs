@@ -241,7 +241,9 @@ pub async fn execute(
                     summary.record_failed = true;
                     stopping = true;
                 }
-                for (i, outcome, _) in ended {
+                let mut skipped = Vec::new();
+                for (i, outcome, _) in &ended {
+                    let i = *i;
                     if outcome.passed() {
                         state[i] = State::Passed;
                         summary.passed += 1;
@@ -267,11 +269,20 @@ pub async fn execute(
                             let event =
                                 ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
                             let _ = super::record(&options.recorder, &event);
-                            let _ = events.send(event);
+                            skipped.push(event);
                         }
                     }
                     ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
                     held.retain(|&(_, Reverse(r))| state[r] == State::Ready);
+                }
+                // A fresh forecast with every node end, so the end line's pace is not up to
+                // a second old (a short resume would otherwise show its start's forecast).
+                let _ = events.send(forecast(&graph, &planned, &limits, &state, &running_since, started, planned_finish));
+                for (node, outcome, took) in ended {
+                    let _ = events.send(ExecEvent::NodeFinished { node, outcome, took });
+                }
+                for event in skipped {
+                    let _ = events.send(event);
                 }
             }
             Some(synced) = syncing.join_next(), if !syncing.is_empty() => {
@@ -307,22 +318,7 @@ pub async fn execute(
                 let _ = cancel_tx.send(true);
             }
             _ = tick.tick() => {
-                let elapsed = started.elapsed();
-                let finished: Vec<bool> = state.iter().map(|s| matches!(s, State::Passed | State::Failed | State::Skipped)).collect();
-                let now_running: Vec<NodeId> = (0..n).filter(|&i| running_since[i].is_some()).collect();
-                let left: Vec<Duration> = (0..n)
-                    .map(|i| match running_since[i] {
-                        Some(since) => planned[i].saturating_sub(since.elapsed()),
-                        None => planned[i],
-                    })
-                    .collect();
-                let progress = Progress { finished: &finished, running: &now_running };
-                let remaining = simulate_from(&graph, &left, &limits, progress).finish;
-                let _ = events.send(ExecEvent::Tick {
-                    elapsed,
-                    projected_finish: elapsed + remaining,
-                    planned_finish,
-                });
+                let _ = events.send(forecast(&graph, &planned, &limits, &state, &running_since, started, planned_finish));
             }
         }
     }
@@ -335,6 +331,32 @@ pub async fn execute(
     summary.skipped = state.iter().filter(|s| **s == State::Skipped).count();
     summary.took = started.elapsed();
     summary
+}
+
+/// Elapsed time and the projected finish: the plan's simulation re-run from what has
+/// finished, with what runs charged only its remaining budget.
+fn forecast(
+    graph: &PlanGraph,
+    planned: &[Duration],
+    limits: &Limits,
+    state: &[State],
+    running_since: &[Option<Instant>],
+    started: Instant,
+    planned_finish: Duration,
+) -> ExecEvent {
+    let elapsed = started.elapsed();
+    let finished: Vec<bool> =
+        state.iter().map(|s| matches!(s, State::Passed | State::Failed | State::Skipped)).collect();
+    let now_running: Vec<NodeId> = (0..state.len()).filter(|&i| running_since[i].is_some()).collect();
+    let left: Vec<Duration> = (0..state.len())
+        .map(|i| match running_since[i] {
+            Some(since) => planned[i].saturating_sub(since.elapsed()),
+            None => planned[i],
+        })
+        .collect();
+    let progress = Progress { finished: &finished, running: &now_running };
+    let remaining = simulate_from(graph, &left, limits, progress).finish;
+    ExecEvent::Tick { elapsed, projected_finish: elapsed + remaining, planned_finish }
 }
 
 #[cfg(test)]
@@ -379,8 +401,8 @@ mod tests {
         }
     }
 
-    /// Runs a workflow of `true` steps to its end and returns the log.
-    fn run(text: &str, dir: &std::path::Path) -> (Arc<Workflow>, Vec<Entry>) {
+    /// Runs a workflow of `true` steps to its end and returns the log and the events.
+    fn run(text: &str, dir: &std::path::Path) -> (Arc<Workflow>, Vec<Entry>, Vec<ExecEvent>) {
         // Steps run in the workflow's folder, so it is written where it stays while they run.
         let file = dir.join("w.kdl");
         std::fs::write(&file, text).unwrap();
@@ -401,11 +423,43 @@ mod tests {
             guard: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let summary = runtime.block_on(execute(workflow.clone(), options, tx));
         assert_eq!(summary.passed, workflow.nodes.len(), "{summary:?}");
         let entries = log.lock().unwrap().clone();
-        (workflow, entries)
+        let mut events = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        (workflow, entries, events)
+    }
+
+    /// Issue 15 item 6: each node end comes with a forecast made at that end, not the one
+    /// of up to a second before (a short run showed its start's forecast on every line).
+    #[test]
+    fn every_node_end_follows_a_fresh_forecast() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"workflow w { parallelism 1 }
+            module a { budget "20s"; install { run x "true" } }
+            module b { budget "10s"; after a; install { run x "true" } }"#;
+        let (workflow, _, events) = run(text, dir.path());
+        let ends: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, ExecEvent::NodeFinished { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(ends.len(), 2, "{events:?}");
+        let projected = |end: usize| match &events[end - 1] {
+            ExecEvent::Tick { projected_finish, planned_finish, .. } => (*projected_finish, *planned_finish),
+            other => panic!("a node end without a forecast before it: {other:?}"),
+        };
+        // After a: b's 10s are left of the 30s plan; after b: nothing is left.
+        let (after_a, planned) = projected(ends[0]);
+        assert_eq!(planned, Duration::from_secs(30));
+        assert!(after_a > Duration::from_secs(10) && after_a < Duration::from_secs(11), "{after_a:?}");
+        let (after_b, _) = projected(ends[1]);
+        assert!(after_b < Duration::from_secs(1), "{after_b:?} for {}", workflow.id);
     }
 
     /// Whether a flush began after entry `from` and before entry `to`.
@@ -439,7 +493,7 @@ mod tests {
                 text.push_str(&format!("module n{i} {{ budget \"1m\"; {after}install {{ {runs}}} }}\n"));
             }
             let dir = tempfile::tempdir().unwrap();
-            let (workflow, log) = run(&text, dir.path());
+            let (workflow, log, _) = run(&text, dir.path());
             let graph = PlanGraph::new(&workflow);
             let at = |e: Entry| log.iter().position(|&x| x == e);
             for (p, &entry) in log.iter().enumerate() {

@@ -29,7 +29,6 @@ pub struct NodeRun {
 
 /// Runs the node to its end and returns how it ended.
 pub async fn run_node(run: NodeRun) -> Outcome {
-    let started = Instant::now();
     let node = &run.workflow.nodes[run.node];
     let _ = run
         .events
@@ -65,11 +64,7 @@ pub async fn run_node(run: NodeRun) -> Outcome {
         }
     };
     forward.abort();
-    let _ = run.events.send(ExecEvent::NodeFinished {
-        node: run.node,
-        outcome: outcome.clone(),
-        took: started.elapsed(),
-    });
+    // The dispatcher reports the end (NodeFinished), with a fresh forecast before it.
     outcome
 }
 

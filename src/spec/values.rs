@@ -41,8 +41,11 @@ impl fmt::Display for Span {
 }
 
 /// Hours and minutes for long spans, seconds below a minute, milliseconds below a second.
+/// Rounded to the nearest unit shown, never truncated: 1803ms is `2s`, 9.96s is `10s`,
+/// 999.6ms is `1s`. Every duration milepost shows a person goes through here.
 pub fn format_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let total_ms = d.as_millis();
+    let nanos = d.as_nanos();
+    let total_ms = (nanos + 500_000) / 1_000_000;
     if total_ms == 0 {
         return f.pad("0s");
     }
@@ -50,7 +53,7 @@ pub fn format_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         return f.pad(&format!("{total_ms}ms"));
     }
     // Hours are not folded into days: rollout plans speak of "28h36m", not "1d04h36m".
-    let secs = d.as_secs();
+    let secs = (nanos + 500_000_000) / 1_000_000_000;
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     let mut out = String::new();
     if h > 0 {
@@ -169,6 +172,27 @@ mod tests {
             assert_eq!(human(Duration::from_secs(secs)), text, "{secs}");
         }
         assert_eq!(human(Duration::from_millis(250)), "250ms");
+    }
+
+    /// Issue 15 item 6: durations round, they are not cut (`1803ms` was `1s`, `9.96s` was `9s`).
+    #[test]
+    fn durations_round_to_the_unit_shown() {
+        let table = [
+            (1_803, "2s"),
+            (9_960, "10s"),
+            (1_499, "1s"),
+            (1_500, "2s"),
+            (59_600, "1m"),
+            (89_500, "1m30s"),
+            (999_600_000, "1s"),
+            (450_400_000, "450ms"),
+            (400_000, "0s"),
+        ];
+        for (i, (amount, text)) in table.into_iter().enumerate() {
+            // The first six are milliseconds, the rest nanoseconds.
+            let d = if i < 6 { Duration::from_millis(amount) } else { Duration::from_nanos(amount) };
+            assert_eq!(human(d), text, "{d:?}");
+        }
     }
 
     #[test]

@@ -410,8 +410,11 @@ impl History {
                     }
                 }
                 Record::GatePassed { .. } => {}
-                Record::RunEnd { took_ms, failed, interrupted, deadline, .. } => {
+                Record::RunEnd { took_ms, failed, skipped, interrupted, deadline, .. } => {
                     if let Some(r) = run.as_mut() {
+                        // The run's own count (docs/state.md, run-end): it includes the nodes
+                        // a stop or a deadline left out, which have no node-skipped record.
+                        r.skipped = *skipped;
                         r.finished = Some(*failed == 0 && !interrupted && !deadline);
                         r.took = Some(Duration::from_millis(*took_ms));
                     }

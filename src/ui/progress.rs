@@ -32,6 +32,8 @@ pub struct Failure {
     pub step: String,
     pub reason: String,
     pub log: PathBuf,
+    /// Stopped by the operator (Ctrl-C twice, SIGTERM), not failed: nothing to fix.
+    pub cancelled: bool,
 }
 
 pub struct Reporter<'w> {
@@ -53,10 +55,23 @@ pub struct Reporter<'w> {
 }
 
 impl Drop for Reporter<'_> {
-    /// Lines handled but not yet written are never lost, however the run ends.
+    /// Lines handled but not yet written are never lost, and no bar is left on the screen,
+    /// however the run ends.
     fn drop(&mut self) {
+        self.clear_bars();
         self.flush();
     }
+}
+
+/// A bar template with `{took}`: time since the bar started, in the one duration format
+/// every other line uses (`2s`, `1m30s`), not indicatif's `00:00:02`.
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("a valid template").with_key(
+        "took",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&human(state.elapsed()));
+        },
+    )
 }
 
 impl<'w> Reporter<'w> {
@@ -143,11 +158,8 @@ impl<'w> Reporter<'w> {
                 if let Some(multi) = &self.multi {
                     let bar = multi.add(ProgressBar::new(*nodes as u64));
                     bar.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:.bold} [{bar:30}] {pos}/{len} nodes · {elapsed_precise} · {msg}",
-                        )
-                        .expect("a valid template")
-                        .progress_chars("█▉ "),
+                        style("{prefix:.bold} [{bar:30}] {pos}/{len} nodes · {took} · {msg}")
+                            .progress_chars("█▉ "),
                     );
                     bar.set_prefix("overall");
                     self.overall = Some(bar);
@@ -166,19 +178,16 @@ impl<'w> Reporter<'w> {
                         self.overall.as_ref().expect("created at run start"),
                         ProgressBar::new(*steps as u64),
                     );
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "  {spinner} {prefix:32} step {pos}/{len} {msg:40} {elapsed}",
-                        )
-                        .expect("a valid template"),
-                    );
+                    // `{pos}` is the running step's place (1-based), set as each step starts.
+                    bar.set_style(style("  {spinner} {prefix:32} step {pos}/{len} {msg:40} {took}"));
                     bar.set_prefix(crate::ui::style::truncate(&self.name(*node), 32));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.bars.insert(*node, bar);
                 }
             }
-            ExecEvent::StepStarted { node, step, attempt, .. } => {
+            ExecEvent::StepStarted { node, index, step, attempt, .. } => {
                 if let Some(bar) = self.bars.get(node) {
+                    bar.set_position(*index as u64 + 1);
                     let budget = human(self.workflow.nodes[*node].planned);
                     let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                     bar.set_message(format!("{step}{again} · budget {budget}"));
@@ -196,38 +205,29 @@ impl<'w> Reporter<'w> {
                     ));
                 }
             }
-            ExecEvent::StepFinished { node, step, outcome, took, log, .. } => {
-                if let Some(bar) = self.bars.get(node) {
-                    bar.inc(1);
-                }
-                match outcome {
-                    Outcome::Passed => {
-                        if self.multi.is_none() {
-                            self.line(format!(
-                                "  {} {} › {step} {}",
-                                p.green("✓"),
-                                self.name(*node),
-                                p.dim(&human(*took))
-                            ));
-                        }
-                    }
-                    failed => {
-                        let reason = failed.reason().unwrap_or_default().to_string();
+            ExecEvent::StepFinished { node, step, outcome, took, log, .. } => match outcome {
+                Outcome::Passed => {
+                    if self.multi.is_none() {
                         self.line(format!(
-                            "  {} {} › {step}: {}",
-                            p.red("✗"),
+                            "  {} {} › {step} {}",
+                            p.green("✓"),
                             self.name(*node),
-                            p.red(&reason)
+                            p.dim(&human(*took))
                         ));
-                        self.failures.push(Failure {
-                            node: self.workflow.nodes[*node].id.clone(),
-                            step: step.clone(),
-                            reason,
-                            log: log.clone(),
-                        });
                     }
                 }
-            }
+                failed => {
+                    let reason = failed.reason().unwrap_or_default().to_string();
+                    self.line(format!("  {} {} › {step}: {}", p.red("✗"), self.name(*node), p.red(&reason)));
+                    self.failures.push(Failure {
+                        node: self.workflow.nodes[*node].id.clone(),
+                        step: step.clone(),
+                        reason,
+                        log: log.clone(),
+                        cancelled: matches!(failed, Outcome::Cancelled { .. }),
+                    });
+                }
+            },
             ExecEvent::StepWarning { node, step, message } => {
                 self.line(format!("  {} {} › {step}: {message}", p.yellow("⚠"), self.name(*node)));
             }
@@ -254,11 +254,15 @@ impl<'w> Reporter<'w> {
                 let verdict = if outcome.passed() { "passed" } else { "failed" };
                 self.line(format!("{mark} {} {verdict} · {against}{}", self.name(*node), self.pace()));
             }
-            ExecEvent::NodeSkipped { node, reason } => {
-                if !matches!(reason, crate::exec::SkipReason::NotSelected) {
-                    self.line(format!("{} {} skipped: {reason}", p.dim("–"), self.name(*node)));
+            // "skipped" is said only of the nodes the run's `skipped` count includes (docs/state.md,
+            // run-end): a node done in an earlier run is kept, not skipped.
+            ExecEvent::NodeSkipped { node, reason } => match reason {
+                crate::exec::SkipReason::NotSelected => {}
+                crate::exec::SkipReason::AlreadyDone => {
+                    self.line(format!("{} {} kept: {reason}", p.dim("–"), self.name(*node)));
                 }
-            }
+                _ => self.line(format!("{} {} skipped: {reason}", p.dim("–"), self.name(*node))),
+            },
             ExecEvent::Tick { elapsed, projected_finish, planned_finish } => {
                 self.last_tick = Some((*elapsed, *projected_finish, *planned_finish));
                 if let Some(overall) = &self.overall {
@@ -275,11 +279,17 @@ impl<'w> Reporter<'w> {
                     p.yellow("⚠")
                 ));
             }
-            ExecEvent::RunFinished { .. } => {
-                if let Some(overall) = self.overall.take() {
-                    overall.finish_and_clear();
-                }
-            }
+            ExecEvent::RunFinished { .. } => self.clear_bars(),
+        }
+    }
+
+    /// Takes every bar off the screen: nodes a Ctrl-C stopped may not have ended theirs.
+    fn clear_bars(&mut self) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+        }
+        if let Some(overall) = self.overall.take() {
+            overall.finish_and_clear();
         }
     }
 
@@ -316,6 +326,7 @@ impl<'w> Reporter<'w> {
                         step: step.clone(),
                         reason: reason.to_string(),
                         log: log.clone(),
+                        cancelled: matches!(outcome, Outcome::Cancelled { .. }),
                     });
                 }
                 tracing::info!(event = "step_finished", node = %name(node), step = %step, passed = outcome.passed(), reason = %reason, took_ms = took.as_millis() as u64, log = %log.display())
@@ -346,5 +357,133 @@ impl<'w> Reporter<'w> {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::RunSummary;
+    use crate::spec::Stage;
+    use crate::testing::workflow_from;
+
+    fn reporter(w: &Workflow) -> Reporter<'_> {
+        let mut r = Reporter::new(w, Palette::PLAIN, ProgressMode::Bars, true);
+        r.handle(&ExecEvent::RunStarted {
+            run_id: "r".into(),
+            nodes: 1,
+            planned_finish: Duration::from_secs(3),
+        });
+        r.handle(&ExecEvent::NodeStarted { node: 0, steps: 3 });
+        r
+    }
+
+    fn step(index: usize, name: &str) -> ExecEvent {
+        ExecEvent::StepStarted {
+            node: 0,
+            index,
+            stage: Stage::Install,
+            step: name.into(),
+            attempt: 1,
+            log: PathBuf::from("l"),
+        }
+    }
+
+    /// Issue 15 item 6: the bar shows the running step's place, not how many finished
+    /// ("step 0/3 build" while build ran).
+    #[test]
+    fn the_node_bar_counts_the_running_step() {
+        let w = workflow_from(
+            r#"workflow w {}
+            module a { budget "1m"; install { run build "true"; run push "true"; run roll "true" } }"#,
+        );
+        let mut r = reporter(&w);
+        r.handle(&step(0, "build"));
+        assert_eq!(r.bars[&0].position(), 1);
+        r.handle(&step(1, "push"));
+        assert_eq!(r.bars[&0].position(), 2);
+        assert_eq!(r.bars[&0].length(), Some(3));
+    }
+
+    /// Issue 15 item 6: a run that ends with a node's bar still up (Ctrl-C) clears it.
+    #[test]
+    fn the_run_end_clears_every_bar() {
+        let w = workflow_from(
+            r#"workflow w {}
+            module a { budget "1m"; install { run build "true" } }"#,
+        );
+        let mut r = reporter(&w);
+        let bar = r.bars[&0].clone();
+        r.handle(&ExecEvent::RunFinished { summary: RunSummary { interrupted: true, ..Default::default() } });
+        assert!(bar.is_finished() && r.bars.is_empty() && r.overall.is_none());
+    }
+
+    /// Issue 15 item 6: the console says "skipped" only of nodes the `skipped` count
+    /// includes; a resume's done nodes are kept.
+    #[test]
+    fn done_nodes_are_kept_not_skipped() {
+        use crate::exec::SkipReason;
+        let w = workflow_from(
+            r#"workflow w {}
+            module a { budget "1m"; install { run build "true" } }
+            module b { budget "1m"; after a; install { run build "true" } }"#,
+        );
+        let mut r = Reporter::new(&w, Palette::PLAIN, ProgressMode::Plain, false);
+        r.handle(&ExecEvent::NodeSkipped { node: 0, reason: SkipReason::AlreadyDone });
+        r.handle(&ExecEvent::NodeSkipped { node: 1, reason: SkipReason::Stopped });
+        let text = std::mem::take(&mut *r.pending.borrow_mut());
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(lines, ["– a kept: done in an earlier run", "– b skipped: the rollout stopped"]);
+    }
+
+    /// What a bar drew last, as a terminal would show it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.trim().is_empty() {
+                *self.0.lock().unwrap() = s.trim_end().to_string();
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 15 item 6: bars show durations the way every line does, not `00:00:02`, and
+    /// rounded (1803ms is `2s`).
+    #[test]
+    fn bars_show_durations_like_every_line() {
+        let screen = Screen::default();
+        let bar =
+            ProgressBar::with_draw_target(Some(3), ProgressDrawTarget::term_like(Box::new(screen.clone())))
+                .with_style(style("step {pos}/{len} · {took}"));
+        bar.set_elapsed(Duration::from_millis(1_803));
+        bar.set_position(1);
+        bar.force_draw();
+        assert_eq!(*screen.0.lock().unwrap(), "step 1/3 · 2s");
     }
 }
