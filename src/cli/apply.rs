@@ -307,8 +307,8 @@ pub fn rollout(
     })
 }
 
-/// The `resume` command that continues this rollout from where the user is: the workflow as
-/// they named it, and the values and places that make it this rollout (secrets are not
+/// The `resume` command that continues this rollout from any folder: the workflow's path as
+/// loaded (absolute), and the values and places that make it this rollout (secrets are not
 /// vars, and never appear).
 fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
     let mut words = vec!["milepost".to_string(), "resume".to_string(), workflow.file.display().to_string()];
