@@ -2,30 +2,11 @@
 //! timeouts, retries, probes, signals, output. Timing is read from what the steps record,
 //! never asserted against the wall clock.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::{milepost, milepost_without_cluster};
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
+use crate::support::{milepost, milepost_without_cluster, Fixture};
 
 impl Fixture {
-    fn new(workflow: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("w.kdl"), workflow).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn apply(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
-        milepost().arg("apply").arg(self.path("w.kdl")).args(extra).timeout(Duration::from_secs(60)).assert()
-    }
-
     /// `(event, node, seconds)` lines the steps appended to `ledger`.
     fn ledger(&self) -> Vec<(String, String, f64)> {
         let text = std::fs::read_to_string(self.path("ledger")).unwrap_or_default();

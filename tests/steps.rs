@@ -9,27 +9,9 @@ use std::time::{Duration, Instant};
 
 use milepost::exec::orphans;
 
-use crate::support::milepost;
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
+use crate::support::{milepost, Fixture};
 
 impl Fixture {
-    fn new(workflow: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("w.kdl"), workflow).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn apply(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
-        milepost().arg("apply").arg(self.path("w.kdl")).args(extra).timeout(Duration::from_secs(60)).assert()
-    }
-
     /// `milepost apply` with stderr going to `stderr`; returns its exit code.
     fn apply_with_stderr(&self, stderr: impl Into<Stdio>, extra: &[&str]) -> Option<i32> {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))

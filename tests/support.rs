@@ -57,6 +57,29 @@ pub fn apply_in_background(workflow: &Path, marker: &Path) -> std::process::Chil
     child
 }
 
+/// A workflow file `w.kdl` in a temp dir of its own, for tests that run the binary on it.
+/// Topic files add the helpers they need in `impl Fixture` blocks of their own.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new(workflow: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("w.kdl"), workflow).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `milepost apply w.kdl` with `extra` arguments, a minute at most.
+    pub fn apply(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
+        milepost().arg("apply").arg(self.path("w.kdl")).args(extra).timeout(Duration::from_secs(60)).assert()
+    }
+}
+
 /// A private copy of examples/local with its own port, so tests can run side by side.
 pub struct Local {
     pub dir: tempfile::TempDir,

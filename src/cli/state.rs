@@ -154,11 +154,7 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
             decisions[n] = Decision { status: NodeStatus::Rerun(format!("--from {from}")), skip_steps: 0 };
             selected[n] = true;
         }
-        let mut flags = vec![false; workflow.nodes.len()];
-        for n in again {
-            flags[n] = true;
-        }
-        restart = Some(super::apply::ids_of(&workflow, &flags));
+        restart = Some(again.iter().map(|&n| workflow.nodes[n].id.clone()).collect());
     }
     let p = cx.err;
     let in_scope = |n: usize| selected[n];
@@ -439,8 +435,9 @@ fn live_run(dir: &Path, journals: &Journals) -> Option<(String, String)> {
 
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
     let dir = state_dir(args.state_dir.as_deref(), args.workflow.as_deref());
-    let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
-    let holder = lock::holder(&dir);
+    let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let history = History::from_journals(&journals);
+    let live = live_run(&dir, &journals).map(|(run, _)| run);
     let p = cx.out;
     let mut out = String::new();
     if history.runs.is_empty() {
@@ -450,9 +447,7 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
         let verdict = match r.finished {
             Some(true) => p.green("complete"),
             Some(false) => p.red("stopped "),
-            None if holder == Some(r.pid) && Some(&r.run_id) == history.runs.last().map(|l| &l.run_id) => {
-                p.bold("running ")
-            }
+            None if live.as_ref() == Some(&r.run_id) => p.bold("running "),
             None => p.yellow("killed? "),
         };
         let took = r.took.map(human).unwrap_or_else(|| "—".into());

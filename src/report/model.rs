@@ -199,6 +199,7 @@ fn seconds_between(from: &str, to: &str) -> f64 {
 /// (docs/state.md §8), so the report tells what `status` and `resume` count.
 fn select_runs(
     workflow: &Workflow,
+    history: &History,
     journals: &[(PathBuf, Vec<Record>)],
     state_dir: &Path,
     run: Option<&str>,
@@ -216,7 +217,6 @@ fn select_runs(
             .map(|i| i..i + 1)
             .ok_or_else(|| ReportError::UnknownRun { id: id.to_string(), dir: state_dir.to_path_buf() });
     }
-    let history = History::from_journals(journals);
     let first = workflow
         .nodes
         .iter()
@@ -255,8 +255,11 @@ pub fn build(
 ) -> Result<Report, ReportError> {
     // Log paths in a report are absolute: it is read from anywhere.
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    let covered = select_runs(workflow, journals, state_dir, run)?;
-    let history = History::from_journals(&journals[..covered.end]);
+    let all = History::from_journals(journals);
+    let covered = select_runs(workflow, &all, journals, state_dir, run)?;
+    // A report of an older run folds only what came up to it.
+    let history =
+        if covered.end == journals.len() { all } else { History::from_journals(&journals[..covered.end]) };
     let runs = &journals[covered];
     let plan = Plan::new(workflow, &PlanOptions::default());
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();

@@ -28,9 +28,6 @@ pub struct RunRecord {
     pub workflow: String,
     pub workflow_file: String,
     pub started_at: String,
-    /// The milepost that ran it: whether a run without an end still runs.
-    pub host: String,
-    pub pid: u32,
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -283,8 +280,6 @@ impl History {
                     started_at,
                     command,
                     restart,
-                    host,
-                    pid,
                     vars_hash,
                     context,
                     ..
@@ -298,8 +293,6 @@ impl History {
                         workflow: workflow.clone(),
                         workflow_file: workflow_file.clone(),
                         started_at: started_at.clone(),
-                        host: host.clone(),
-                        pid: *pid,
                         passed: 0,
                         failed: 0,
                         skipped: 0,

@@ -47,14 +47,15 @@ pub fn encode(record: &Record) -> Vec<u8> {
     line
 }
 
-fn has_checksum(bytes: &[u8]) -> bool {
-    bytes.len().checked_sub(CRC_SUFFIX_LEN).is_some_and(|at| bytes[at..].starts_with(CRC_PREFIX))
+/// Where a line's checksum field starts, if it ends with one.
+fn checksum_at(bytes: &[u8]) -> Option<usize> {
+    bytes.len().checked_sub(CRC_SUFFIX_LEN).filter(|&at| bytes[at..].starts_with(CRC_PREFIX))
 }
 
 /// The record of one line (without its newline), checking its checksum when it has one.
 fn decode(bytes: &[u8], checksummed: bool) -> Result<Record, String> {
-    let body = match bytes.len().checked_sub(CRC_SUFFIX_LEN) {
-        Some(at) if bytes[at..].starts_with(CRC_PREFIX) => {
+    let body = match checksum_at(bytes) {
+        Some(at) => {
             let written = &bytes[at + CRC_PREFIX.len()..bytes.len() - 2];
             let mut body = bytes[..at].to_vec();
             body.push(b'}');
@@ -200,7 +201,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, JournalError> {
                         });
                     }
                     checksummed = *format_version >= 2;
-                    if checksummed && !has_checksum(bytes) {
+                    if checksummed && checksum_at(bytes).is_none() {
                         return Err(damaged(number, "the line has no checksum".into()));
                     }
                 }
