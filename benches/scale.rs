@@ -104,7 +104,8 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
     // Modules have two steps each (install and validate), so n steps are n/2 modules.
     let (dir, path) = write_workflow(n / 2);
     let workflow = load(&path, &LoadOptions::default()).expect("generated workflow is valid").workflow;
-    let run = dir.path().join(".milepost/runs/20260101T000000000Z-1");
+    let state = milepost::state::place::rollout_dir(&dir.path().join(".milepost"), &workflow.id, "default");
+    let run = state.join("runs/20260101T000000000Z-1");
     std::fs::create_dir_all(&run).unwrap();
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
@@ -120,6 +121,9 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
         restart: None,
         vars_hash: None,
         context: None,
+        environment: None,
+        cluster: None,
+        source_hash: None,
     };
     let mut journal = Journal::create(&run.join("journal.jsonl"), &start).unwrap();
     for node in &workflow.nodes {
@@ -142,11 +146,11 @@ fn resume_decision(bencher: divan::Bencher, n: usize) {
             took_ms: 2,
             node_hash: node_hash(node),
             at: String::new(),
+            source_hash: None,
         };
         journal.append(&end).unwrap();
     }
     journal.sync().unwrap();
-    let state = dir.path().join(".milepost");
     bencher.bench(|| {
         let history = History::load(&state).expect("journal reads");
         let graph = PlanGraph::new(&workflow);

@@ -322,7 +322,7 @@ module noisy { budget "1m"; install { run daemon "(sleep 2; echo late) & echo ea
     assert!(stderr.contains("silent: exited with status 3\n"), "a silent failure says only that: {stderr}");
     assert!(stderr.contains("daemon: exited with status 2: early"), "{stderr}");
     std::thread::sleep(Duration::from_secs(3));
-    let logs = f.path(".milepost/runs");
+    let logs = crate::support::rollout_dir(&f.path(".")).join("runs");
     let run = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path().join("logs");
     let silent = std::fs::read_to_string(run.join("quiet.01-silent.log")).unwrap();
     assert_eq!(silent, "$ exit 3\n(no output)\n");
@@ -364,7 +364,12 @@ module m { budget "1m"; validate { run ready "echo not yet; exit 1" timeout="1s"
     let out = f.apply(&["--progress", "plain"]).code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(stderr.contains("still failing after 1s: exited with status 1: not yet"), "{stderr}");
-    let run = std::fs::read_dir(f.path(".milepost/runs")).unwrap().next().unwrap().unwrap().path();
+    let run = std::fs::read_dir(crate::support::rollout_dir(&f.path(".")).join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let log = std::fs::read_to_string(run.join("logs/m.01-ready.log")).unwrap();
     assert_eq!(log.matches("$ echo not yet; exit 1").count(), 1, "{log}");
     let lines: Vec<&str> = log.lines().collect();

@@ -228,7 +228,7 @@ fn kills_failures_and_races_never_lose_or_repeat_a_recorded_step() {
     let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap();
     let ran: HashSet<&str> = ledger.lines().collect();
     let mut passed: HashMap<(String, usize), u32> = HashMap::new();
-    for run in run_dirs(&dir.join(".milepost")) {
+    for run in run_dirs(&crate::support::rollout_dir(dir)) {
         let records: Vec<Record> = journal::read(&run.join("journal.jsonl")).unwrap();
         for record in records {
             match record {

@@ -88,7 +88,7 @@ impl Cluster {
 
     /// The log of `node`'s step `n` (1-based) in the last run.
     fn log_of(&self, node: &str, n: usize, step: &str) -> String {
-        let runs = milepost::state::history::run_dirs(&self.path(".milepost"));
+        let runs = milepost::state::history::run_dirs(&crate::support::rollout_dir(&self.path(".")));
         let file = runs.last().unwrap().join("logs").join(milepost::exec::node::log_name(node, n - 1, step));
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
     }
@@ -442,7 +442,7 @@ mod e2e {
         };
         run(&["apply", "--only", "platform"]).success();
         let logs = |dir: &Path| {
-            let runs = milepost::state::history::run_dirs(&dir.join(".milepost"));
+            let runs = milepost::state::history::run_dirs(&crate::support::rollout_dir(dir));
             std::fs::read_to_string(runs.last().unwrap().join("logs/platform.01-objects.log")).unwrap()
         };
         assert!(logs(dir.path()).contains("5 object(s): 5 created"), "{}", logs(dir.path()));
@@ -475,7 +475,7 @@ mod e2e {
         patcher.join().unwrap();
         let patched = patched_at.lock().unwrap().expect("the status was patched");
         // When the wait step ended, from the journal: the watch saw the patch, no poll did.
-        let runs = milepost::state::history::run_dirs(&dir.path().join(".milepost"));
+        let runs = milepost::state::history::run_dirs(&crate::support::rollout_dir(dir.path()));
         let records = milepost::state::journal::read(&runs.last().unwrap().join("journal.jsonl")).unwrap();
         let ended = records
             .iter()

@@ -291,7 +291,7 @@ module slow { budget "2h" buffer="10%"; after fast; install { run b "true" } }
             .assert()
             .success();
     }
-    let mut fast: Vec<u64> = node_ends(&dir.path().join(".milepost"))
+    let mut fast: Vec<u64> = node_ends(&crate::support::rollout_dir(dir.path()))
         .into_iter()
         .filter(|(n, _)| n == "fast")
         .map(|(_, t)| t)

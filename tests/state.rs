@@ -46,7 +46,7 @@ fn resume_after_a_2b_failure_reruns_nothing_from_2a_and_plan_said_so() {
     assert!(text.contains("ha-dr runs again: failed") && text.contains("first 2 steps kept"), "{text}");
 
     // The resume run's journal: exactly the nodes plan predicted, nothing from 2A.
-    let runs = records(&local.dir.path().join(".milepost"));
+    let runs = records(&crate::support::rollout_dir(local.dir.path()));
     assert_eq!(runs.len(), 2);
     let ran: Vec<String> = runs[1]
         .iter()
@@ -61,8 +61,8 @@ fn resume_after_a_2b_failure_reruns_nothing_from_2a_and_plan_said_so() {
     for node in ["ha-dr", "deployment-reliability", "security", "production-readiness"] {
         assert!(ran.contains(&node.to_string()), "{node} did not run on resume");
     }
-    let logs = local.dir.path().join(".milepost/runs");
-    let resume_run = run_dirs(&local.dir.path().join(".milepost"))[1].clone();
+    let logs = crate::support::rollout_dir(local.dir.path()).join("runs");
+    let resume_run = run_dirs(&crate::support::rollout_dir(local.dir.path()))[1].clone();
     let resume_logs: Vec<String> = std::fs::read_dir(resume_run.join("logs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -264,7 +264,7 @@ module b { budget "10s"; install { run fine "true" } }"#,
     .unwrap();
     let applied = milepost().arg("apply").arg(&w).assert().code(1);
     assert!(stderr(&applied).contains("0 passed, 1 failed, 1 skipped"), "{}", stderr(&applied));
-    let end = records(&dir.path().join(".milepost")).remove(0).pop().unwrap();
+    let end = records(&crate::support::rollout_dir(dir.path())).remove(0).pop().unwrap();
     assert!(matches!(end, Record::RunEnd { skipped: 1, .. }), "{end:?}");
     let history = milepost().arg("history").arg(&w).assert().success();
     let text = String::from_utf8_lossy(&history.get_output().stdout).into_owned();

@@ -28,8 +28,10 @@ impl Fixture {
 
     /// The only run's folder.
     fn run_dir(&self) -> PathBuf {
-        let runs: Vec<PathBuf> =
-            std::fs::read_dir(self.path(".milepost/runs")).unwrap().map(|e| e.unwrap().path()).collect();
+        let runs: Vec<PathBuf> = std::fs::read_dir(crate::support::rollout_dir(&self.path(".")).join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(runs.len(), 1, "{runs:?}");
         runs[0].clone()
     }
@@ -206,7 +208,7 @@ module bad { budget "1m"; install { run fails "echo one; echo two; exit 3" } }"#
     assert_eq!(f.apply_with_stderr(closed(), &[]), Some(1));
     assert_eq!(f.apply_with_stderr(full(), &["--log-format", "json"]), Some(1));
     assert_eq!(f.apply_with_stderr(closed(), &["--progress", "bars"]), Some(1));
-    let runs = std::fs::read_dir(f.path(".milepost/runs")).unwrap();
+    let runs = std::fs::read_dir(crate::support::rollout_dir(&f.path(".")).join("runs")).unwrap();
     for run in runs {
         let journal = std::fs::read_to_string(run.unwrap().path().join("journal.jsonl")).unwrap();
         assert!(journal.lines().last().unwrap().contains(r#""type":"run-end""#), "{journal}");
@@ -251,7 +253,7 @@ module m { budget "1m"
 #[test]
 fn issue_12_a_log_that_cannot_be_written_does_not_kill_the_step() {
     // Each node's first step points its second step's log at /dev/full (writes: ENOSPC).
-    let link = |name: &str| format!("for d in .milepost/runs/*/logs; do ln -s /dev/full $d/{name}; done");
+    let link = |name: &str| format!("for d in .milepost/*/*/runs/*/logs; do ln -s /dev/full $d/{name}; done");
     let f = Fixture::new(&format!(
         r#"workflow w {{}}
 module noisy {{ budget "1m"; install {{ run link "{}"; run spew "head -c 300000 /dev/zero" }} }}

@@ -156,3 +156,23 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The rollout folder (`.milepost/<workflow>/<environment>`) of the one workflow that ran
+/// in `dir`: where its lock and runs are.
+pub fn rollout_dir(dir: &Path) -> PathBuf {
+    let root = dir.join(".milepost");
+    let folders: Vec<PathBuf> = subdirs(&root).iter().flat_map(|w| subdirs(w)).collect();
+    match folders.as_slice() {
+        [one] => one.clone(),
+        other => panic!("expected one rollout folder in {}, found {other:?}", root.display()),
+    }
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    dirs.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    dirs.sort();
+    dirs
+}

@@ -155,7 +155,7 @@ fn resume_decides_nothing_without_the_lock() {
     let w = dir.path().join("w.kdl");
     std::fs::write(&w, CHAIN).unwrap();
     milepost().arg("apply").arg(&w).args(["--only", "a"]).assert().success();
-    let held = milepost::state::lock::acquire(&dir.path().join(".milepost"), "apply").unwrap();
+    let held = milepost::state::lock::acquire(&crate::support::rollout_dir(dir.path()), "apply").unwrap();
     let out = milepost().arg("resume").arg(&w).assert().code(4);
     assert!(!stderr(&out).contains("resuming"), "it decided before holding the lock: {}", stderr(&out));
     let out = milepost().arg("verify").arg(&w).assert().code(4);
@@ -193,7 +193,7 @@ fn a_full_disk_leaves_whole_records_and_the_next_run_works() {
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("cannot write the journal") && err.contains("File too large"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let state = dir.path().join(".milepost");
+    let state = crate::support::rollout_dir(dir.path());
     let journal = run_dirs(&state)[0].join("journal.jsonl");
     let bytes = std::fs::read(&journal).unwrap();
     assert!(bytes.ends_with(b"\n"), "the journal ends with a whole record");
@@ -226,7 +226,7 @@ fn damaged_or_missing_journals_are_named_not_read_past() {
     milepost().arg("apply").arg(&w).args(["--only", "a"]).assert().success();
     milepost().arg("apply").arg(&w).args(["--only", "b"]).assert().success();
     milepost().arg("apply").arg(&w).args(["--only", "c"]).assert().success();
-    let state = dir.path().join(".milepost");
+    let state = crate::support::rollout_dir(dir.path());
     let runs = run_dirs(&state);
     let journal = runs[1].join("journal.jsonl");
     let original = std::fs::read(&journal).unwrap();
@@ -448,7 +448,7 @@ fn pruning_the_oldest_runs_keeps_the_state_readable() {
     for only in ["a", "b", "c"] {
         milepost().arg("apply").arg(&w).args(["--only", only]).assert().success();
     }
-    let runs = run_dirs(&dir.path().join(".milepost"));
+    let runs = run_dirs(&crate::support::rollout_dir(dir.path()));
     std::fs::rename(&runs[0], dir.path().join("old-run")).unwrap();
     milepost().arg("status").arg(&w).assert().success();
     milepost().arg("history").arg(&w).assert().success();

@@ -12,7 +12,7 @@ use crate::graph::PlanGraph;
 use crate::spec::values::{human, parse_duration};
 use crate::spec::Workflow;
 use crate::state::definition_hash;
-use crate::state::format::{now, Record, FORMAT_VERSION};
+use crate::state::format::{now, ClusterIdentity, Record, FORMAT_VERSION};
 use crate::state::journal::Journal;
 use crate::state::lock;
 use crate::state::recorder::JournalRecorder;
@@ -55,7 +55,8 @@ pub struct RunArgs {
     /// end would pass it does not start, and the rollout stops there, resumable.
     #[arg(long)]
     pub deadline: Option<String>,
-    /// Where runs are recorded (default: .milepost beside the workflow).
+    /// The state root: a folder per workflow and environment in it (default: .milepost
+    /// beside the workflow).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// How to show progress.
@@ -74,10 +75,17 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
     let workflow = Arc::new(loaded.workflow);
     let selected = selection(&workflow, args)?;
-    let state_dir = args.run.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    let state_dir = super::rollout_dir(&workflow, args.run.state_dir.as_deref(), "apply")?;
     let lock = take_lock(&state_dir, "apply")?;
     let restart = (!selected.is_empty()).then(|| ids_of(&workflow, &selected));
-    let plan = Rollout { command: "apply", selected, restart, done: Vec::new(), skip_steps: Vec::new() };
+    let plan = Rollout {
+        command: "apply",
+        same_cluster: !selected.is_empty(),
+        selected,
+        restart,
+        done: Vec::new(),
+        skip_steps: Vec::new(),
+    };
     rollout(cx, workflow, &args.run, &state_dir, plan, lock)
 }
 
@@ -100,6 +108,10 @@ pub struct Rollout {
     pub restart: Option<Vec<String>>,
     pub done: Vec<bool>,
     pub skip_steps: Vec<usize>,
+    /// Whether a cluster other than the one the rollout folder's earlier runs talked to is
+    /// refused (it would take what ran there for done here) or only warned about (an apply
+    /// of every node, which starts all of them anew).
+    pub same_cluster: bool,
 }
 
 /// The ids of the nodes `flags` marks.
@@ -131,7 +143,7 @@ pub fn rollout(
         );
     }
     let deadline = match &args.deadline {
-        None => None,
+        None => workflow.environment().and_then(|e| e.deadline),
         Some(text) => Some(parse_duration(text).map_err(|reason| CliError::Usage {
             message: format!("--deadline `{text}` is not a duration such as \"6h\": {reason}"),
         })?),
@@ -152,11 +164,29 @@ pub fn rollout(
         will_run(i) && node.steps().skip(skip).any(|(_, step)| step.kind.is_kubernetes())
     });
     let mut cluster = None;
+    let mut identity = None;
     if needs_cluster {
         let settings = cluster_settings(&workflow, args.context.as_deref());
         match runtime.block_on(crate::cluster::connect(&settings)) {
             Ok(c) => {
                 errln!("{}", p.dim(&format!("kubernetes: {} · namespace {}", c.server, c.namespace)));
+                let now = ClusterIdentity { server: c.server.clone(), ca_sha256: c.ca_fingerprint.clone() };
+                match &crate::state::place::recorded_cluster(state_dir, &workflow.id) {
+                    Some(before) if *before != now && plan.same_cluster => found.errors.push(format!(
+                        "the runs in {} were made against cluster {before}; this {} would run against {now}. \
+                         Read as this rollout's, they would count as done what ran there, not here. Give \
+                         the context of that cluster, or give this cluster its own environment",
+                        state_dir.display(),
+                        plan.command
+                    )),
+                    Some(before) if *before != now => found.warnings.push(format!(
+                        "the earlier runs in {} were made against cluster {before}; this apply runs every \
+                         selected node on {now}",
+                        state_dir.display()
+                    )),
+                    _ => {}
+                }
+                identity = Some(now);
                 cluster = Some(Arc::new(c));
             }
             Err(e) => found.errors.push(e.to_string()),
@@ -194,6 +224,9 @@ pub fn rollout(
         restart: plan.restart.clone(),
         vars_hash: Some(crate::state::vars_hash(&workflow)),
         context: args.context.clone().or_else(|| workflow.kubernetes.context.clone()),
+        environment: workflow.environment().map(|e| e.name.clone()),
+        cluster: identity,
+        source_hash: Some(crate::state::source_hash(&workflow)),
     };
     let (run_dir, journal) = Journal::create_run(&state_dir.join("runs"), &run_id, &start)
         .map_err(|e| CliError::State { message: e.to_string() })?;
@@ -312,6 +345,9 @@ pub fn rollout(
 /// vars, and never appear).
 fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
     let mut words = vec!["milepost".to_string(), "resume".to_string(), workflow.file.display().to_string()];
+    if let Some(env) = workflow.environment() {
+        words.extend(["--env".to_string(), env.name.clone()]);
+    }
     for (name, value) in &workflow.var_overrides {
         words.extend(["--var".to_string(), format!("{name}={value}")]);
     }

@@ -9,14 +9,14 @@ mod state;
 mod validate;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::spec::diagnostic::SpecDiagnostic;
-use crate::spec::{load, parse_var, LoadOptions, Loaded, SpecErrors};
+use crate::spec::{load, parse_var, LoadOptions, Loaded, SpecErrors, Workflow};
 use crate::ui::style::ColorChoice;
 use crate::ui::{terminal_width, Palette};
 
@@ -83,16 +83,64 @@ pub struct DefinitionArgs {
     /// Read variables from a KDL file of `name "value"` lines (repeatable).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
+    /// The environment to roll out to, one the workflow declares (`environment NAME { … }`).
+    #[arg(long = "env", env = "MILEPOST_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
 }
 
 impl DefinitionArgs {
     fn options(&self) -> LoadOptions {
-        LoadOptions { vars: self.vars.clone(), vars_files: self.vars_files.clone(), env: None }
+        LoadOptions {
+            vars: self.vars.clone(),
+            vars_files: self.vars_files.clone(),
+            env: None,
+            environment: self.environment.clone(),
+        }
     }
 
     /// Loads the workflow; definition errors come back for `main` to render.
     fn load(&self) -> Result<Loaded, CliError> {
         load(&self.workflow, &self.options()).map_err(CliError::Definitions)
+    }
+}
+
+/// The folder of the workflow's rollouts in its environment, under `explicit_root`
+/// (`--state-dir`) or `.milepost` beside it; a root in the layout before environments is
+/// migrated first. A workflow that declares environments has no state without one.
+pub fn rollout_dir(
+    workflow: &Workflow,
+    explicit_root: Option<&Path>,
+    command: &str,
+) -> Result<PathBuf, CliError> {
+    if workflow.environment.is_none() && !workflow.environments.is_empty() {
+        return Err(CliError::Usage {
+            message: format!(
+                "{} declares environments ({}): say which one `milepost {command}` is for with --env NAME \
+                 (or MILEPOST_ENV)",
+                workflow.id,
+                workflow.environment_names().join(", ")
+            ),
+        });
+    }
+    let root = crate::state::place::root(explicit_root, &workflow.dir);
+    migrate(&root)?;
+    Ok(crate::state::place::rollout_dir(&root, &workflow.id, workflow.environment_name()))
+}
+
+/// Moves a root's runs from the layout before environments, saying so.
+pub fn migrate(root: &Path) -> Result<(), CliError> {
+    use crate::state::place::{self, MigrateError};
+    match place::migrate(root) {
+        Ok(0) => Ok(()),
+        Ok(moved) => {
+            crate::ui::errln!(
+                "moved {moved} run(s) in {} to the layout with environments (docs/state.md §1)",
+                root.display()
+            );
+            Ok(())
+        }
+        Err(MigrateError::Locked(message)) => Err(CliError::Locked { message }),
+        Err(e) => Err(CliError::State { message: e.to_string() }),
     }
 }
 

@@ -49,8 +49,8 @@ pub struct PlanArgs {
     /// Monte Carlo trials for --risk.
     #[arg(long, default_value_t = DEFAULT_TRIALS)]
     trials: u32,
-    /// Where runs are recorded (default: .milepost beside the workflow). When it holds an
-    /// earlier run, the plan shows what `resume` would do: done, re-run, pending.
+    /// The state root (default: .milepost beside the workflow). When it holds an earlier
+    /// run of this workflow and environment, the plan shows what `resume` would do.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
     /// Ignore earlier runs: plan the whole rollout from scratch.
@@ -78,8 +78,8 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let mut options =
         PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
     let workflow = &loaded.workflow;
-    let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
     if !args.fresh || args.calibrate {
+        let dir = super::rollout_dir(workflow, args.state_dir.as_deref(), "plan")?;
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
             match super::state::same_values(&history, workflow, None, &dir) {

@@ -29,13 +29,13 @@ pub struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Where runs are recorded (default: .milepost beside the workflow, or here).
+    /// The state root (default: .milepost beside the workflow, or here).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
 
 pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
-    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
+    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref(), "report")?;
     let report = report::build(&workflow, &dir, args.run.as_deref(), &journals).map_err(|e| match e {
         ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
         other => CliError::State { message: other.to_string() },

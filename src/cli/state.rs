@@ -16,6 +16,7 @@ use crate::spec::{load, parse_var, LoadOptions, NodeKind, Workflow};
 use crate::state::format::Record;
 use crate::state::history::{read_journals, History, Journals};
 use crate::state::lock::{self, StateLock};
+use crate::state::place;
 use crate::state::resume::{decide, Decision};
 use crate::ui::errln;
 use crate::ui::style::pad;
@@ -23,7 +24,7 @@ use crate::ui::style::pad;
 /// The workflow and state directory a state command works on.
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// The workflow file; default: the one the last run used.
+    /// The workflow file; default: the one the newest run in the state root used.
     pub workflow: Option<PathBuf>,
     /// Set a template variable (repeatable); use the same values as the run.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
@@ -31,6 +32,9 @@ pub struct StateArgs {
     /// Read variables from a KDL file (repeatable).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
+    /// The environment whose rollout to read; default: the newest run's.
+    #[arg(long = "env", env = "MILEPOST_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +66,7 @@ pub struct VerifyArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     state: StateArgs,
-    /// Where runs are recorded (default: .milepost beside the workflow, or here).
+    /// The state root (default: .milepost beside the workflow, or here).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Print JSON for machines.
@@ -72,69 +76,100 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The workflow whose state directory to read.
-    workflow: Option<PathBuf>,
-    /// Where runs are recorded (default: .milepost beside the workflow, or here).
+    #[command(flatten)]
+    state: StateArgs,
+    /// The state root (default: .milepost beside the workflow, or here).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
 
-fn state_dir(explicit: Option<&Path>, workflow: Option<&Path>) -> PathBuf {
-    match (explicit, workflow) {
-        (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(w)) => w.parent().unwrap_or(Path::new(".")).join(".milepost"),
-        (None, None) => PathBuf::from(".milepost"),
+/// The rollout folder and the workflow a state command works on: the workflow named, in the
+/// environment named, or else the workflow and environment of the newest run in the state
+/// root (`--state-dir`, else `.milepost` here).
+pub(super) fn target(
+    args: &StateArgs,
+    explicit_root: Option<&Path>,
+    command: &str,
+) -> Result<(PathBuf, Workflow), CliError> {
+    let (file, environment, root) = match &args.workflow {
+        Some(file) => (file.clone(), args.environment.clone(), explicit_root.map(Path::to_path_buf)),
+        None => {
+            let root = explicit_root.map_or_else(|| PathBuf::from(".milepost"), Path::to_path_buf);
+            super::migrate(&root)?;
+            let Some(last) = place::last_run(&root, args.environment.as_deref()) else {
+                let of =
+                    args.environment.as_ref().map(|e| format!(" of environment `{e}`")).unwrap_or_default();
+                return Err(CliError::State {
+                    message: format!(
+                        "no earlier run{of} in {}; name the workflow (`milepost {command} <workflow>`), \
+                         or start one with `milepost apply <workflow>`",
+                        root.display()
+                    ),
+                });
+            };
+            (last.workflow_file, args.environment.clone().or(last.environment), Some(root))
+        }
+    };
+    let options =
+        LoadOptions { vars: args.vars.clone(), vars_files: args.vars_files.clone(), env: None, environment };
+    let workflow = load(&file, &options).map_err(CliError::Definitions)?.workflow;
+    let dir = super::rollout_dir(&workflow, root.as_deref(), command)?;
+    Ok((dir, workflow))
+}
+
+/// The journals of a rollout folder that must hold at least one run.
+fn journals_of(dir: &Path, workflow: &Workflow) -> Result<Journals, CliError> {
+    let journals = read_journals(dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    if journals.is_empty() {
+        return Err(no_run(dir, workflow));
+    }
+    Ok(journals)
+}
+
+fn no_run(dir: &Path, workflow: &Workflow) -> CliError {
+    let env = workflow.environment().map(|e| format!(" --env {}", e.name)).unwrap_or_default();
+    CliError::State {
+        message: format!(
+            "no earlier run of {}{} in {}; start one with `milepost apply {}{env}`",
+            workflow.id,
+            workflow.environment().map(|e| format!(" in environment `{}`", e.name)).unwrap_or_default(),
+            dir.display(),
+            workflow.file.display()
+        ),
     }
 }
 
-/// The history, and the workflow (given, or the last run's).
-pub(super) fn open(
-    args: &StateArgs,
-    explicit_dir: Option<&Path>,
-) -> Result<(PathBuf, History, Workflow), CliError> {
-    let (dir, journals, workflow) = open_journals(args, explicit_dir)?;
-    Ok((dir, History::from_journals(&journals), workflow))
-}
-
-/// The state directory, its journals, and the workflow: the one named, or the one the last
+/// The rollout folder, its journals, and the workflow: the one named, or the one the last
 /// run recorded.
 pub(super) fn open_journals(
     args: &StateArgs,
-    explicit_dir: Option<&Path>,
+    explicit_root: Option<&Path>,
+    command: &str,
 ) -> Result<(PathBuf, Journals, Workflow), CliError> {
-    let dir = state_dir(explicit_dir, args.workflow.as_deref());
-    let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
-    let last_file = journals.iter().rev().find_map(|(_, records)| match records.first() {
-        Some(Record::RunStart { workflow_file, .. }) => Some(workflow_file.clone()),
-        _ => None,
-    });
-    let Some(last_file) = last_file else {
-        return Err(CliError::State {
-            message: format!(
-                "no earlier run in {}; start one with `milepost apply <workflow>`",
-                dir.display()
-            ),
-        });
-    };
-    let file = args.workflow.clone().unwrap_or_else(|| PathBuf::from(last_file));
-    let options = LoadOptions { vars: args.vars.clone(), vars_files: args.vars_files.clone(), env: None };
-    let workflow = load(&file, &options).map_err(CliError::Definitions)?.workflow;
+    let (dir, workflow) = target(args, explicit_root, command)?;
+    let journals = journals_of(&dir, &workflow)?;
     Ok((dir, journals, workflow))
 }
 
-/// The lock of the state directory a resume or verify continues, taken before its journals
-/// are read. Without a state directory there is nothing to continue: `open` says so.
-fn lock_for(args: &StateArgs, explicit_dir: Option<&Path>, command: &str) -> Result<StateLock, CliError> {
-    let dir = state_dir(explicit_dir, args.workflow.as_deref());
+/// The rollout a resume or verify continues, its lock taken before its journals are read:
+/// two that start together must not both decide from the same journals. Without a run
+/// there is nothing to continue.
+fn open_locked(
+    args: &StateArgs,
+    explicit_root: Option<&Path>,
+    command: &str,
+) -> Result<(StateLock, PathBuf, History, Workflow), CliError> {
+    let (dir, workflow) = target(args, explicit_root, command)?;
     if !dir.join("runs").is_dir() {
-        open(args, explicit_dir)?;
+        return Err(no_run(&dir, &workflow));
     }
-    take_lock(&dir, command)
+    let lock = take_lock(&dir, command)?;
+    let history = History::from_journals(&journals_of(&dir, &workflow)?);
+    Ok((lock, dir, history, workflow))
 }
 
 pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
-    let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "resume")?;
-    let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let (lock, dir, history, workflow) = open_locked(&args.state, args.run.state_dir.as_deref(), "resume")?;
     let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
     same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
     let graph = PlanGraph::new(&workflow);
@@ -199,6 +234,7 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         restart,
         done: decisions.iter().map(|d| d.status == NodeStatus::Done).collect(),
         skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
+        same_cluster: true,
     };
     rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
 }
@@ -206,8 +242,7 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
 /// Re-runs only the validate steps of completed modules and gates: a drift audit. Install
 /// steps never run; the results are recorded like any run.
 pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
-    let lock = lock_for(&args.state, args.run.state_dir.as_deref(), "verify")?;
-    let (dir, history, workflow) = open(&args.state, args.run.state_dir.as_deref())?;
+    let (lock, dir, history, workflow) = open_locked(&args.state, args.run.state_dir.as_deref(), "verify")?;
     let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
     same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
     let graph = PlanGraph::new(&workflow);
@@ -255,6 +290,7 @@ pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
         restart: None,
         done: Vec::new(),
         skip_steps: workflow.nodes.iter().map(|n| n.install.len()).collect(),
+        same_cluster: true,
     };
     rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
 }
@@ -272,7 +308,7 @@ struct StatusNode<'a> {
 }
 
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
-    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref())?;
+    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref(), "status")?;
     let history = History::from_journals(&journals);
     same_values(&history, &workflow, None, &dir)?;
     let live = live_run(&dir, &journals);
@@ -434,8 +470,9 @@ fn live_run(dir: &Path, journals: &Journals) -> Option<(String, String)> {
 }
 
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
-    let dir = state_dir(args.state_dir.as_deref(), args.workflow.as_deref());
+    let (dir, workflow) = target(&args.state, args.state_dir.as_deref(), "history")?;
     let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    let _ = workflow;
     let history = History::from_journals(&journals);
     let live = live_run(&dir, &journals).map(|(run, _)| run);
     let p = cx.out;

@@ -30,8 +30,12 @@ pub struct Cluster {
     pub client: Client,
     /// Where namespaced objects without a namespace go: the workflow's, else the context's.
     pub namespace: String,
-    /// The API server's URL, for messages.
+    /// The API server's URL, for messages and a run's identity.
     pub server: String,
+    /// SHA-256 of the certificate authorities the kubeconfig trusts for it (DER, in order),
+    /// when it names any: the same URL on another cluster (a rebuilt kind cluster, a
+    /// port-forward) is another identity.
+    pub ca_fingerprint: Option<String>,
     /// Kinds resolved so far; only successes are kept, so a CRD applied later is found.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     /// Every group's resources that answered, for `wait kind/name` where only the kind is
@@ -129,6 +133,14 @@ pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
     // step's `retries`, a probe's polling, [`may_heal`]).
     config.default_retry = false;
     let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+    let ca_fingerprint = config.root_cert.as_ref().filter(|certs| !certs.is_empty()).map(|certs| {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for cert in certs {
+            h.update(cert);
+        }
+        h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    });
     let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config)
         .map_err(|e| ConnectError::Unreachable { server: server.clone(), reason: causes(&e) })?;
@@ -150,7 +162,14 @@ pub async fn connect(settings: &Settings) -> Result<Cluster, ConnectError> {
         Ok(Err(other)) => return Err(ConnectError::Unreachable { server, reason: causes(&other) }),
         Ok(Ok(_)) => {}
     }
-    Ok(Cluster { client, namespace, server, kinds: Mutex::new(HashMap::new()), discovery: Mutex::new(None) })
+    Ok(Cluster {
+        client,
+        namespace,
+        server,
+        ca_fingerprint,
+        kinds: Mutex::new(HashMap::new()),
+        discovery: Mutex::new(None),
+    })
 }
 
 impl Cluster {

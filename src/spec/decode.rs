@@ -25,7 +25,10 @@ const WORKFLOW_CHILDREN: &[&str] = &[
     "phase",
     "metric",
     "kubernetes",
+    "environment",
 ];
+const ENVIRONMENT_CHILDREN: &[&str] =
+    &["kubernetes", "vars", "vars-file", "secret", "parallelism", "deadline", "on-overrun", "requires"];
 const MODULE_CHILDREN: &[&str] = &[
     "number",
     "title",
@@ -858,6 +861,7 @@ impl Cx<'_> {
             phases: Vec::new(),
             metrics: Vec::new(),
             kubernetes: None,
+            environments: Vec::new(),
         };
         for child in children(node) {
             match child.name().value() {
@@ -880,31 +884,8 @@ impl Cx<'_> {
                         .and_then(|e| self.string(e, "`shell`"))
                 }
                 "on-overrun" => w.on_overrun = self.on_overrun(child),
-                "vars" => {
-                    self.check_shape(child, 0, "no values", &[]);
-                    for var in children(child) {
-                        let name = self.spanned(var.name().value().to_string(), var.name().span());
-                        if let Some(value) =
-                            self.leaf(var, "istio_profile \"default\"").and_then(|e| self.var_value(e))
-                        {
-                            w.vars.push((name, value));
-                        }
-                    }
-                }
-                "secret" => {
-                    self.check_shape(child, 1, "one name", &["env"]);
-                    self.no_children(child);
-                    let Some(name) = self.id(child, "secret vault_token env=\"VAULT_TOKEN\"") else {
-                        continue;
-                    };
-                    let env = match child.entry("env") {
-                        Some(e) => self.string(e, "`env`"),
-                        None => Some(name.clone().map(|n| n.to_uppercase())),
-                    };
-                    if let Some(env) = env {
-                        w.secrets.push(RawSecret { name, env });
-                    }
-                }
+                "vars" => self.vars(child, &mut w.vars),
+                "secret" => w.secrets.extend(self.secret(child)),
                 "resource" => {
                     self.check_shape(child, 1, "one name", &["limit"]);
                     self.no_children(child);
@@ -930,32 +911,105 @@ impl Cx<'_> {
                         w.metrics.push(m);
                     }
                 }
-                "kubernetes" => {
-                    self.check_shape(child, 0, "no values", &[]);
-                    let mut k = RawKubernetes::default();
-                    for setting in children(child) {
-                        match setting.name().value() {
-                            "context" => {
-                                k.context = self
-                                    .leaf(setting, "context \"prod\"")
-                                    .and_then(|e| self.string(e, "`context`"))
-                            }
-                            "namespace" => {
-                                k.namespace = self
-                                    .leaf(setting, "namespace \"default\"")
-                                    .and_then(|e| self.string(e, "`namespace`"))
-                            }
-                            other => {
-                                self.unknown_node(setting, other, "`kubernetes`", &["context", "namespace"])
-                            }
-                        }
-                    }
-                    w.kubernetes = Some(k);
-                }
+                "kubernetes" => w.kubernetes = Some(self.kubernetes(child)),
+                "environment" => w.environments.extend(self.environment(child)),
                 other => self.unknown_node(child, other, "a workflow", WORKFLOW_CHILDREN),
             }
         }
         Some(w)
+    }
+
+    /// `vars { name "value" … }`, appended to `into`.
+    fn vars(&mut self, node: &KdlNode, into: &mut Vec<(Spanned<String>, Spanned<String>)>) {
+        self.check_shape(node, 0, "no values", &[]);
+        for var in children(node) {
+            let name = self.spanned(var.name().value().to_string(), var.name().span());
+            if let Some(value) = self.leaf(var, "istio_profile \"default\"").and_then(|e| self.var_value(e)) {
+                into.push((name, value));
+            }
+        }
+    }
+
+    /// `secret vault_token env="VAULT_TOKEN"`; without `env`, the name in capitals.
+    fn secret(&mut self, node: &KdlNode) -> Option<RawSecret> {
+        self.check_shape(node, 1, "one name", &["env"]);
+        self.no_children(node);
+        let name = self.id(node, "secret vault_token env=\"VAULT_TOKEN\"")?;
+        let env = match node.entry("env") {
+            Some(e) => self.string(e, "`env`"),
+            None => Some(name.clone().map(|n| n.to_uppercase())),
+        }?;
+        Some(RawSecret { name, env })
+    }
+
+    fn kubernetes(&mut self, node: &KdlNode) -> RawKubernetes {
+        self.check_shape(node, 0, "no values", &[]);
+        let mut k = RawKubernetes::default();
+        for setting in children(node) {
+            match setting.name().value() {
+                "context" => {
+                    k.context =
+                        self.leaf(setting, "context \"prod\"").and_then(|e| self.string(e, "`context`"))
+                }
+                "namespace" => {
+                    k.namespace = self
+                        .leaf(setting, "namespace \"default\"")
+                        .and_then(|e| self.string(e, "`namespace`"))
+                }
+                other => self.unknown_node(setting, other, "`kubernetes`", &["context", "namespace"]),
+            }
+        }
+        k
+    }
+
+    fn environment(&mut self, node: &KdlNode) -> Option<RawEnvironment> {
+        self.check_shape(node, 1, "one name", &[]);
+        let name = self.id(node, "environment staging { kubernetes { context \"staging\" } }")?;
+        let mut env = RawEnvironment {
+            name,
+            kubernetes: None,
+            vars: Vec::new(),
+            vars_files: Vec::new(),
+            secrets: Vec::new(),
+            parallelism: None,
+            deadline: None,
+            on_overrun: None,
+            requires: None,
+        };
+        for child in children(node) {
+            match child.name().value() {
+                "kubernetes" => env.kubernetes = Some(self.kubernetes(child)),
+                "vars" => self.vars(child, &mut env.vars),
+                "vars-file" => {
+                    if let Some(file) = self
+                        .leaf(child, "vars-file \"envs/staging.vars.kdl\"")
+                        .and_then(|e| self.string(e, "`vars-file`"))
+                    {
+                        env.vars_files.push(file);
+                    }
+                }
+                "secret" => env.secrets.extend(self.secret(child)),
+                "parallelism" => {
+                    env.parallelism =
+                        self.leaf(child, "parallelism 2").and_then(|e| self.unsigned(e, "`parallelism`", 1));
+                }
+                "deadline" => {
+                    env.deadline =
+                        self.leaf(child, "deadline \"6h\"").and_then(|e| self.duration(e, "`deadline`"))
+                }
+                "on-overrun" => env.on_overrun = self.on_overrun(child),
+                "requires" => {
+                    self.check_shape(child, 1, "one environment", &["phase"]);
+                    self.no_children(child);
+                    let example = "requires staging phase=\"2A\"";
+                    let Some(environment) = self.id(child, example) else { continue };
+                    let phase = child.entry("phase").and_then(|e| self.string(e, "`phase`"));
+                    env.requires = Some(RawRequirement { environment, phase });
+                }
+                other => self.unknown_node(child, other, "an environment", ENVIRONMENT_CHILDREN),
+            }
+        }
+        Some(env)
     }
 
     /// Variables are text; numbers and booleans are accepted and kept as written.
@@ -1032,6 +1086,7 @@ impl Cx<'_> {
             install: Vec::new(),
             validate: Vec::new(),
             flawed: false,
+            fingerprint: fingerprint(node),
         };
         let allowed = match kind {
             NodeKind::Module => MODULE_CHILDREN,
@@ -1269,6 +1324,42 @@ fn bare_word_help(text: &str, offset: usize) -> Option<String> {
     let has_letters = word.chars().any(|c| c.is_ascii_alphabetic() || c == '%');
     (starts_with_digit && has_letters)
         .then(|| format!("values that start with a digit are numbers in KDL v2; quote it: \"{word}\""))
+}
+
+/// What a node installs and validates, as written: the names and values of its `install` and
+/// `validate` blocks, hashed. Layout, comments and planning data (budgets, `after`) are not
+/// part of it, and both parsers give the same one (docs/state.md §9, "Promotion").
+fn fingerprint(node: &KdlNode) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    fn feed(h: &mut Sha256, node: &KdlNode) {
+        let name = node.name().value();
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        for entry in node.entries() {
+            match entry.name() {
+                Some(key) => h.update(format!("={}:{};", key.value().len(), key.value())),
+                None => h.update("_;"),
+            }
+            match entry.value() {
+                KdlValue::String(s) => h.update(format!("s{}:{s}", s.len())),
+                KdlValue::Integer(n) => h.update(format!("i{n};")),
+                KdlValue::Float(x) => h.update(format!("f{};", x.to_bits())),
+                KdlValue::Bool(b) => h.update(format!("b{b};")),
+                KdlValue::Null => h.update("n;"),
+            }
+        }
+        h.update("{");
+        for child in children(node) {
+            feed(h, child);
+        }
+        h.update("}");
+    }
+    let mut h = Sha256::new();
+    h.update(args(node).next().map(|e| describe_value(e.value())).unwrap_or_default());
+    for block in children(node).filter(|c| matches!(c.name().value(), "install" | "validate")) {
+        feed(&mut h, block);
+    }
+    h.finalize().into()
 }
 
 fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {

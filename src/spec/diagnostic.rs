@@ -146,6 +146,13 @@ pub enum Problem {
     /// read a process's arguments.
     #[error("the command of `{node} › {step}` contains the value of a secret")]
     SecretInCommand { node: String, step: String },
+    /// `--env`/`MILEPOST_ENV` or a `requires` names an environment the workflow does not
+    /// declare.
+    #[error("{from} names environment `{name}`, which the workflow does not declare")]
+    UnknownEnvironment { name: String, from: String, suggestion: Option<String>, declared: Vec<String> },
+    /// An environment sets the source of a secret the workflow does not declare.
+    #[error("environment `{environment}` sets secret `{name}`, which the workflow does not declare")]
+    UnknownSecret { environment: String, name: String, suggestion: Option<String> },
 }
 
 impl super::source::ReadError {
@@ -212,6 +219,8 @@ impl Problem {
             TooDeep { .. } => "milepost::too_deep",
             TemplateLimit { .. } => "milepost::template_limit",
             SecretInCommand { .. } => "milepost::secret_in_command",
+            UnknownEnvironment { .. } => "milepost::unknown_environment",
+            UnknownSecret { .. } => "milepost::unknown_secret",
         }
     }
 
@@ -322,6 +331,17 @@ impl Problem {
                     .into()
             }
             TemplateLimit { help, .. } => help.clone(),
+            UnknownEnvironment { suggestion: Some(near), .. } => format!("did you mean `{near}`?"),
+            UnknownEnvironment { declared, .. } if declared.is_empty() => {
+                "this workflow declares no environments: drop --env (and MILEPOST_ENV), or declare one: \
+                 environment staging { … }"
+                    .into()
+            }
+            UnknownEnvironment { declared, .. } => format!("declared environments: {}", declared.join(", ")),
+            UnknownSecret { suggestion: Some(near), .. } => format!("did you mean `{near}`?"),
+            UnknownSecret { name, .. } => {
+                format!("declare it in the workflow first: secret {name} env=\"…\"; the environment only says where its value comes from")
+            }
             SecretInCommand { .. } => "pass it through the environment instead: `env TOKEN=\"{{ secrets.token }}\"` in the step's block and \"$TOKEN\" in the command; command lines are visible to every local user (ps)".into(),
         };
         Some(text)

@@ -22,6 +22,8 @@ pub struct LoadOptions {
     pub vars_files: Vec<PathBuf>,
     /// Environment for secrets; `None` reads the process environment.
     pub env: Option<BTreeMap<String, String>>,
+    /// The workflow's environment to load (`--env`, `MILEPOST_ENV`).
+    pub environment: Option<String>,
 }
 
 /// A loaded workflow with the sources it came from.
@@ -92,7 +94,11 @@ fn load_into(
     for extra in decoded.workflows.iter().skip(1) {
         problems.at(Problem::SecondWorkflow, extra.id.at());
     }
-    let workflow = decoded.workflows.swap_remove(0);
+    let mut workflow = decoded.workflows.swap_remove(0);
+    let environment = super::environments::select(&workflow, options.environment.as_deref(), problems);
+    if let Some(env) = environment {
+        super::environments::lay_over(&mut workflow, env, problems);
+    }
     let mut nodes: Vec<RawNode> = decoded.nodes;
     for pattern in &workflow.includes {
         for file in expand_include(&pattern.value, &dir, pattern.at(), problems) {
@@ -109,8 +115,26 @@ fn load_into(
             nodes.extend(included.nodes);
         }
     }
-    let vars = declared_overrides(&workflow, overrides(options, sources, problems), problems);
-    let inputs = Inputs { vars, env: options.env.clone() };
+    // An environment's values first, then the command line's: later ones win.
+    let from_environment =
+        environment.map(|e| environment_vars(&workflow, e, &dir, sources, problems)).unwrap_or_default();
+    let from_environment = declared_overrides(&workflow, from_environment, problems);
+    let from_command_line = declared_overrides(&workflow, overrides(options, sources, problems), problems);
+    // What makes this run's values its own within its environment: the command line's
+    // values that differ from what the workflow and environment give (docs/state.md §8).
+    let var_overrides = from_command_line
+        .iter()
+        .filter(|(k, v)| {
+            let given = from_environment
+                .get(*k)
+                .or_else(|| workflow.vars.iter().find(|(dk, _)| &dk.value == *k).map(|(_, dv)| &dv.value));
+            given != Some(*v)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut vars = from_environment;
+    vars.extend(from_command_line);
+    let inputs = Inputs { vars, var_overrides, env: options.env.clone(), environment };
     resolve(workflow, path, nodes, &inputs, sources, problems)
 }
 
@@ -222,17 +246,61 @@ struct Override {
     value: String,
     /// The vars file entry; `None` for `--var`.
     at: Option<Location>,
+    /// Where it was set, for messages: "`--var`", "the vars file", "environment `prod`".
+    from: String,
+}
+
+/// The environment's `vars-file`s (relative to the workflow file), then its `vars`.
+fn environment_vars(
+    workflow: &super::raw::RawWorkflow,
+    env: usize,
+    dir: &Path,
+    sources: &mut SourceMap,
+    problems: &mut Problems,
+) -> Vec<Override> {
+    let env = &workflow.environments[env];
+    let mut vars = Vec::new();
+    for file in &env.vars_files {
+        vars_file(&absolute(&dir.join(&file.value)), Some(file.at()), sources, problems, &mut vars);
+    }
+    for (name, value) in &env.vars {
+        vars.push(Override {
+            name: name.value.clone(),
+            value: value.value.clone(),
+            at: Some(name.at()),
+            from: format!("environment `{}`", env.name.value),
+        });
+    }
+    vars
 }
 
 /// `--vars-file` contents, then `--var`, in the order they apply (later ones win).
 fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Problems) -> Vec<Override> {
     let mut vars = Vec::new();
     for file in &options.vars_files {
-        let Some(id) = read(&absolute(file), sources, problems, None) else { continue };
+        vars_file(&absolute(file), None, sources, problems, &mut vars);
+    }
+    for (k, v) in &options.vars {
+        vars.push(Override { name: k.clone(), value: v.clone(), at: None, from: "`--var`".into() });
+    }
+    vars
+}
+
+/// The `name "value"` lines of a vars file, appended to `vars`; `named_at` is where the
+/// definitions name the file, if they do.
+fn vars_file(
+    path: &Path,
+    named_at: Option<Location>,
+    sources: &mut SourceMap,
+    problems: &mut Problems,
+    vars: &mut Vec<Override>,
+) {
+    {
+        let Some(id) = read(path, sources, problems, named_at) else { return };
         let text = sources.file(id).text.clone();
         if let Some((problem, at)) = super::decode::too_deep(&text) {
             problems.at(problem, Location { file: id, span: at });
-            continue;
+            return;
         }
         let parsed = match super::decode::parse_exact(&text) {
             super::decode::ExactParse::Parsed(parsed) => parsed,
@@ -241,7 +309,7 @@ fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Prob
                     reason: "a vars file is `name \"value\"` lines; this one has thousands of `{`".into(),
                 };
                 problems.at(problem, Location { file: id, span: SourceSpan::from(0..0) });
-                continue;
+                return;
             }
         };
         match parsed {
@@ -268,6 +336,7 @@ fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Prob
                                 name: node.name().value().to_string(),
                                 value,
                                 at: Some(at),
+                                from: "the vars file".into(),
                             });
                         }
                         _ => problems.at(
@@ -284,10 +353,6 @@ fn overrides(options: &LoadOptions, sources: &mut SourceMap, problems: &mut Prob
             }
         }
     }
-    for (k, v) in &options.vars {
-        vars.push(Override { name: k.clone(), value: v.clone(), at: None });
-    }
-    vars
 }
 
 /// The overrides as a map, each checked against the workflow's `vars` block: setting a
@@ -307,10 +372,7 @@ fn declared_overrides(
             continue;
         }
         let problem = Problem::UndeclaredVar {
-            from: match o.at {
-                Some(_) => "the vars file".into(),
-                None => "`--var`".into(),
-            },
+            from: o.from,
             suggestion: did_you_mean(&o.name, declared.iter().copied()).map(String::from),
             declared: declared.iter().map(|d| d.to_string()).collect(),
             name: o.name,

@@ -35,9 +35,32 @@ pub struct Workflow {
     pub nodes: Vec<Node>,
     pub metrics: Vec<Metric>,
     pub kubernetes: Kubernetes,
+    /// The environments it declares (`environment staging { … }`), in order.
+    pub environments: Vec<Environment>,
+    /// Index into [`Workflow::environments`] of the one this load is for (`--env`), whose
+    /// settings are applied; `None` when none was named.
+    pub environment: Option<usize>,
 }
 
+/// Where the name of the state of a workflow without environments.
+pub const NO_ENVIRONMENT: &str = "default";
+
 impl Workflow {
+    /// The environment this load is for.
+    pub fn environment(&self) -> Option<&Environment> {
+        self.environment.map(|e| &self.environments[e])
+    }
+
+    /// The environment's name, or [`NO_ENVIRONMENT`] for a workflow that declares none.
+    pub fn environment_name(&self) -> &str {
+        self.environment().map_or(NO_ENVIRONMENT, |e| e.name.as_str())
+    }
+
+    /// The declared environments' names.
+    pub fn environment_names(&self) -> Vec<&str> {
+        self.environments.iter().map(|e| e.name.as_str()).collect()
+    }
+
     /// The values of the declared secrets that are set, to mask wherever output is shown.
     pub fn secret_values(&self) -> Vec<String> {
         self.secrets.iter().filter_map(|s| std::env::var(&s.env).ok()).filter(|v| !v.is_empty()).collect()
@@ -63,6 +86,26 @@ impl Workflow {
     pub fn phase_of(&self, node: NodeId) -> Option<&Phase> {
         self.nodes[node].phase.map(|p| &self.phases[p])
     }
+}
+
+/// One place the workflow rolls out to. Its vars, secrets' sources, Kubernetes context,
+/// parallelism and overrun policy are applied at load; what is kept here is what commands
+/// read later.
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// The end of its maintenance window, as a duration from the start: `--deadline`'s default.
+    #[serde(serialize_with = "opt_secs")]
+    pub deadline: Option<Duration>,
+    pub requires: Option<Requirement>,
+}
+
+/// Promotion: what another environment must have passed, with the same definition, first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requirement {
+    pub environment: String,
+    /// Index into [`Workflow::phases`]; `None`: the whole workflow.
+    pub phase: Option<usize>,
 }
 
 /// A secret variable, read from the environment at load time.
@@ -129,6 +172,11 @@ pub struct Node {
     pub validate: Vec<Step>,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
+    /// What it installs and validates as written, before any environment's values: its
+    /// steps, the files they render, the workflow's shell and vars defaults. The same in
+    /// every environment, so staging's pass can vouch for production (promotion).
+    #[serde(skip)]
+    pub source_hash: String,
 }
 
 impl Node {

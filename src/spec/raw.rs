@@ -28,6 +28,32 @@ pub struct RawWorkflow {
     pub phases: Vec<RawPhase>,
     pub metrics: Vec<RawMetric>,
     pub kubernetes: Option<RawKubernetes>,
+    pub environments: Vec<RawEnvironment>,
+}
+
+/// One place the workflow rolls out to (`environment staging { … }`): what makes it itself.
+/// Every setting overrides the workflow's own for runs with `--env` naming it.
+#[derive(Debug)]
+pub struct RawEnvironment {
+    pub name: Spanned<String>,
+    pub kubernetes: Option<RawKubernetes>,
+    pub vars: Vec<(Spanned<String>, Spanned<String>)>,
+    /// Files of `name "value"` lines, relative to the workflow file, applied before `vars`.
+    pub vars_files: Vec<Spanned<String>>,
+    /// Where this environment's secrets come from: `secret vault_token env="PROD_VAULT_TOKEN"`.
+    pub secrets: Vec<RawSecret>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub deadline: Option<Spanned<Duration>>,
+    pub on_overrun: Option<Spanned<OnOverrun>>,
+    pub requires: Option<RawRequirement>,
+}
+
+/// Promotion: `requires staging phase="2A"` — another environment must have passed this
+/// phase (or, without `phase`, the whole workflow) with the same definition first.
+#[derive(Debug)]
+pub struct RawRequirement {
+    pub environment: Spanned<String>,
+    pub phase: Option<Spanned<String>>,
 }
 
 /// A secret variable: read from the environment, masked everywhere it is shown.
@@ -112,6 +138,8 @@ pub struct RawNode {
     /// Decoding reported problems inside this node, so checks that would only repeat them
     /// (no steps, no phase) stay quiet.
     pub flawed: bool,
+    /// Its install and validate blocks as written, hashed: the start of its source hash.
+    pub fingerprint: [u8; 32],
 }
 
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! resources, cycles), defaults, and template rendering. Each check adds problems and goes
 //! on, so one run reports every mistake it can see.
 
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,10 +27,16 @@ const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
 /// Inputs beside the definition files.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
-    /// `--var` and `--vars-file` values; they override the workflow's `vars`.
+    /// The environment's and then `--var`/`--vars-file` values; they override the
+    /// workflow's `vars`.
     pub vars: BTreeMap<String, String>,
+    /// The command line's values that differ from the workflow's and environment's.
+    pub var_overrides: BTreeMap<String, String>,
     /// Secret values by environment variable name. `None` reads the process environment.
     pub env: Option<BTreeMap<String, String>>,
+    /// The environment selected (`--env`), an index into the raw workflow's environments;
+    /// its settings are already laid over the workflow's.
+    pub environment: Option<usize>,
 }
 
 /// Builds the validated workflow, or adds to `problems` and returns `None`.
@@ -47,16 +54,10 @@ pub fn resolve(
     let (phases, phase_of) = phases(&raw, &nodes, &ids, problems);
     let mut deps = dependencies(&nodes, &ids, &phases, problems);
     check_cycles(&nodes, &mut deps, problems);
+    let environments = super::environments::check(&raw, &phases, sources, problems);
 
     let vars = vars(&raw, inputs);
-    // What makes this run's environment: the values set from outside that differ from the
-    // file's defaults (docs/state.md §8, "Same values").
-    let var_overrides = inputs
-        .vars
-        .iter()
-        .filter(|(k, v)| !raw.vars.iter().any(|(dk, dv)| &dk.value == *k && &dv.value == *v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let var_overrides = inputs.var_overrides.clone();
     let (secrets, secret_values) = secrets(&raw, inputs);
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let workflow_scope = serde_json::json!({ "id": raw.id.value, "dir": dir });
@@ -64,11 +65,28 @@ pub fn resolve(
     let mut renderer = Renderer::new();
     let known_resources: Vec<&str> = raw.resources.iter().map(|r| r.name.value.as_str()).collect();
 
+    // The values every environment starts from: part of what each node is (promotion).
+    let definition_defaults = {
+        let mut h = Sha256::new();
+        h.update(
+            serde_json::to_vec(&(
+                &raw.shell.as_ref().map(|s| &s.value),
+                &raw.vars.iter().map(|(k, v)| (&k.value, &v.value)).collect::<Vec<_>>(),
+            ))
+            .expect("strings serialize"),
+        );
+        h.finalize()
+    };
     let workflow_overrun = raw.on_overrun.as_ref().map(|o| o.value).unwrap_or_default();
     let mut built = Vec::with_capacity(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
-        let mut cx =
-            NodeCx { renderer: &mut renderer, problems, rendered_earlier: Vec::new(), node: &node.id.value };
+        let mut cx = NodeCx {
+            renderer: &mut renderer,
+            problems,
+            rendered_earlier: Vec::new(),
+            node: &node.id.value,
+            files_read: Sha256::new(),
+        };
         let mut scope = base_scope.clone();
         scope.insert("dir", &node.dir);
         scope.insert(
@@ -77,6 +95,7 @@ pub fn resolve(
         );
         let install = cx.steps(&node.install, &node.dir, &scope, Stage::Install);
         let validate = cx.steps(&node.validate, &node.dir, &scope, Stage::Validate);
+        let source_hash = source_hash(&node, cx.files_read, &definition_defaults);
         check_node(&node, problems);
         let uses = node
             .uses
@@ -112,6 +131,7 @@ pub fn resolve(
             install,
             validate,
             dir: node.dir,
+            source_hash,
         });
     }
 
@@ -156,6 +176,8 @@ pub fn resolve(
                 namespace: k.namespace.map(|n| n.value),
             })
             .unwrap_or_default(),
+        environments,
+        environment: inputs.environment,
     })
 }
 
@@ -474,6 +496,16 @@ fn secrets(raw: &RawWorkflow, inputs: &Inputs) -> (Vec<Secret>, BTreeMap<String,
     (declared, values)
 }
 
+/// [`Node::source_hash`]: the node's install and validate blocks as written, the files its
+/// steps render as written, and the workflow's shell and vars defaults.
+fn source_hash(node: &RawNode, files_read: Sha256, defaults: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(node.fingerprint);
+    h.update(files_read.finalize());
+    h.update(defaults);
+    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 fn check_node(node: &RawNode, problems: &mut Problems) {
     if let Some(budget) = &node.budget {
         if budget.value.is_zero() {
@@ -507,6 +539,8 @@ struct NodeCx<'a> {
     rendered_earlier: Vec<PathBuf>,
     /// The node's id, for messages.
     node: &'a str,
+    /// The files its steps render, as written: part of its source hash.
+    files_read: Sha256,
 }
 
 impl NodeCx<'_> {
@@ -608,6 +642,7 @@ impl NodeCx<'_> {
                     continue;
                 }
             };
+            self.files_read.update(content.as_bytes());
             let Some(text) = self.text(&Spanned::new(content, at.file, at.span), scope) else {
                 ok = false;
                 continue;
@@ -754,7 +789,10 @@ impl NodeCx<'_> {
                 let source = source?;
                 // Rendered now, so an undefined variable in the file is a definition error too.
                 let content = match super::source::read_text(&source) {
-                    Ok(text) => self.text(&Spanned::new(text, source_at.file, source_at.span), scope)?,
+                    Ok(text) => {
+                        self.files_read.update(text.as_bytes());
+                        self.text(&Spanned::new(text, source_at.file, source_at.span), scope)?
+                    }
                     Err(e) => {
                         let problem = e.into_problem(super::source::display_path(&source));
                         self.problems.at(problem, source_at.at());

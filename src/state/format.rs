@@ -43,6 +43,16 @@ pub enum Record {
         /// The Kubernetes context the run was given (`--context` or the workflow's), if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
+        /// The environment (`--env`) the run was for; absent for a workflow without any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        environment: Option<String>,
+        /// The cluster the run connected to, when it ran Kubernetes steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterIdentity>,
+        /// [`super::source_hash`]: the definition as written, the same in every environment
+        /// (promotion compares it). Absent in journals written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_hash: Option<String>,
     },
     /// A node begins: from its first step (a new run of it), or past `first_step` leading
     /// steps kept from its earlier, unfinished run (resume, verify).
@@ -82,6 +92,10 @@ pub enum Record {
         took_ms: u64,
         node_hash: String,
         at: String,
+        /// The node's [`crate::spec::Node::source_hash`] when it ended: what an environment
+        /// that requires this one compares (promotion).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_hash: Option<String>,
     },
     NodeSkipped {
         node: String,
@@ -103,6 +117,24 @@ pub enum Record {
         took_ms: u64,
         at: String,
     },
+}
+
+/// Which cluster a run talked to: its API server and the certificate authorities trusted
+/// for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
+}
+
+impl std::fmt::Display for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.ca_sha256 {
+            Some(ca) => write!(f, "{} (CA {}…)", self.server, &ca[..ca.len().min(12)]),
+            None => f.write_str(&self.server),
+        }
+    }
 }
 
 pub fn now() -> String {

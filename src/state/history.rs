@@ -18,6 +18,8 @@ pub struct NodeRecord {
     /// ends it was resumed from (a run that started it past its first step continues them).
     pub spent: Duration,
     pub run_id: String,
+    /// The node's definition as written when it ended (absent before it was recorded).
+    pub source_hash: Option<String>,
 }
 
 /// One run, summarised.
@@ -92,6 +94,8 @@ pub struct History {
     /// Per workflow, the values (`vars_hash`) and Kubernetes context of its latest run that
     /// recorded them: a resume with others is refused.
     pub identities: HashMap<String, (String, Option<String>)>,
+    /// Per workflow, the cluster its latest run that connected to one talked to.
+    pub clusters: HashMap<String, super::format::ClusterIdentity>,
     /// Nodes whose current attempt started and has no end: in flight at a crash (or now).
     pub in_flight: Vec<String>,
     /// How long each node took whenever it passed with all its steps run in one run (not in
@@ -129,6 +133,7 @@ pub type Journals = Vec<(PathBuf, Vec<Record>)>;
 /// history would silently lack what that run did.
 pub fn read_journals(state_dir: &Path) -> Result<Journals, JournalError> {
     let mut journals: Journals = Vec::new();
+    let moved = super::place::moved_runs(state_dir);
     for dir in run_dirs(state_dir) {
         let path = dir.join("journal.jsonl");
         if !path.exists() {
@@ -147,7 +152,7 @@ pub fn read_journals(state_dir: &Path) -> Result<Journals, JournalError> {
                 _ => None,
             });
             // The oldest run left may follow runs pruned before it (docs/state.md §1).
-            if before.is_some_and(|before| before != previous) {
+            if before.is_some_and(|before| before != previous) && !moved.contains(previous) {
                 return Err(JournalError::Missing {
                     message: format!(
                         "run {run_id} follows run {previous}, whose folder is not in {}: what that run \
@@ -282,10 +287,14 @@ impl History {
                     restart,
                     vars_hash,
                     context,
+                    cluster,
                     ..
                 } => {
                     if let Some(hash) = vars_hash {
                         self.identities.insert(workflow.clone(), (hash.clone(), context.clone()));
+                    }
+                    if let Some(cluster) = cluster {
+                        self.clusters.insert(workflow.clone(), cluster.clone());
                     }
                     let started = RunRecord {
                         run_id: run_id.clone(),
@@ -353,7 +362,7 @@ impl History {
                         attempt.failure = Some((step.clone(), reason));
                     }
                 }
-                Record::NodeEnd { node, outcome, took_ms, node_hash, .. } => {
+                Record::NodeEnd { node, outcome, took_ms, node_hash, source_hash, .. } => {
                     // Format 1 has no node-start: a node recorded without running a step
                     // continues its attempt with every step kept.
                     let Some(r) = run.as_ref() else { continue };
@@ -394,6 +403,7 @@ impl History {
                             took,
                             spent: attempt.spent,
                             run_id,
+                            source_hash: source_hash.clone(),
                         },
                     );
                 }

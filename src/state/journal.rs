@@ -241,6 +241,9 @@ mod tests {
                 restart: None,
                 vars_hash: None,
                 context: None,
+                environment: None,
+                cluster: None,
+                source_hash: None,
             },
             Record::NodeStart { node: "a".into(), first_step: 0, install_steps: 1, at: "t".into() },
             Record::StepEnd {
@@ -259,6 +262,7 @@ mod tests {
                 took_ms: 5,
                 node_hash: "n".into(),
                 at: "t".into(),
+                source_hash: None,
             },
         ]
     }

@@ -2,15 +2,16 @@
 //! resume decision. Layout of a state directory (docs/state.md):
 //!
 //! ```text
-//! .milepost/lock                          held by the running apply/resume
-//! .milepost/runs/<run-id>/journal.jsonl   the run's records
-//! .milepost/runs/<run-id>/logs/<node>.NN-<step>.log
+//! .milepost/<workflow>/<env>/lock                          held by the running apply/resume
+//! .milepost/<workflow>/<env>/runs/<run-id>/journal.jsonl   the run's records
+//! .milepost/<workflow>/<env>/runs/<run-id>/logs/<node>.NN-<step>.log
 //! ```
 
 pub mod format;
 pub mod history;
 pub mod journal;
 pub mod lock;
+pub mod place;
 pub mod recorder;
 pub mod resume;
 
@@ -44,6 +45,16 @@ pub fn definition_hash(workflow: &Workflow) -> String {
     let mut h = Sha256::new();
     for node in &workflow.nodes {
         h.update(node_hash(node).as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+/// The definition as written ([`crate::spec::Node::source_hash`] of every node, in order):
+/// the same in every environment, unlike [`definition_hash`], which hashes rendered steps.
+pub fn source_hash(workflow: &Workflow) -> String {
+    let mut h = Sha256::new();
+    for node in &workflow.nodes {
+        h.update(node.source_hash.as_bytes());
     }
     hex(&h.finalize())
 }

@@ -73,6 +73,7 @@ impl Recorder for JournalRecorder {
                     took_ms: took.as_millis() as u64,
                     node_hash: self.node_hashes[*node].clone(),
                     at: now(),
+                    source_hash: Some(w.nodes[*node].source_hash.clone()),
                 }
             }
             ExecEvent::NodeBegun { node, first_step } => Record::NodeStart {
