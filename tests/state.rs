@@ -26,12 +26,7 @@ fn resume_after_a_2b_failure_reruns_nothing_from_2a_and_plan_said_so() {
     let plan = local.run("plan", false).success();
     let plan_text = String::from_utf8_lossy(&plan.get_output().stdout).into_owned();
     assert!(plan_text.contains("#9 ha-dr runs again: failed"), "{plan_text}");
-    let json_out = milepost()
-        .args(["plan", "--format", "json"])
-        .arg(local.workflow())
-        .args(["--var", &format!("port={}", local.port)])
-        .assert()
-        .success();
+    let json_out = local.command("plan").args(["--format", "json"]).assert().success();
     let json: serde_json::Value = serde_json::from_slice(&json_out.get_output().stdout).unwrap();
     let status_of = |id: &str| {
         json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap()["status"].clone()
@@ -76,12 +71,7 @@ fn resume_after_a_2b_failure_reruns_nothing_from_2a_and_plan_said_so() {
     assert!(resume_logs.iter().any(|l| l.starts_with("ha-dr.")), "{resume_logs:?}");
     assert!(logs.exists());
 
-    let status = milepost()
-        .arg("status")
-        .arg(local.workflow())
-        .args(["--json", "--var", &format!("port={}", local.port)])
-        .assert()
-        .success();
+    let status = local.command("status").arg("--json").assert().success();
     let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
     assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{status}");
     assert_eq!(status["metrics"][0]["value"], 100.0);
@@ -225,7 +215,7 @@ fn verify_of_the_local_example_passes_until_something_drifts() {
     assert!(text.contains("9 passed, 0 failed"), "{text}");
 
     // Drift: a seeded record is gone; the restore drill no longer matches the data.
-    std::fs::remove_file(local.dir.path().join(".work/data/record-5.txt")).unwrap();
+    std::fs::remove_file(local.dir.path().join(".work/staging/data/record-5.txt")).unwrap();
     let drifted = local.run("verify", false).code(1);
     let text = stderr(&drifted);
     assert!(text.contains("deployment-reliability › restore-drill"), "{text}");

@@ -108,10 +108,18 @@ impl Local {
         self.dir.path().join("phase2.kdl")
     }
 
-    /// `milepost <command> <workflow> --var port=…`, for more arguments.
+    /// `milepost <command> <workflow> --var port=…` in environment staging, for more
+    /// arguments.
     pub fn command(&self, command: &str) -> Command {
+        self.command_in("staging", self.port, command)
+    }
+
+    /// `milepost <command> <workflow> --var port=…` in `environment` (the local example's
+    /// environments each serve on a port of their own).
+    pub fn command_in(&self, environment: &str, port: u16, command: &str) -> Command {
         let mut cmd = milepost();
-        cmd.arg(command).arg(self.workflow()).args(["--var", &format!("port={}", self.port)]);
+        cmd.arg(command).arg(self.workflow()).args(["--var", &format!("port={port}")]);
+        cmd.env("MILEPOST_ENV", environment);
         cmd
     }
 
@@ -125,13 +133,16 @@ impl Local {
         cmd.timeout(Duration::from_secs(60)).assert()
     }
 
+    /// Stops the service of every environment that started one.
     pub fn stop_service(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(".work/service.pid")) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+        for env in subdirs(&self.dir.path().join(".work")) {
+            if let Ok(pid) = std::fs::read_to_string(env.join("service.pid")) {
+                if let Ok(pid) = pid.trim().parse() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
             }
         }
     }

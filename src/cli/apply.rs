@@ -153,6 +153,14 @@ pub fn rollout(
         (plan.selected.is_empty() || plan.selected[i]) && !plan.done.get(i).copied().unwrap_or(false)
     };
     let mut found = preflight::check(&workflow, will_run, &plan.skip_steps);
+    // Promotion: what this environment requires another to have passed first.
+    if let Some(requirement) = workflow.environment().and_then(|e| e.requires.as_ref()) {
+        if plan.command != "verify" {
+            if let Err(missing) = crate::state::promotion::check_beside(state_dir, &workflow, requirement) {
+                found.errors.push(missing);
+            }
+        }
+    }
     // One thread: children, probes and the journal are all I/O; measured faster than two
     // workers, whose wake-ups cost more than the fsyncs they would overlap (bench/compare.py).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {

@@ -16,8 +16,8 @@ use crate::spec::{load, parse_var, LoadOptions, NodeKind, Workflow};
 use crate::state::format::Record;
 use crate::state::history::{read_journals, History, Journals};
 use crate::state::lock::{self, StateLock};
-use crate::state::place;
 use crate::state::resume::{decide, Decision};
+use crate::state::{place, promotion};
 use crate::ui::errln;
 use crate::ui::style::pad;
 
@@ -308,6 +308,11 @@ struct StatusNode<'a> {
 }
 
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
+    if args.state.workflow.is_some() && args.state.environment.is_none() {
+        if let Some(code) = environments_overview(cx, args)? {
+            return Ok(code);
+        }
+    }
     let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref(), "status")?;
     let history = History::from_journals(&journals);
     same_values(&history, &workflow, None, &dir)?;
@@ -352,9 +357,12 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     let facts = run_facts(&workflow, &history, &decisions);
     let metrics = facts::evaluate(&workflow, &facts);
+    let standings = promotion::standings(&dir, &workflow);
     if args.json {
         let out = serde_json::json!({
             "workflow": workflow.id,
+            "environment": workflow.environment().map(|e| &e.name),
+            "environments": standings,
             "last_run": history.runs.last().map(|r| &r.run_id),
             "nodes": nodes,
             "gates_passed": workflow.gates().filter(|g| history.nodes.get(&g.id).is_some_and(|r| r.outcome.passed())).map(|g| &g.id).collect::<Vec<_>>(),
@@ -367,8 +375,9 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let p = cx.out;
     let mut out = String::new();
     let last = history.runs.last().expect("open() checked there is a run");
+    let env = workflow.environment().map(|e| format!(" · {}", p.bold(&e.name))).unwrap_or_default();
     out.push_str(&format!(
-        "{} · last run {} ({}, {})\n\n",
+        "{}{env} · last run {} ({}, {})\n\n",
         p.bold(&workflow.id),
         last.run_id,
         last.command,
@@ -410,8 +419,80 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             out.push_str(&format!("  {} {line}\n", pad(&m.id, 30)));
         }
     }
+    if !standings.is_empty() {
+        out.push_str(&format!("\n{}\n", p.bold("Environments")));
+        out.push_str(&environment_rows(&standings, p));
+    }
     print(&out)?;
     Ok(exit::SUCCESS)
+}
+
+/// `status <workflow>` without `--env` for a workflow with environments: one row each.
+/// `None` when the workflow declares none (the usual status follows).
+fn environments_overview(cx: &Cx, args: &StatusArgs) -> Result<Option<u8>, CliError> {
+    let (file, state) = (args.state.workflow.as_ref().expect("checked by the caller"), &args.state);
+    let options = LoadOptions {
+        vars: state.vars.clone(),
+        vars_files: state.vars_files.clone(),
+        env: None,
+        environment: None,
+    };
+    let workflow = load(file, &options).map_err(CliError::Definitions)?.workflow;
+    if workflow.environments.is_empty() {
+        return Ok(None);
+    }
+    let root = place::root(args.state_dir.as_deref(), &workflow.dir);
+    super::migrate(&root)?;
+    // Any folder of the workflow's serves: the rows are read beside it.
+    let beside = place::rollout_dir(&root, &workflow.id, &workflow.environments[0].name);
+    let standings = promotion::standings(&beside, &workflow);
+    if args.json {
+        let out = serde_json::json!({ "workflow": workflow.id, "environments": standings });
+        print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"))?;
+        return Ok(Some(exit::SUCCESS));
+    }
+    let p = cx.out;
+    let mut out = format!("{} · {} environments\n\n", p.bold(&workflow.id), workflow.environments.len());
+    out.push_str(&environment_rows(&standings, p));
+    out.push_str(&format!(
+        "\n{}\n",
+        p.dim(&format!("one environment's nodes: milepost status {} --env NAME", file.display()))
+    ));
+    print(&out)?;
+    Ok(Some(exit::SUCCESS))
+}
+
+/// A row per environment: what passed with today's definition, its last run, and its
+/// promotion.
+pub(super) fn environment_rows(standings: &[promotion::Standing], p: crate::ui::Palette) -> String {
+    let width = standings.iter().map(|s| s.environment.len()).max().unwrap_or(0).max(8);
+    let mut out = String::new();
+    for s in standings {
+        let passed = format!("{}/{} passed with this definition", s.passed, s.nodes);
+        let passed = if s.passed == s.nodes { p.green(&passed) } else { passed };
+        let last = match &s.last_run {
+            None => p.dim("no run yet"),
+            Some(r) => {
+                let verdict = match r.finished {
+                    Some(true) => "complete",
+                    Some(false) => "stopped",
+                    None => "no end",
+                };
+                format!("last run {} ({}, {verdict})", r.run_id, r.command)
+            }
+        };
+        out.push_str(&format!("  {} {passed} · {last}\n", pad(&s.environment, width)));
+        if let Some(promotion) = &s.promotion {
+            let line = match &promotion.missing {
+                None => {
+                    p.green(&format!("requires {} to pass {}: proven", promotion.requires, promotion.what))
+                }
+                Some(missing) => p.yellow(&format!("not yet: {missing}")),
+            };
+            out.push_str(&format!("  {} {line}\n", pad("", width)));
+        }
+    }
+    out
 }
 
 /// Refuses to read the runs of this workflow in `dir` as this invocation's when they were

@@ -12,6 +12,7 @@ pub mod history;
 pub mod journal;
 pub mod lock;
 pub mod place;
+pub mod promotion;
 pub mod recorder;
 pub mod resume;
 
