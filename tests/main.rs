@@ -4,6 +4,7 @@ mod apply;
 mod cli;
 mod corpus;
 mod crash;
+mod environments;
 mod examples;
 mod fake_api;
 mod fuzz;

@@ -32,7 +32,7 @@ pub fn select(raw: &RawWorkflow, name: Option<&str>, problems: &mut Problems) ->
 
 /// Lays the environment's parallelism, overrun policy, Kubernetes settings and secrets'
 /// sources over the workflow's.
-pub fn lay_over(raw: &mut RawWorkflow, env: usize, problems: &mut Problems) {
+pub fn lay_over(raw: &mut RawWorkflow, env: usize) {
     let env = &raw.environments[env];
     if let Some(p) = &env.parallelism {
         raw.parallelism = Some(p.clone());
@@ -49,23 +49,15 @@ pub fn lay_over(raw: &mut RawWorkflow, env: usize, problems: &mut Problems) {
             base.namespace = k.namespace.clone();
         }
     }
-    let mut sources = Vec::new();
-    for secret in &env.secrets {
-        match raw.secrets.iter().position(|s| s.name.value == secret.name.value) {
-            Some(i) => sources.push((i, secret.env.clone())),
-            None => {
-                let declared = raw.secrets.iter().map(|s| s.name.value.as_str());
-                problems.at(
-                    Problem::UnknownSecret {
-                        environment: env.name.value.clone(),
-                        name: secret.name.value.clone(),
-                        suggestion: did_you_mean(&secret.name.value, declared).map(String::from),
-                    },
-                    secret.name.at(),
-                );
-            }
-        }
-    }
+    // An undeclared one is reported by `check`, for every environment.
+    let sources: Vec<(usize, _)> = env
+        .secrets
+        .iter()
+        .filter_map(|secret| {
+            let i = raw.secrets.iter().position(|s| s.name.value == secret.name.value)?;
+            Some((i, secret.env.clone()))
+        })
+        .collect();
     for (i, env_var) in sources {
         raw.secrets[i].env = env_var;
     }
@@ -94,6 +86,19 @@ pub fn check(
                 },
                 env.name.at(),
             );
+        }
+        for secret in &env.secrets {
+            if !raw.secrets.iter().any(|s| s.name.value == secret.name.value) {
+                let declared = raw.secrets.iter().map(|s| s.name.value.as_str());
+                problems.at(
+                    Problem::UnknownSecret {
+                        environment: name.clone(),
+                        name: secret.name.value.clone(),
+                        suggestion: did_you_mean(&secret.name.value, declared).map(String::from),
+                    },
+                    secret.name.at(),
+                );
+            }
         }
         if let Some(first) = raw.environments[..i].iter().find(|o| o.name.value == *name) {
             let first = sources.describe(first.name.at());
@@ -160,12 +165,17 @@ pub fn check(
 
 /// `prod requires staging`, `staging requires prod`: neither could ever run.
 fn check_cycles(raw: &RawWorkflow, envs: &[Environment], problems: &mut Problems) {
-    for (start, env) in envs.iter().enumerate() {
+    for env in envs {
         let mut seen = vec![env.name.as_str()];
         let mut next = env.requires.as_ref().map(|r| r.environment.as_str());
         while let Some(name) = next {
             if name == env.name {
-                let requires = raw.environments[start].requires.as_ref().expect("a cycle passes through it");
+                let requires = raw
+                    .environments
+                    .iter()
+                    .find(|e| e.name.value == env.name)
+                    .and_then(|e| e.requires.as_ref())
+                    .expect("a cycle passes through it");
                 problems.at(
                     Problem::BadValue {
                         what: format!("environment `{}`", env.name),

@@ -97,7 +97,7 @@ fn load_into(
     let mut workflow = decoded.workflows.swap_remove(0);
     let environment = super::environments::select(&workflow, options.environment.as_deref(), problems);
     if let Some(env) = environment {
-        super::environments::lay_over(&mut workflow, env, problems);
+        super::environments::lay_over(&mut workflow, env);
     }
     let mut nodes: Vec<RawNode> = decoded.nodes;
     for pattern in &workflow.includes {
@@ -119,6 +119,12 @@ fn load_into(
     let from_environment =
         environment.map(|e| environment_vars(&workflow, e, &dir, sources, problems)).unwrap_or_default();
     let from_environment = declared_overrides(&workflow, from_environment, problems);
+    // Every other environment's values are checked too: a typo in prod's vars is found
+    // when staging is loaded, not on the day of the production rollout.
+    for other in (0..workflow.environments.len()).filter(|&e| Some(e) != environment) {
+        let set = environment_vars(&workflow, other, &dir, sources, problems);
+        declared_overrides(&workflow, set, problems);
+    }
     let from_command_line = declared_overrides(&workflow, overrides(options, sources, problems), problems);
     // What makes this run's values its own within its environment: the command line's
     // values that differ from what the workflow and environment give (docs/state.md §8).
