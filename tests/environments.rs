@@ -79,7 +79,10 @@ fn staging_runs_never_count_as_done_in_prod() {
 fn a_workflow_with_environments_needs_one() {
     let dir = tempfile::tempdir().unwrap();
     let w = write(dir.path(), "w.kdl", TWO_ENVS);
-    for command in ["apply", "plan"] {
+    // plan without one previews a fresh rollout with the workflow's own values.
+    let out = milepost().arg("plan").arg(&w).env_remove("MILEPOST_ENV").assert().success();
+    assert!(stderr(&out).contains("no --env: a fresh rollout"), "{}", stderr(&out));
+    for command in ["apply", "resume", "verify"] {
         let out = milepost().arg(command).arg(&w).env_remove("MILEPOST_ENV").assert().code(2);
         assert!(
             stderr(&out).contains("w declares environments (staging, prod): say which one"),
@@ -234,6 +237,15 @@ fn the_local_example_promotes_staging_to_prod() {
         stdout(&milepost().arg("status").arg(local.workflow()).env_remove("MILEPOST_ENV").assert().success());
     assert!(overview.contains("staging  9/9 passed with this definition"), "{overview}");
     assert!(overview.contains("requires staging to pass the whole workflow: proven"), "{overview}");
+    // The report has a row per environment; plan says what staging has proven.
+    let report = stdout(&prod("report").assert().success());
+    assert!(report.contains("| prod (this report) | 9/9 |"), "{report}");
+    assert!(report.contains("| staging | 9/9 |"), "{report}");
+    let plan = stdout(&prod("plan").assert().success());
+    assert!(
+        plan.contains("✓ promotion: staging has passed the whole workflow with this definition"),
+        "{plan}"
+    );
 
     // A budget and a comment are planning data, not definition.
     let workflow = local.workflow();
@@ -249,6 +261,8 @@ fn the_local_example_promotes_staging_to_prod() {
     let changed = planning.replace("run apply-policy \"sleep 1 &&", "run apply-policy \"sleep 0 &&");
     assert_ne!(changed, planning);
     std::fs::write(&workflow, &changed).unwrap();
+    let plan = stdout(&prod("plan").assert().success());
+    assert!(plan.contains("✗ promotion: staging has not passed"), "{plan}");
     let out = prod("apply").assert().code(6);
     let err = stderr(&out);
     assert!(err.contains("it last passed with definition"), "{err}");

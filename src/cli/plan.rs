@@ -78,8 +78,22 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let mut options =
         PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
     let workflow = &loaded.workflow;
-    if !args.fresh || args.calibrate {
+    // Without --env, a workflow with environments has no state to read: the preview is a
+    // fresh rollout with the workflow's own values.
+    let no_environment = workflow.environment.is_none() && !workflow.environments.is_empty();
+    if no_environment {
+        errln!(
+            "{}",
+            cx.err.dim(&format!(
+                "no --env: a fresh rollout with the workflow's own values; environments: {}",
+                workflow.environment_names().join(", ")
+            ))
+        );
+    }
+    let mut promotion = None;
+    if !no_environment && (!args.fresh || args.calibrate) {
         let dir = super::rollout_dir(workflow, args.state_dir.as_deref(), "plan")?;
+        promotion = promotion_of(workflow, &dir);
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
             match super::state::same_values(&history, workflow, None, &dir) {
@@ -107,23 +121,47 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
             if let Some(server) = &server {
                 text.push_str(&server_text(server, cx));
             }
+            if let Some(p) = &promotion {
+                let line = match &p.missing {
+                    None => cx.out.green(&format!(
+                        "✓ promotion: {} has passed {} with this definition",
+                        p.requires, p.what
+                    )),
+                    Some(missing) => cx.out.yellow(&format!("✗ promotion: {missing}")),
+                };
+                text.push_str(&format!("\n{line}\n"));
+            }
             text
         }
         PlanFormat::Json => {
             let text = json::render(&plan, risk.as_ref(), args.steps);
-            match &server {
-                None => text,
-                Some(server) => {
-                    let mut value: serde_json::Value = serde_json::from_str(&text).expect("plan JSON parses");
+            if server.is_none() && promotion.is_none() {
+                text
+            } else {
+                let mut value: serde_json::Value = serde_json::from_str(&text).expect("plan JSON parses");
+                if let Some(server) = &server {
                     value["server"] = serde_json::to_value(server).expect("plain data");
-                    serde_json::to_string_pretty(&value).expect("plain data") + "\n"
                 }
+                if let Some(promotion) = &promotion {
+                    value["promotion"] = serde_json::to_value(promotion).expect("plain data");
+                }
+                serde_json::to_string_pretty(&value).expect("plain data") + "\n"
             }
         }
         PlanFormat::Mermaid => mermaid::render(&plan),
     };
     print(&text)?;
     Ok(exit::SUCCESS)
+}
+
+/// What the environment this plan is for requires another to have passed, and whether it has.
+fn promotion_of(workflow: &Workflow, dir: &std::path::Path) -> Option<crate::state::promotion::Promotion> {
+    let requirement = workflow.environment()?.requires.as_ref()?;
+    Some(crate::state::promotion::Promotion {
+        requires: requirement.environment.clone(),
+        what: crate::state::promotion::describe(workflow, requirement),
+        missing: crate::state::promotion::check_beside(dir, workflow, requirement).err(),
+    })
 }
 
 /// One `apply` step's dry run: the objects and what would happen to each, or why it cannot tell.

@@ -91,6 +91,29 @@ pub fn render(report: &Report) -> String {
         }
     }
 
+    if !report.environments.is_empty() {
+        out.push_str("\n### Environments\n\n| Environment | Passed with this definition | Last run | Promotion |\n|---|---|---|---|\n");
+        for e in &report.environments {
+            let last =
+                e.last_run.as_ref().map_or("—".to_string(), |r| format!("`{}` {}", r.run_id, r.command));
+            let promotion = match &e.promotion {
+                None => "—".to_string(),
+                Some(p) if p.missing.is_none() => format!("✅ {} passed {}", p.requires, p.what),
+                Some(p) => format!("❌ {}", cell(p.missing.as_deref().unwrap_or_default())),
+            };
+            let this = if report.environment.as_deref() == Some(e.environment.as_str()) {
+                " (this report)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| {}{this} | {}/{} | {last} | {promotion} |",
+                e.environment, e.passed, e.nodes
+            );
+        }
+    }
+
     let _ = writeln!(
         out,
         "\nValidations: {} of {} tries passed.",

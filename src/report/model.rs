@@ -40,6 +40,12 @@ pub struct Report {
     pub validations: Validations,
     pub metrics: Vec<MetricResult>,
     pub facts: RunFacts,
+    /// The environment this report is of; absent for a workflow without environments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Every declared environment's standing today: a row each (promotion).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<crate::state::promotion::Standing>,
 }
 
 #[derive(Debug, Serialize)]
@@ -503,5 +509,7 @@ pub fn build(
         validations,
         metrics,
         facts,
+        environment: workflow.environment().map(|e| e.name.clone()),
+        environments: crate::state::promotion::standings(state_dir, workflow),
     })
 }
