@@ -70,7 +70,23 @@ pub fn summary(loaded: &Loaded, p: Palette) -> String {
             None => ph.id.clone(),
         })
         .collect();
-    let rows = [
+    let environments: Vec<String> = w
+        .environments
+        .iter()
+        .map(|e| {
+            let this = if w.environment().is_some_and(|s| s.name == e.name) { " (this one)" } else { "" };
+            match &e.requires {
+                Some(r) => format!(
+                    "{}{this} ← {} passed {}",
+                    e.name,
+                    r.environment,
+                    crate::state::promotion::describe(w, r)
+                ),
+                None => format!("{}{this}", e.name),
+            }
+        })
+        .collect();
+    let mut rows = vec![
         (
             "modules",
             modules.to_string(),
@@ -81,6 +97,9 @@ pub fn summary(loaded: &Loaded, p: Palette) -> String {
         ("edges", graph.edge_count().to_string(), String::new()),
         ("parallelism", w.parallelism.to_string(), String::new()),
     ];
+    if !environments.is_empty() {
+        rows.push(("environments", w.environments.len().to_string(), environments.join(" · ")));
+    }
     for (label, count, detail) in rows {
         out.push_str(format!("  {} {} {}\n", pad(label, 12), pad_left(&count, 4), p.dim(&detail)).trim_end());
         out.push('\n');
