@@ -1328,7 +1328,7 @@ fn bare_word_help(text: &str, offset: usize) -> Option<String> {
 
 /// What a node installs and validates, as written: the names and values of its `install` and
 /// `validate` blocks, hashed. Layout, comments and planning data (budgets, `after`) are not
-/// part of it, and both parsers give the same one (docs/state.md §9, "Promotion").
+/// part of it, and both parsers give the same one (docs/state.md §12).
 fn fingerprint(node: &KdlNode) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     fn feed(h: &mut Sha256, node: &KdlNode) {

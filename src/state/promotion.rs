@@ -1,7 +1,7 @@
 //! Promotion: an environment that `requires` another may roll out only what that one has
 //! passed, with the same definition. "The same definition" is each node's source hash
 //! ([`crate::spec::Node::source_hash`]): its steps and the files they render as written,
-//! the same in every environment, recorded in every `node-end`. docs/state.md §9.
+//! the same in every environment, recorded in every `node-end`. docs/state.md §12.
 
 use std::path::{Path, PathBuf};
 
