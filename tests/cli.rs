@@ -67,7 +67,7 @@ fn completions_name_every_subcommand_for_bash_zsh_and_fish() {
     for shell in ["bash", "zsh", "fish"] {
         let out = milepost().args(["completions", shell]).assert().success();
         let script = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-        for command in ["apply", "resume", "plan", "status", "man"] {
+        for command in ["apply", "resume", "plan", "status", "fmt", "man"] {
             assert!(script.contains(command), "{shell} completions lack `{command}`:\n{script}");
         }
         assert!(script.contains("deadline"), "{shell} completions lack the options of a subcommand");
@@ -87,7 +87,7 @@ fn man_prints_a_roff_page_naming_the_subcommands() {
     let title = page.lines().position(|l| l.starts_with(".TH milepost 1 "));
     assert!(title.is_some_and(|n| n <= 2), "a .TH header first:\n{page}");
     assert!(page.lines().all(|l| !l.starts_with('\u{1b}')), "roff, not terminal output");
-    for command in ["apply", "resume", "plan", "report", "completions"] {
+    for command in ["apply", "resume", "plan", "report", "fmt", "completions"] {
         assert!(page.contains(&format!("milepost\\-{command}(1)")), "the page names `{command}`:\n{page}");
     }
 }

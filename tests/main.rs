@@ -6,6 +6,7 @@ mod corpus;
 mod crash;
 mod examples;
 mod fake_api;
+mod fmt;
 mod fuzz;
 mod hostile;
 mod kube_contract;

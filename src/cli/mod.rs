@@ -3,6 +3,7 @@
 
 mod apply;
 mod completions;
+mod fmt;
 mod graph;
 mod plan;
 mod report;
@@ -71,6 +72,8 @@ enum Command {
     Graph(graph::GraphArgs),
     /// What a rollout did against its plan: HTML, JUnit XML, JSON or Markdown.
     Report(report::ReportArgs),
+    /// Rewrite definition files in the canonical layout, comments kept (--check: only tell).
+    Fmt(fmt::FmtArgs),
     /// Print shell completions: bash, zsh, fish, elvish or powershell.
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), or a subcommand's, e.g. `milepost man | man -l -`.
@@ -169,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
         Command::Report(args) => report::run(&cx, args),
+        Command::Fmt(args) => fmt::run(&cx, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     };

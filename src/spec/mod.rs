@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod diagnostic;
+pub mod format;
 pub mod load;
 pub mod metrics;
 pub mod model;
