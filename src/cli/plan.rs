@@ -9,7 +9,7 @@ use super::{exit, print, CliError, Cx, DefinitionArgs};
 use crate::cluster::apply::{self, ApplyOptions};
 use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{NodeStatus, Plan, PlanOptions};
 use crate::spec::values::parse_duration;
 use crate::spec::{StepKind, Workflow};
 use crate::state::history::History;
@@ -79,9 +79,13 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
         PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };
     let workflow = &loaded.workflow;
     let dir = args.state_dir.clone().unwrap_or_else(|| workflow.dir.join(".milepost"));
+    // The rollout's last run, when the plan is resume-aware.
+    let mut last_run = None;
     if !args.fresh || args.calibrate {
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
+            last_run =
+                history.runs.iter().rev().find(|r| r.workflow == workflow.id).map(|r| r.run_id.clone());
             match super::state::same_values(&history, workflow, None, &dir) {
                 Ok(()) => {
                     let graph = crate::graph::PlanGraph::new(workflow);
@@ -96,13 +100,18 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
             options.durations = Some(calibrated(workflow, &history));
         }
     }
+    if let (PlanFormat::Terminal, Some(run)) = (args.format, &last_run) {
+        if !options.status.is_empty() && options.status.iter().all(|s| *s == NodeStatus::Done) {
+            print(&nothing_to_do(workflow, run, args, cx))?;
+            return Ok(exit::SUCCESS);
+        }
+    }
     let plan = Plan::new(&loaded.workflow, &options);
     let risk = args.risk.then(|| risk::assess(&plan, args.trials, args.seed));
     let server = if args.server { Some(server_dry_run(cx, &plan, args.context.as_deref())?) } else { None };
     let text = match args.format {
         PlanFormat::Terminal => {
-            let opts =
-                terminal::TerminalOptions { palette: cx.out, width: terminal_width(), steps: args.steps };
+            let opts = terminal::TerminalOptions { palette: cx.out, width: terminal_width(), steps: args.steps };
             let mut text = terminal::render(&plan, risk.as_ref(), opts);
             if let Some(server) = &server {
                 text.push_str(&server_text(server, cx));
@@ -124,6 +133,25 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     };
     print(&text)?;
     Ok(exit::SUCCESS)
+}
+
+/// What `plan` says instead of a chart of zeros when the last rollout did everything.
+fn nothing_to_do(workflow: &Workflow, run: &str, args: &PlanArgs, cx: &Cx) -> String {
+    let p = cx.out;
+    let file = crate::spec::source::display_path(&args.definitions.workflow);
+    let state_dir = match &args.state_dir {
+        Some(dir) => format!(" --state-dir {}", dir.display()),
+        None => String::new(),
+    };
+    format!(
+        "{} nothing to do: every node of {} is done (last run {run})\n{}\n",
+        p.green("✓"),
+        p.bold(&workflow.id),
+        p.dim(&format!(
+            "  `milepost plan {file} --fresh` previews a new rollout from scratch; \
+             `milepost status {file}{state_dir}` shows the last one"
+        ))
+    )
 }
 
 /// One `apply` step's dry run: the objects and what would happen to each, or why it cannot tell.
