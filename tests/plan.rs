@@ -169,3 +169,17 @@ module b { budget "1m"; after a; install { run s "true" } }"#,
     let fresh = milepost().arg("plan").arg(f.path("w.kdl")).arg("--fresh").assert().success();
     assert!(String::from_utf8_lossy(&fresh.get_output().stdout).contains("critical path"));
 }
+
+#[test]
+fn a_deadline_is_echoed_with_its_clock_time() {
+    // From --start, the clock time is exact.
+    let at = stdout(&["plan", "workflows/phase2.kdl", "--start", "2026-12-01 09:00", "--deadline", "22h"]);
+    assert!(at.contains("deadline           22h (at 2026-12-02 07:00)  fits, 54m to spare"), "{at}");
+    // Without a start it is now + the window, in UTC: the clock varies, the shape does not.
+    milepost().args(["plan", "workflows/phase2.kdl", "--deadline", "20h"]).assert().success().stdout(
+        predicates::str::is_match(
+            r"(?m)^  deadline +20h \(at (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC if started now\)  ",
+        )
+        .unwrap(),
+    );
+}

@@ -111,7 +111,12 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let server = if args.server { Some(server_dry_run(cx, &plan, args.context.as_deref())?) } else { None };
     let text = match args.format {
         PlanFormat::Terminal => {
-            let opts = terminal::TerminalOptions { palette: cx.out, width: terminal_width(), steps: args.steps };
+            let opts = terminal::TerminalOptions {
+                palette: cx.out,
+                width: terminal_width(),
+                steps: args.steps,
+                now: Some(jiff::Timestamp::now()),
+            };
             let mut text = terminal::render(&plan, risk.as_ref(), opts);
             if let Some(server) = &server {
                 text.push_str(&server_text(server, cx));
