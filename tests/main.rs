@@ -13,6 +13,7 @@ mod kube_contract;
 mod kubernetes;
 mod plan;
 mod report;
+mod schemas;
 mod state;
 mod steps;
 mod support;
