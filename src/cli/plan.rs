@@ -143,18 +143,27 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
 /// What `plan` says instead of a chart of zeros when the last rollout did everything.
 fn nothing_to_do(workflow: &Workflow, run: &str, args: &PlanArgs, cx: &Cx) -> String {
     let p = cx.out;
-    let file = crate::spec::source::display_path(&args.definitions.workflow);
-    let state_dir = match &args.state_dir {
-        Some(dir) => format!(" --state-dir {}", dir.display()),
-        None => String::new(),
+    // The commands as they would be typed: the same file and values (another value is
+    // another rollout, which `status` refuses to mix up).
+    let command = |words: &[&str], state_dir: bool| {
+        let mut words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        words.insert(2, crate::spec::source::display_path(&args.definitions.workflow));
+        for (name, value) in &workflow.var_overrides {
+            words.extend(["--var".to_string(), format!("{name}={value}")]);
+        }
+        if let (true, Some(dir)) = (state_dir, &args.state_dir) {
+            words.extend(["--state-dir".to_string(), dir.display().to_string()]);
+        }
+        shell_words::join(words)
     };
     format!(
         "{} nothing to do: every node of {} is done (last run {run})\n{}\n",
         p.green("✓"),
         p.bold(&workflow.id),
         p.dim(&format!(
-            "  `milepost plan {file} --fresh` previews a new rollout from scratch; \
-             `milepost status {file}{state_dir}` shows the last one"
+            "  `{}` previews a new rollout from scratch; `{}` shows the last one",
+            command(&["milepost", "plan", "--fresh"], false),
+            command(&["milepost", "status"], true),
         ))
     )
 }
