@@ -125,6 +125,20 @@ fn fmt_replaces_the_file_whole_and_keeps_its_permissions() {
     assert_eq!(names, ["w.kdl"], "no temporary file is left");
 }
 
+#[cfg(unix)]
+#[test]
+fn fmt_through_a_symlink_formats_its_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let target = dir.path().join("real/w.kdl");
+    std::fs::write(&target, "workflow w {\ntitle \"W\"\n}\n").unwrap();
+    let link = dir.path().join("w.kdl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    milepost().arg("fmt").arg(&link).assert().success();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "workflow w {\n    title \"W\"\n}\n");
+}
+
 /// A small definition laid out at random: indentation, blank lines, comments in the places
 /// people put them, `;` between nodes.
 fn messy_document() -> impl Strategy<Value = String> {

@@ -70,9 +70,12 @@ pub fn run(cx: &Cx, args: &FmtArgs) -> Result<u8, CliError> {
 }
 
 /// Replaces `path` with `text` through a temporary file beside it, renamed over it: a crash
-/// leaves the old file or the new one, never half of one. The file keeps its permissions.
+/// leaves the old file or the new one, never half of one. The file keeps its permissions,
+/// and a symlink stays a symlink (its target is replaced).
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
     let io = |action, source| CliError::Io { action, path: path.to_path_buf(), source };
+    let resolved = std::fs::canonicalize(path).map_err(|e| io("resolve", e))?;
+    let path = resolved.as_path();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
