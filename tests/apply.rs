@@ -344,6 +344,10 @@ module b { budget "2m"; after a; install { run s "echo b >> done" } }"#,
     let out = f.apply(&["--deadline", "90s", "--progress", "plain"]).code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(stderr.contains("the rollout stopped before it"), "{stderr}");
+    // The window is echoed with the clock time it ends at (which varies: only its shape).
+    let echo =
+        predicates::str::is_match(r"(?m)^deadline 1m30s \(at (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC\)$").unwrap();
+    assert!(predicates::Predicate::eval(&echo, stderr.as_str()), "{stderr}");
     assert_eq!(std::fs::read_to_string(f.path("done")).unwrap(), "a\n");
     let report = milepost().arg("report").arg(f.path("w.kdl")).args(["--format", "json"]).assert().success();
     let report: serde_json::Value = serde_json::from_slice(&report.get_output().stdout).unwrap();

@@ -61,3 +61,42 @@ module m { budget "1h"; install { run x "echo {{ vars.host }}" } }"#,
     assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("\"m\""));
     milepost().args(["validate", "--var", "oops"]).arg(&path).assert().code(2);
 }
+
+#[test]
+fn completions_name_every_subcommand_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = milepost().args(["completions", shell]).assert().success();
+        let script = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        for command in ["apply", "resume", "plan", "status", "fmt", "man"] {
+            assert!(script.contains(command), "{shell} completions lack `{command}`:\n{script}");
+        }
+        assert!(script.contains("deadline"), "{shell} completions lack the options of a subcommand");
+    }
+}
+
+#[test]
+fn completions_for_an_unknown_shell_are_a_usage_error() {
+    milepost().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn man_prints_a_roff_page_naming_the_subcommands() {
+    let out = milepost().arg("man").assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    // clap_mangen opens with two lines that define a quote for groff, then the title.
+    let title = page.lines().position(|l| l.starts_with(".TH milepost 1 "));
+    assert!(title.is_some_and(|n| n <= 2), "a .TH header first:\n{page}");
+    assert!(page.lines().all(|l| !l.starts_with('\u{1b}')), "roff, not terminal output");
+    for command in ["apply", "resume", "plan", "report", "fmt", "completions"] {
+        assert!(page.contains(&format!("milepost\\-{command}(1)")), "the page names `{command}`:\n{page}");
+    }
+}
+
+#[test]
+fn man_prints_a_subcommands_page() {
+    let out = milepost().args(["man", "apply"]).assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(page.contains(".TH milepost-apply 1 "), "{page}");
+    assert!(page.contains("\\-\\-keep\\-going"), "the page lists apply's options:\n{page}");
+    milepost().args(["man", "nope"]).assert().code(2).stderr(predicates::str::contains("no command `nope`"));
+}

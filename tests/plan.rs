@@ -140,3 +140,65 @@ gate g { budget "30m"; validate { run x "true" } }"#,
     assert!(text.contains("finish           4h30m"), "{text}");
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn a_plan_after_a_complete_rollout_says_there_is_nothing_to_do() {
+    let f = crate::support::Fixture::new(
+        r#"workflow done-w { parallelism 1; vars { greeting "hi" } }
+module a { budget "1m"; install { run s "echo {{ vars.greeting }}" } }
+module b { budget "1m"; after a; install { run s "true" } }"#,
+    );
+    f.apply(&["--progress", "plain", "--var", "greeting=yo"]).success();
+    let run = milepost::state::history::run_dirs(&crate::support::rollout_dir(&f.path(".")))
+        .last()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("the run is recorded");
+
+    let plan = |extra: &[&str]| {
+        milepost()
+            .arg("plan")
+            .arg(f.path("w.kdl"))
+            .args(["--var", "greeting=yo"])
+            .args(extra)
+            .assert()
+            .success()
+    };
+    let text = String::from_utf8(plan(&[]).get_output().stdout.clone()).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("✓ nothing to do: every node of done-w is done (last run {run})")
+    );
+    assert!(!text.contains("critical path"), "no chart of zeros:\n{text}");
+    // The hinted commands work as printed, values included.
+    let hint = lines.next().unwrap();
+    let commands: Vec<&str> = hint.split('`').skip(1).step_by(2).collect();
+    assert_eq!(commands.len(), 2, "{hint}");
+    let words: Vec<Vec<String>> = commands.iter().map(|c| shell_words::split(c).unwrap()).collect();
+    assert!(words[0].ends_with(&["--fresh".into(), "--var".into(), "greeting=yo".into()]), "{hint}");
+    assert_eq!(words[1][..2], ["milepost", "status"], "{hint}");
+    for words in words {
+        milepost().args(&words[1..]).assert().success();
+    }
+
+    // Machines still get the plan, every node done; --fresh still previews a new rollout.
+    let json: serde_json::Value =
+        serde_json::from_slice(&plan(&["--format", "json"]).get_output().stdout).unwrap();
+    assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "done"), "{json}");
+    assert!(String::from_utf8_lossy(&plan(&["--fresh"]).get_output().stdout).contains("critical path"));
+}
+
+#[test]
+fn a_deadline_is_echoed_with_its_clock_time() {
+    // From --start, the clock time is exact.
+    let at = stdout(&["plan", "workflows/phase2.kdl", "--start", "2026-12-01 09:00", "--deadline", "22h"]);
+    assert!(at.contains("deadline           22h (at 2026-12-02 07:00)  fits, 54m to spare"), "{at}");
+    // Without a start it is now + the window, in UTC: the clock varies, the shape does not.
+    milepost().args(["plan", "workflows/phase2.kdl", "--deadline", "20h"]).assert().success().stdout(
+        predicates::str::is_match(
+            r"(?m)^  deadline +20h \(at (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC if started now\)  ",
+        )
+        .unwrap(),
+    );
+}

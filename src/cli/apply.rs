@@ -267,6 +267,15 @@ pub fn rollout(
         cluster,
         guard: Some(Arc::new(exec::orphans::Guard::start(&run_dir))),
     };
+    if let Some(window) = deadline {
+        // The dispatcher measures the window from its start, a moment from now.
+        let at = crate::ui::utc_clock_after(jiff::Timestamp::now(), window);
+        if mode == ProgressMode::Json {
+            tracing::info!(event = "deadline", window_secs = window.as_secs(), at = %at);
+        } else {
+            errln!("{}", p.dim(&format!("deadline {} (at {at})", human(window))));
+        }
+    }
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
     let summary = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -2,6 +2,8 @@
 //! codes. The only place besides `ui` and `report` that writes to the terminal.
 
 mod apply;
+mod completions;
+mod fmt;
 mod graph;
 mod plan;
 mod report;
@@ -70,6 +72,12 @@ enum Command {
     Graph(graph::GraphArgs),
     /// What a rollout did against its plan: HTML, JUnit XML, JSON or Markdown.
     Report(report::ReportArgs),
+    /// Rewrite definition files in the canonical layout, comments kept (--check: only tell).
+    Fmt(fmt::FmtArgs),
+    /// Print shell completions: bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or a subcommand's, e.g. `milepost man | man -l -`.
+    Man(completions::ManArgs),
 }
 
 /// The workflow file and the values that complete it; shared by every command that loads.
@@ -212,6 +220,9 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
         Command::Report(args) => report::run(&cx, args),
+        Command::Fmt(args) => fmt::run(&cx, args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,7 +9,7 @@ use super::{exit, print, CliError, Cx, DefinitionArgs};
 use crate::cluster::apply::{self, ApplyOptions};
 use crate::plan::render::{json, mermaid, terminal};
 use crate::plan::risk::{self, DEFAULT_SEED, DEFAULT_TRIALS};
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{NodeStatus, Plan, PlanOptions};
 use crate::spec::values::parse_duration;
 use crate::spec::{StepKind, Workflow};
 use crate::state::history::History;
@@ -91,11 +91,15 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
         );
     }
     let mut promotion = None;
+    // The rollout's last run, when the plan is resume-aware.
+    let mut last_run = None;
     if !no_environment && (!args.fresh || args.calibrate) {
         let dir = super::rollout_dir(workflow, args.state_dir.as_deref(), "plan")?;
         promotion = promotion_of(workflow, &dir);
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
+            last_run =
+                history.runs.iter().rev().find(|r| r.workflow == workflow.id).map(|r| r.run_id.clone());
             match super::state::same_values(&history, workflow, None, &dir) {
                 Ok(()) => {
                     let graph = crate::graph::PlanGraph::new(workflow);
@@ -110,27 +114,28 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
             options.durations = Some(calibrated(workflow, &history));
         }
     }
+    if let (PlanFormat::Terminal, Some(run)) = (args.format, &last_run) {
+        if !options.status.is_empty() && options.status.iter().all(|s| *s == NodeStatus::Done) {
+            print(&(nothing_to_do(workflow, run, args, cx) + &promotion_line(promotion.as_ref(), cx)))?;
+            return Ok(exit::SUCCESS);
+        }
+    }
     let plan = Plan::new(&loaded.workflow, &options);
     let risk = args.risk.then(|| risk::assess(&plan, args.trials, args.seed));
     let server = if args.server { Some(server_dry_run(cx, &plan, args.context.as_deref())?) } else { None };
     let text = match args.format {
         PlanFormat::Terminal => {
-            let opts =
-                terminal::TerminalOptions { palette: cx.out, width: terminal_width(), steps: args.steps };
+            let opts = terminal::TerminalOptions {
+                palette: cx.out,
+                width: terminal_width(),
+                steps: args.steps,
+                now: Some(jiff::Timestamp::now()),
+            };
             let mut text = terminal::render(&plan, risk.as_ref(), opts);
             if let Some(server) = &server {
                 text.push_str(&server_text(server, cx));
             }
-            if let Some(p) = &promotion {
-                let line = match &p.missing {
-                    None => cx.out.green(&format!(
-                        "✓ promotion: {} has passed {} with this definition",
-                        p.requires, p.what
-                    )),
-                    Some(missing) => cx.out.yellow(&format!("✗ promotion: {missing}")),
-                };
-                text.push_str(&format!("\n{line}\n"));
-            }
+            text.push_str(&promotion_line(promotion.as_ref(), cx));
             text
         }
         PlanFormat::Json => {
@@ -154,6 +159,18 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     Ok(exit::SUCCESS)
 }
 
+/// The plan's last line for an environment that requires another: proven, or what is missing.
+fn promotion_line(promotion: Option<&crate::state::promotion::Promotion>, cx: &Cx) -> String {
+    let Some(p) = promotion else { return String::new() };
+    let line = match &p.missing {
+        None => {
+            cx.out.green(&format!("✓ promotion: {} has passed {} with this definition", p.requires, p.what))
+        }
+        Some(missing) => cx.out.yellow(&format!("✗ promotion: {missing}")),
+    };
+    format!("\n{line}\n")
+}
+
 /// What the environment this plan is for requires another to have passed, and whether it has.
 fn promotion_of(workflow: &Workflow, dir: &std::path::Path) -> Option<crate::state::promotion::Promotion> {
     let requirement = workflow.environment()?.requires.as_ref()?;
@@ -162,6 +179,37 @@ fn promotion_of(workflow: &Workflow, dir: &std::path::Path) -> Option<crate::sta
         what: crate::state::promotion::describe(workflow, requirement),
         missing: crate::state::promotion::check_beside(dir, workflow, requirement).err(),
     })
+}
+
+/// What `plan` says instead of a chart of zeros when the last rollout did everything.
+fn nothing_to_do(workflow: &Workflow, run: &str, args: &PlanArgs, cx: &Cx) -> String {
+    let p = cx.out;
+    // The commands as they would be typed: the same file and values (another value is
+    // another rollout, which `status` refuses to mix up).
+    let command = |words: &[&str], state_dir: bool| {
+        let mut words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        words.insert(2, crate::spec::source::display_path(&args.definitions.workflow));
+        if let Some(env) = workflow.environment() {
+            words.extend(["--env".to_string(), env.name.clone()]);
+        }
+        for (name, value) in &workflow.var_overrides {
+            words.extend(["--var".to_string(), format!("{name}={value}")]);
+        }
+        if let (true, Some(dir)) = (state_dir, &args.state_dir) {
+            words.extend(["--state-dir".to_string(), dir.display().to_string()]);
+        }
+        shell_words::join(words)
+    };
+    format!(
+        "{} nothing to do: every node of {} is done (last run {run})\n{}\n",
+        p.green("✓"),
+        p.bold(&workflow.id),
+        p.dim(&format!(
+            "  `{}` previews a new rollout from scratch; `{}` shows the last one",
+            command(&["milepost", "plan", "--fresh"], false),
+            command(&["milepost", "status"], true),
+        ))
+    )
 }
 
 /// One `apply` step's dry run: the objects and what would happen to each, or why it cannot tell.

@@ -149,11 +149,25 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
             }
         }
     }
-    let doc = match parse_exact(text) {
-        ExactParse::Parsed(Ok(doc)) => doc,
+    let Some(doc) = parse_document(text, file, problems) else { return RawFile::default() };
+    let mut out = RawFile::default();
+    Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
+    out
+}
+
+/// The whole of `text` as one KDL tree, with formatting and positions (the kdl crate), or
+/// its syntax errors in `problems`: what `milepost fmt` rewrites, reported as every other
+/// command reports a file that does not parse.
+pub fn parse_document(text: &str, file: FileId, problems: &mut Problems) -> Option<KdlDocument> {
+    if let Some((problem, span)) = too_deep(text) {
+        problems.at(problem, Location { file, span });
+        return None;
+    }
+    match parse_exact(text) {
+        ExactParse::Parsed(Ok(doc)) => Some(doc),
         ExactParse::TooManyBraces => {
             // Only a file that kdlite rejected and that does not split into valid top-level
-            // nodes gets here: say so where it starts.
+            // nodes gets here from `decode_file`: say so where it starts.
             let problem = Problem::Syntax {
                 message: format!(
                     "not valid KDL, and too large to locate the mistake: more than {EXACT_PARSE_BRACES} `{{` in a part that does not parse on its own"
@@ -162,16 +176,13 @@ pub fn decode_file(text: &str, file: FileId, dir: &Path, problems: &mut Problems
                 help: Some("check the braces and quotes; smaller files, or one module per file, get exact positions".into()),
             };
             problems.at(problem, Location { file, span: SourceSpan::from(0..0) });
-            return RawFile::default();
+            None
         }
         ExactParse::Parsed(Err(err)) => {
             syntax_problems(text, err, |span| Location { file, span }, problems);
-            return RawFile::default();
+            None
         }
-    };
-    let mut out = RawFile::default();
-    Cx { file, offset: 0, problems }.document(&doc, dir, &mut out);
-    out
+    }
 }
 
 /// The kdl crate's syntax errors for `text`, placed by `at`.

@@ -218,7 +218,8 @@ fn walk_glob(full: &Path, glob: &glob::Pattern) -> Option<Vec<PathBuf>> {
     Some(files)
 }
 
-fn read(
+/// Reads `path` into `sources`; what stops it is a problem at `at` (or nowhere).
+pub(super) fn read(
     path: &Path,
     sources: &mut SourceMap,
     problems: &mut Problems,

@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod diagnostic;
 pub mod environments;
+pub mod format;
 pub mod load;
 pub mod metrics;
 pub mod model;

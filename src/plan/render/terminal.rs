@@ -19,6 +19,9 @@ pub struct TerminalOptions {
     pub width: usize,
     /// List each node's rendered steps under it.
     pub steps: bool,
+    /// The moment the plan is shown: a plan without a start tells the deadline's clock time
+    /// as if started then.
+    pub now: Option<jiff::Timestamp>,
 }
 
 const LABEL_COLS: usize = 30;
@@ -119,7 +122,7 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         }
     }
     if let Some(d) = plan.deadline {
-        out.push_str(&deadline(plan, d, p));
+        out.push_str(&deadline(plan, d, opts));
     }
     if let Some(risk) = risk {
         out.push_str(&risk_lines(plan, risk, p));
@@ -294,11 +297,19 @@ fn axis(finish: Duration, cols: usize) -> String {
     line.into_iter().collect::<String>().trim_end().to_string()
 }
 
-fn deadline(plan: &Plan, d: super::super::build::DeadlineCheck, p: Palette) -> String {
+fn deadline(plan: &Plan, d: super::super::build::DeadlineCheck, opts: TerminalOptions) -> String {
+    let p = opts.palette;
     let window = human(d.window);
+    // The window's end on the clock: from the start when there is one, else from now.
+    let end = match (plan.clock(d.window), opts.now) {
+        (Some(end), _) => Some(end.strftime("%Y-%m-%d %H:%M").to_string()),
+        (None, Some(now)) => Some(format!("{} if started now", crate::ui::utc_clock_after(now, d.window))),
+        (None, None) => None,
+    };
+    let clock = end.map(|end| format!(" (at {end})")).unwrap_or_default();
     match d.first_late {
         None => format!(
-            "  {} {}  {}\n",
+            "  {} {}{clock}  {}\n",
             pad("deadline", 14),
             p.green(&pad_left(&window, 7)),
             p.dim(&format!("fits, {} to spare", human(d.window - plan.totals.finish)))
@@ -306,7 +317,7 @@ fn deadline(plan: &Plan, d: super::super::build::DeadlineCheck, p: Palette) -> S
         Some(n) => {
             let slot = plan.schedule.slots[n];
             format!(
-                "  {} {}  {}\n",
+                "  {} {}{clock}  {}\n",
                 pad("deadline", 14),
                 p.red(&pad_left(&window, 7)),
                 p.red(&format!(

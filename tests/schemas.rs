@@ -1,0 +1,136 @@
+//! The JSON Schemas in docs/schemas describe what `plan --format json`, `status --json` and
+//! `report --format json` really print: real outputs validate, and a document with a
+//! renamed or missing field does not.
+
+use serde_json::Value;
+
+use crate::support::{milepost, repo, Local};
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = repo().join(format!("docs/schemas/{name}.schema.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        panic!("{} is not a valid JSON Schema: {e}", path.display());
+    }
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every reason `document` fails `validator`, one per line; empty when it is valid.
+fn errors(validator: &jsonschema::Validator, document: &Value) -> String {
+    validator.iter_errors(document).map(|e| format!("{} at {}\n", e, e.instance_path())).collect()
+}
+
+fn assert_valid(validator: &jsonschema::Validator, document: &Value, what: &str) {
+    let errors = errors(validator, document);
+    assert!(errors.is_empty(), "{what} does not match its schema:\n{errors}");
+}
+
+fn json_of(assert: assert_cmd::assert::Assert) -> Value {
+    serde_json::from_slice(&assert.get_output().stdout).expect("the command prints JSON")
+}
+
+#[test]
+fn plan_json_matches_its_schema_with_every_option_and_step_kind() {
+    let plan = schema("plan");
+    let phase2 = json_of(
+        milepost()
+            .args([
+                "plan",
+                "workflows/phase2.kdl",
+                "--format",
+                "json",
+                "--steps",
+                "--risk",
+                "--trials",
+                "200",
+            ])
+            .args(["--start", "2026-12-01 09:00", "--deadline", "20h"])
+            .assert()
+            .success(),
+    );
+    assert!(phase2["deadline"].is_object() && phase2["risk"].is_object() && phase2["start"].is_string());
+    assert_valid(&plan, &phase2, "plan of phase2 with --steps --risk --deadline --start");
+    let plain =
+        json_of(milepost().args(["plan", "workflows/phase2.kdl", "--format", "json"]).assert().success());
+    assert_valid(&plan, &plain, "plan of phase2");
+    // One fixture per step kind, with its rendered steps.
+    for fixture in
+        ["run-step", "http-step", "tcp-step", "template-step", "apply-step", "wait-step", "kubernetes"]
+    {
+        let file = format!("tests/fixtures/valid/{fixture}.kdl");
+        let out = json_of(
+            milepost().args(["plan", &file, "--format", "json", "--steps", "--fresh"]).assert().success(),
+        );
+        assert_valid(&plan, &out, &file);
+    }
+}
+
+#[test]
+fn plan_status_and_report_json_of_a_real_rollout_match_their_schemas() {
+    let (plan, status, report) = (schema("plan"), schema("status"), schema("report"));
+    let local = Local::new();
+    local.run("apply", true).code(1);
+    let json = |command: &str, flags: &[&str]| json_of(local.command(command).args(flags).assert().success());
+
+    // After a failure: done, re-run (with reasons), failed steps with log tails.
+    let resuming = json("plan", &["--format", "json"]);
+    assert!(resuming["nodes"].as_array().unwrap().iter().any(|n| n["status"] == "rerun"));
+    assert_valid(&plan, &resuming, "the resume-aware plan");
+    let failed = json("status", &["--json"]);
+    assert!(failed["nodes"].as_array().unwrap().iter().any(|n| n["status"] == "failed"));
+    assert_valid(&status, &failed, "status after a failure");
+    let failed_report = json("report", &["--format", "json"]);
+    assert_eq!(failed_report["outcome"], "failed");
+    assert_valid(&report, &failed_report, "the report of a failed rollout");
+
+    // After the resume: complete.
+    local.run("resume", false).success();
+    assert_valid(&status, &json("status", &["--json"]), "status after the resume");
+    let complete = json("report", &["--format", "json"]);
+    assert_eq!(complete["outcome"], "complete");
+    assert_valid(&report, &complete, "the report of a complete rollout");
+}
+
+#[test]
+fn a_document_with_a_renamed_or_missing_field_fails_its_schema() {
+    let plan = schema("plan");
+    let good = json_of(
+        milepost().args(["plan", "workflows/phase2.kdl", "--format", "json", "--steps"]).assert().success(),
+    );
+    assert_valid(&plan, &good, "plan of phase2");
+
+    let mut renamed = good.clone();
+    let totals = renamed["totals"].as_object_mut().unwrap();
+    let finish = totals.remove("finish_secs").unwrap();
+    totals.insert("finish_seconds".into(), finish);
+    let found = errors(&plan, &renamed);
+    assert!(found.contains("finish_secs") && found.contains("finish_seconds"), "{found}");
+
+    let mut missing = good.clone();
+    missing["nodes"][0].as_object_mut().unwrap().remove("lane");
+    assert!(errors(&plan, &missing).contains("lane"), "a node without `lane` passed");
+
+    let mut wrong_kind = good.clone();
+    wrong_kind["nodes"][0]["steps"]["install"][0]["kind"] = "http".into();
+    assert!(!errors(&plan, &wrong_kind).is_empty(), "a run step labelled http passed");
+
+    let mut wrong_type = good;
+    wrong_type["critical_path"] = Value::String("k8s-infra".into());
+    assert!(!errors(&plan, &wrong_type).is_empty(), "a string for an array passed");
+
+    // The other two schemas are as strict.
+    let status = schema("status");
+    let extra = serde_json::json!({
+        "workflow": "w", "last_run": null, "nodes": [], "gates_passed": [], "metrics": [],
+        "facts": { "completed_modules": 0, "total_modules": 0, "failed_modules": 0,
+                   "completed_gates": 0, "total_gates": 0, "validations_passed": 0,
+                   "validations_total": 0, "successful_runs": 0, "total_runs": 0,
+                   "budget_ratio": 0.0, "domains": {}, "nodes": {} },
+    });
+    assert_valid(&status, &extra, "a minimal status");
+    let mut renamed = extra.clone();
+    renamed["lastRun"] = renamed.as_object_mut().unwrap().remove("last_run").unwrap();
+    assert!(errors(&status, &renamed).contains("lastRun"), "a renamed status field passed");
+    let report = schema("report");
+    assert!(!errors(&report, &extra).is_empty(), "a status document passed as a report");
+}
