@@ -105,8 +105,13 @@ fn a_workflow_with_environments_needs_one() {
         "plain.kdl",
         "workflow p\nmodule a { budget \"1m\"; install { run s \"true\" } }\n",
     );
-    let out = milepost().arg("apply").arg(&plain).env("MILEPOST_ENV", "prod").assert().code(3);
+    let out = milepost().arg("apply").arg(&plain).args(["--env", "prod"]).assert().code(3);
     assert!(stderr(&out).contains("this workflow declares no environments"), "{}", stderr(&out));
+    // MILEPOST_ENV is for a shell that works in one environment: a workflow without any
+    // ignores it, and an empty one is no choice.
+    milepost().arg("apply").arg(&plain).env("MILEPOST_ENV", "prod").assert().success();
+    let out = milepost().arg("apply").arg(&w).env("MILEPOST_ENV", " ").assert().code(2);
+    assert!(stderr(&out).contains("say which one"), "{}", stderr(&out));
     // validate needs none: it checks the definitions.
     milepost().arg("validate").arg(&w).env_remove("MILEPOST_ENV").assert().success();
 }
@@ -151,28 +156,8 @@ fn a_root_in_the_layout_before_environments_is_migrated() {
     milepost().arg("apply").arg(&x).args(["--only", "a"]).assert().success();
     milepost().arg("apply").arg(&y).assert().success();
     milepost().arg("apply").arg(&x).args(["--only", "b"]).assert().success();
-    // Put every run back in one runs/ folder, as milepost wrote it before environments,
-    // with each run naming the newest run of the folder as its previous one.
     let root = dir.path().join(".milepost");
-    let legacy = root.join("runs");
-    std::fs::create_dir_all(&legacy).unwrap();
-    let mut runs = Vec::new();
-    for workflow in ["x", "y"] {
-        for run in milepost::state::history::run_dirs(&root.join(workflow).join("default")) {
-            runs.push(run);
-        }
-    }
-    runs.sort_by_key(|r| r.file_name().unwrap().to_owned());
-    let mut previous: Option<String> = None;
-    for run in &runs {
-        let name = run.file_name().unwrap().to_string_lossy().into_owned();
-        let target = legacy.join(&name);
-        std::fs::rename(run, &target).unwrap();
-        relink(&target.join("journal.jsonl"), previous.as_deref());
-        previous = Some(name);
-    }
-    std::fs::remove_dir_all(root.join("x")).unwrap();
-    std::fs::remove_dir_all(root.join("y")).unwrap();
+    let legacy = to_legacy(&root, &["x", "y"]);
 
     let out = milepost().arg("status").arg(&x).arg("--json").assert().success();
     assert!(stderr(&out).contains("moved 3 run(s)"), "{}", stderr(&out));
@@ -184,6 +169,30 @@ fn a_root_in_the_layout_before_environments_is_migrated() {
     let out = milepost().arg("resume").arg(&x).assert().success();
     assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
     assert_eq!(ledger(dir.path()).len(), 4, "{:?}", ledger(dir.path()));
+}
+
+/// Puts every run of `workflows` back in one `runs/` folder, as milepost wrote it before
+/// environments, each run naming the newest run of the folder as its previous one.
+fn to_legacy(root: &Path, workflows: &[&str]) -> PathBuf {
+    let legacy = root.join("runs");
+    std::fs::create_dir_all(&legacy).unwrap();
+    let mut runs = Vec::new();
+    for workflow in workflows {
+        runs.extend(milepost::state::history::run_dirs(&root.join(workflow).join("default")));
+    }
+    runs.sort_by_key(|r| r.file_name().unwrap().to_owned());
+    let mut previous: Option<String> = None;
+    for run in &runs {
+        let name = run.file_name().unwrap().to_string_lossy().into_owned();
+        let target = legacy.join(&name);
+        std::fs::rename(run, &target).unwrap();
+        relink(&target.join("journal.jsonl"), previous.as_deref());
+        previous = Some(name);
+    }
+    for workflow in workflows {
+        std::fs::remove_dir_all(root.join(workflow)).unwrap();
+    }
+    legacy
 }
 
 /// Rewrites a journal's run-start to name `previous` (as the layout before environments
@@ -351,5 +360,135 @@ module a { budget "1m"; install { run s "true" } }
         "environment `pre` sets secret `tokn`, which the workflow does not declare",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// Review of issue 14: a migration cut short (here by a file-size limit standing in for a
+/// full disk) moves nothing, and the next command migrates whole; leftover folders of an
+/// older milepost never block a later migration.
+#[test]
+fn a_migration_cut_short_leaves_every_chain_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = "module a { budget \"1m\"; install { run s \"echo a >> ledger\" } }\n";
+    let x = write(dir.path(), "x.kdl", &format!("workflow x\n{chain}"));
+    let y = write(dir.path(), "y.kdl", &format!("workflow y\n{chain}"));
+    milepost().arg("apply").arg(&y).assert().success();
+    milepost().arg("apply").arg(&x).assert().success();
+    milepost().arg("apply").arg(&y).assert().success();
+    let root = dir.path().join(".milepost");
+    let legacy = to_legacy(&root, &["x", "y"]);
+    std::fs::create_dir(legacy.join(".gone.partial")).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let cut = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f 0; exec '{}' status '{}'", bin.display(), y.display()))
+        .output()
+        .unwrap();
+    assert_eq!(cut.status.code(), Some(5), "{}", String::from_utf8_lossy(&cut.stderr));
+    assert_eq!(std::fs::read_dir(&legacy).unwrap().count(), 4, "a run moved though the migration failed");
+    milepost().arg("status").arg(&y).assert().success();
+    milepost().arg("status").arg(&x).assert().success();
+    // An older milepost writes runs/ again, with a folder it left half made: migrated too.
+    std::fs::create_dir_all(legacy.join(".again.partial")).unwrap();
+    milepost().arg("status").arg(&x).assert().success();
+    assert!(!legacy.exists());
+    assert!(root.join(".runs-before-environments/.again.partial").exists());
+}
+
+/// Review of issue 14: two files with one workflow id share its state folder (the id is the
+/// identity), so the runs of one are refused for the other rather than counted.
+#[test]
+fn two_files_with_one_workflow_id_do_not_count_each_others_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |target: &str| {
+        format!(
+            "workflow w {{ vars {{ target \"{target}\" }} }}\n\
+             module a {{ budget \"1m\"; install {{ run s \"echo a >> ledger\" }} }}\n\
+             module b {{ budget \"1m\"; after a; install {{ run s \"echo b-{{{{ vars.target }}}} >> ledger; test ! -f broken\" }} }}\n"
+        )
+    };
+    let staging = write(dir.path(), "staging.kdl", &body("staging"));
+    let prod = write(dir.path(), "prod.kdl", &body("prod"));
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    milepost().arg("apply").arg(&staging).assert().code(1);
+    let out = milepost().arg("resume").arg(&prod).assert().code(2);
+    assert!(stderr(&out).contains("two files with the workflow id `w`"), "{}", stderr(&out));
+    // A selective apply would keep staging's `a` for prod's next resume: refused the same way.
+    let out = milepost().arg("apply").arg(&prod).args(["--only", "b"]).assert().code(2);
+    assert!(stderr(&out).contains("two files with the workflow id `w`"), "{}", stderr(&out));
+    assert_eq!(count(&ledger(dir.path()), "a"), 1);
+}
+
+/// Review of issue 14: a node whose pass in staging was built on a dependency that ran
+/// again since (`--only` the changed module) proves nothing of it: the gate never saw it.
+#[test]
+fn a_pass_built_on_an_earlier_dependency_does_not_promote() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"workflow w {
+    phase "A" { modules a; gate g }
+    environment staging { }
+    environment prod { requires staging phase="A" }
+}
+module a { budget "1m"; install { run s "echo version=v1 > out" } }
+gate g { budget "1m"; validate { run check "true" } }
+"#;
+    let w = write(dir.path(), "w.kdl", text);
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    std::fs::write(&w, text.replace("version=v1", "version=v2")).unwrap();
+    milepost().arg("apply").arg(&w).args(["--env", "staging", "--only", "a"]).assert().success();
+    let out = milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().code(6);
+    assert!(stderr(&out).contains("g passed before a ran again"), "{}", stderr(&out));
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().success();
+}
+
+/// Review of issue 14: a file chosen by an environment's values makes no module differ
+/// between environments; an environment named `default`, or workflows named `runs` or
+/// `lock`, cannot be confused with the state layout.
+#[test]
+fn names_and_paths_that_look_like_the_layout_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("t")).unwrap();
+    for flavor in ["common", "staging", "prod"] {
+        std::fs::write(dir.path().join(format!("t/{flavor}.conf")), format!("{flavor}\n")).unwrap();
+    }
+    let w = write(
+        dir.path(),
+        "w.kdl",
+        r#"workflow w {
+    vars { flavor "common" }
+    environment staging { vars { flavor "staging" } }
+    environment prod { vars { flavor "prod" }; requires staging }
+}
+module a { budget "1m"; install { template conf "t/{{ vars.flavor }}.conf" dest="out/{{ vars.flavor }}.conf" } }
+"#,
+    );
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().success();
+    let overview = stdout(&milepost().arg("status").arg(&w).env_remove("MILEPOST_ENV").assert().success());
+    assert!(overview.contains("requires staging to pass the whole workflow: proven"), "{overview}");
+
+    let bad = write(
+        dir.path(),
+        "bad.kdl",
+        "workflow b { environment default { } }\nmodule a { budget \"1m\"; install { run s \"true\" } }\n",
+    );
+    let out = milepost().arg("validate").arg(&bad).assert().code(3);
+    assert!(
+        stderr(&out).contains("is the name of the state of a workflow without environments"),
+        "{}",
+        stderr(&out)
+    );
+
+    for id in ["runs", "lock", "other"] {
+        let file = write(
+            dir.path(),
+            &format!("{id}.kdl"),
+            &format!("workflow {id}\nmodule a {{ budget \"1m\"; install {{ run s \"true\" }} }}\n"),
+        );
+        milepost().arg("apply").arg(&file).assert().success();
+    }
+    for id in ["runs", "lock", "other"] {
+        milepost().arg("status").arg(dir.path().join(format!("{id}.kdl"))).assert().success();
     }
 }

@@ -121,7 +121,8 @@ fn a_document_with_a_renamed_or_missing_field_fails_its_schema() {
     // The other two schemas are as strict.
     let status = schema("status");
     let extra = serde_json::json!({
-        "workflow": "w", "last_run": null, "nodes": [], "gates_passed": [], "metrics": [],
+        "workflow": "w", "environment": null, "environments": [],
+        "last_run": null, "nodes": [], "gates_passed": [], "metrics": [],
         "facts": { "completed_modules": 0, "total_modules": 0, "failed_modules": 0,
                    "completed_gates": 0, "total_gates": 0, "validations_passed": 0,
                    "validations_total": 0, "successful_runs": 0, "total_runs": 0,

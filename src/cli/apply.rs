@@ -77,6 +77,14 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let selected = selection(&workflow, args)?;
     let state_dir = super::rollout_dir(&workflow, args.run.state_dir.as_deref(), "apply")?;
     let lock = take_lock(&state_dir, "apply")?;
+    // A selective apply keeps the other nodes' runs as they are, for a later resume: they
+    // must have been made with these values, or the resume would count them as done here.
+    if !selected.is_empty() {
+        let history = crate::state::history::History::load(&state_dir)
+            .map_err(|e| CliError::State { message: e.to_string() })?;
+        let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
+        super::state::same_values(&history, &workflow, Some(context.as_deref()), &state_dir)?;
+    }
     let restart = (!selected.is_empty()).then(|| ids_of(&workflow, &selected));
     let plan = Rollout {
         command: "apply",
@@ -329,7 +337,7 @@ pub fn rollout(
             human(summary.took)
         );
         if summary.deadline_stop {
-            errln!("the next node would end after the --deadline; the rollout stopped before it");
+            errln!("the next node would end after the deadline; the rollout stopped before it");
         }
         let resume = resume_command(&workflow, args);
         // Nodes the operator stopped count as failed, but there is no cause to fix.
@@ -369,6 +377,7 @@ fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
         words.extend(["--var".to_string(), format!("{name}={value}")]);
     }
     if let Some(dir) = &args.state_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         words.extend(["--state-dir".to_string(), dir.display().to_string()]);
     }
     if let Some(context) = &args.context {

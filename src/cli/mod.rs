@@ -91,8 +91,9 @@ pub struct DefinitionArgs {
     /// Read variables from a KDL file of `name "value"` lines (repeatable).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
-    /// The environment to roll out to, one the workflow declares (`environment NAME { … }`).
-    #[arg(long = "env", env = "MILEPOST_ENV", value_name = "NAME")]
+    /// The environment to roll out to, one the workflow declares (`environment NAME { … }`);
+    /// default: $MILEPOST_ENV.
+    #[arg(long = "env", value_name = "NAME")]
     pub environment: Option<String>,
 }
 
@@ -102,13 +103,27 @@ impl DefinitionArgs {
             vars: self.vars.clone(),
             vars_files: self.vars_files.clone(),
             env: None,
-            environment: self.environment.clone(),
+            environment: chosen_environment(self.environment.as_deref()),
         }
     }
 
     /// Loads the workflow; definition errors come back for `main` to render.
     fn load(&self) -> Result<Loaded, CliError> {
         load(&self.workflow, &self.options()).map_err(CliError::Definitions)
+    }
+}
+
+/// The environment named by `--env`, else by a non-empty `MILEPOST_ENV`. The variable is
+/// for shells that work in one environment all day: a workflow that declares none ignores it,
+/// where `--env` for such a workflow is a mistake.
+pub fn chosen_environment(flag: Option<&str>) -> Option<crate::spec::load::ChosenEnvironment> {
+    use crate::spec::load::ChosenEnvironment;
+    match flag {
+        Some(name) => Some(ChosenEnvironment { name: name.to_string(), from_variable: false }),
+        None => std::env::var("MILEPOST_ENV")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|name| ChosenEnvironment { name, from_variable: true }),
     }
 }
 

@@ -32,8 +32,9 @@ pub struct StateArgs {
     /// Read variables from a KDL file (repeatable).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
-    /// The environment whose rollout to read; default: the newest run's.
-    #[arg(long = "env", env = "MILEPOST_ENV", value_name = "NAME")]
+    /// The environment whose rollout to read; default: $MILEPOST_ENV, else the newest
+    /// run's.
+    #[arg(long = "env", value_name = "NAME")]
     pub environment: Option<String>,
 }
 
@@ -91,14 +92,21 @@ pub(super) fn target(
     explicit_root: Option<&Path>,
     command: &str,
 ) -> Result<(PathBuf, Workflow), CliError> {
+    use crate::spec::load::ChosenEnvironment;
+    let chosen = super::chosen_environment(args.environment.as_deref());
     let (file, environment, root) = match &args.workflow {
-        Some(file) => (file.clone(), args.environment.clone(), explicit_root.map(Path::to_path_buf)),
+        Some(file) => (file.clone(), chosen, explicit_root.map(Path::to_path_buf)),
         None => {
             let root = explicit_root.map_or_else(|| PathBuf::from(".milepost"), Path::to_path_buf);
             super::migrate(&root)?;
-            let Some(last) = place::last_run(&root, args.environment.as_deref()) else {
-                let of =
-                    args.environment.as_ref().map(|e| format!(" of environment `{e}`")).unwrap_or_default();
+            let wanted = chosen.as_ref().map(|c| c.name.as_str());
+            // MILEPOST_ENV narrows the choice when a run of it is there; --env insists.
+            let last = place::last_run(&root, wanted).or_else(|| match &chosen {
+                Some(c) if c.from_variable => place::last_run(&root, None),
+                _ => None,
+            });
+            let Some(last) = last else {
+                let of = wanted.map(|e| format!(" of environment `{e}`")).unwrap_or_default();
                 return Err(CliError::State {
                     message: format!(
                         "no earlier run{of} in {}; name the workflow (`milepost {command} <workflow>`), \
@@ -107,7 +115,8 @@ pub(super) fn target(
                     ),
                 });
             };
-            (last.workflow_file, args.environment.clone().or(last.environment), Some(root))
+            let recorded = last.environment.map(|name| ChosenEnvironment { name, from_variable: false });
+            (last.workflow_file, chosen.or(recorded), Some(root))
         }
     };
     let options =
@@ -308,12 +317,35 @@ struct StatusNode<'a> {
 }
 
 pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
-    if args.state.workflow.is_some() && args.state.environment.is_none() {
+    if args.state.workflow.is_some() && super::chosen_environment(args.state.environment.as_deref()).is_none()
+    {
         if let Some(code) = environments_overview(cx, args)? {
             return Ok(code);
         }
     }
-    let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref(), "status")?;
+    let (dir, workflow) = target(&args.state, args.state_dir.as_deref(), "status")?;
+    let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+    if journals.is_empty() {
+        // An environment that has not run yet still has a standing: what it waits for.
+        let Some(env) = workflow.environment() else { return Err(no_run(&dir, &workflow)) };
+        let standings: Vec<_> =
+            promotion::standings(&dir, &workflow).into_iter().filter(|s| s.environment == env.name).collect();
+        if args.json {
+            let out = serde_json::json!({ "workflow": workflow.id, "environment": env.name, "environments": standings });
+            print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"))?;
+        } else {
+            let p = cx.out;
+            let mut out = format!(
+                "{} · {} · no run yet\n\n{}\n",
+                p.bold(&workflow.id),
+                p.bold(&env.name),
+                p.bold("Environments")
+            );
+            out.push_str(&environment_rows(&standings, p));
+            print(&out)?;
+        }
+        return Ok(exit::SUCCESS);
+    }
     let history = History::from_journals(&journals);
     same_values(&history, &workflow, None, &dir)?;
     let live = live_run(&dir, &journals);
@@ -357,7 +389,11 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     let facts = run_facts(&workflow, &history, &decisions);
     let metrics = facts::evaluate(&workflow, &facts);
-    let standings = promotion::standings(&dir, &workflow);
+    // This environment's row alone: its promotion, in the words of every other row.
+    let standings: Vec<_> = promotion::standings(&dir, &workflow)
+        .into_iter()
+        .filter(|s| workflow.environment().is_some_and(|e| e.name == s.environment))
+        .collect();
     if args.json {
         let out = serde_json::json!({
             "workflow": workflow.id,
@@ -431,16 +467,26 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
 /// `None` when the workflow declares none (the usual status follows).
 fn environments_overview(cx: &Cx, args: &StatusArgs) -> Result<Option<u8>, CliError> {
     let (file, state) = (args.state.workflow.as_ref().expect("checked by the caller"), &args.state);
-    let options = LoadOptions {
-        vars: state.vars.clone(),
-        vars_files: state.vars_files.clone(),
-        env: None,
-        environment: None,
+    let load_in = |environment| {
+        let options = LoadOptions {
+            vars: state.vars.clone(),
+            vars_files: state.vars_files.clone(),
+            env: None,
+            environment,
+        };
+        load(file, &options).map_err(CliError::Definitions).map(|l| l.workflow)
     };
-    let workflow = load(file, &options).map_err(CliError::Definitions)?.workflow;
+    // MILEPOST_ENV is not asked for here: the overview is of every environment.
+    let workflow = load_in(None)?;
     if workflow.environments.is_empty() {
         return Ok(None);
     }
+    // Read as an environment declares it: the workflow's own values need not make sense alone.
+    let first = crate::spec::load::ChosenEnvironment {
+        name: workflow.environments[0].name.clone(),
+        from_variable: false,
+    };
+    let workflow = load_in(Some(first))?;
     let root = place::root(args.state_dir.as_deref(), &workflow.dir);
     super::migrate(&root)?;
     // Any folder of the workflow's serves: the rows are read beside it.
@@ -505,8 +551,24 @@ pub(super) fn same_values(
     context: Option<Option<&str>>,
     dir: &Path,
 ) -> Result<(), CliError> {
-    let Some((recorded_hash, recorded_context)) = history.identities.get(&workflow.id) else { return Ok(()) };
     let mut differ = Vec::new();
+    // Two files with one workflow id share a state folder (the id is the identity): the
+    // runs of one must not count for the other.
+    let last_file = history.runs.iter().rev().find(|r| r.workflow == workflow.id).map(|r| &r.workflow_file);
+    if let Some(last_file) = last_file {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name(Path::new(last_file)) != name(&workflow.file) {
+            differ.push(format!(
+                "the last run was of {last_file}, this is {} (two files with the workflow id `{}`: give each \
+                 its own id, or one file with environments)",
+                workflow.file.display(),
+                workflow.id
+            ));
+        }
+    }
+    let Some((recorded_hash, recorded_context)) = history.identities.get(&workflow.id) else {
+        return refuse_if_different(workflow, dir, differ);
+    };
     if *recorded_hash != crate::state::vars_hash(workflow) {
         differ.push("the --var/--vars-file values differ".to_string());
     }
@@ -520,14 +582,18 @@ pub(super) fn same_values(
             ));
         }
     }
+    refuse_if_different(workflow, dir, differ)
+}
+
+fn refuse_if_different(workflow: &Workflow, dir: &Path, differ: Vec<String>) -> Result<(), CliError> {
     if differ.is_empty() {
         return Ok(());
     }
     Err(CliError::Usage {
         message: format!(
             "the runs of {} in {} were made with other values: {}. Read as this rollout's, they would \
-             count as done what ran there, not here. Give the same values, or give this environment \
-             its own --state-dir",
+             count as done what ran there, not here. Give the same values; values that make another \
+             place are an environment of their own (`environment NAME {{ … }}`, docs/definitions.md)",
             workflow.id,
             dir.display(),
             differ.join("; ")

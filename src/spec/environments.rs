@@ -15,14 +15,22 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// The index of the environment `name` (from `--env` or `MILEPOST_ENV`) names.
-pub fn select(raw: &RawWorkflow, name: Option<&str>, problems: &mut Problems) -> Option<usize> {
-    let name = name?;
+pub fn select(
+    raw: &RawWorkflow,
+    chosen: Option<&super::load::ChosenEnvironment>,
+    problems: &mut Problems,
+) -> Option<usize> {
+    let chosen = chosen?;
+    if chosen.from_variable && raw.environments.is_empty() {
+        return None;
+    }
+    let name = chosen.name.as_str();
     let declared: Vec<&str> = raw.environments.iter().map(|e| e.name.value.as_str()).collect();
     let found = declared.iter().position(|d| *d == name);
     if found.is_none() {
         problems.nowhere(Problem::UnknownEnvironment {
             name: name.to_string(),
-            from: "--env (or MILEPOST_ENV)".into(),
+            from: if chosen.from_variable { "MILEPOST_ENV".into() } else { "--env".into() },
             suggestion: did_you_mean(name, declared.iter().copied()).map(String::from),
             declared: declared.iter().map(|d| d.to_string()).collect(),
         });
@@ -99,6 +107,18 @@ pub fn check(
                     secret.name.at(),
                 );
             }
+        }
+        if name == crate::spec::NO_ENVIRONMENT {
+            problems.at(
+                Problem::BadValue {
+                    what: format!("environment name `{name}`"),
+                    reason: "is the name of the state of a workflow without environments".into(),
+                    help: "pick another name: runs made before the workflow had environments are kept as `default`, \
+                           and would count as this environment's"
+                        .into(),
+                },
+                env.name.at(),
+            );
         }
         if let Some(first) = raw.environments[..i].iter().find(|o| o.name.value == *name) {
             let first = sources.describe(first.name.at());

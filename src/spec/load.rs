@@ -23,7 +23,15 @@ pub struct LoadOptions {
     /// Environment for secrets; `None` reads the process environment.
     pub env: Option<BTreeMap<String, String>>,
     /// The workflow's environment to load (`--env`, `MILEPOST_ENV`).
-    pub environment: Option<String>,
+    pub environment: Option<ChosenEnvironment>,
+}
+
+/// An environment asked for, and whether by `MILEPOST_ENV` (ignored by a workflow that
+/// declares no environments) rather than `--env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenEnvironment {
+    pub name: String,
+    pub from_variable: bool,
 }
 
 /// A loaded workflow with the sources it came from.
@@ -95,7 +103,7 @@ fn load_into(
         problems.at(Problem::SecondWorkflow, extra.id.at());
     }
     let mut workflow = decoded.workflows.swap_remove(0);
-    let environment = super::environments::select(&workflow, options.environment.as_deref(), problems);
+    let environment = super::environments::select(&workflow, options.environment.as_ref(), problems);
     if let Some(env) = environment {
         super::environments::lay_over(&mut workflow, env);
     }

@@ -42,7 +42,7 @@ pub struct Workflow {
     pub environment: Option<usize>,
 }
 
-/// Where the name of the state of a workflow without environments.
+/// The name of the state folder of a workflow that declares no environments.
 pub const NO_ENVIRONMENT: &str = "default";
 
 impl Workflow {

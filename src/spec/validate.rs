@@ -598,6 +598,16 @@ impl NodeCx<'_> {
         }
     }
 
+    /// Adds a rendered file's text, as written, to the node's source hash, when its path is
+    /// written out: a path chosen by values (`t/{{ vars.flavor }}.conf`) names another file in
+    /// each environment, and the source hash must be the same in all of them (promotion).
+    fn read_as_written(&mut self, path: &Spanned<String>, text: &str) {
+        if !path.value.contains("{{") && !path.value.contains("{%") {
+            self.files_read.update(path.value.as_bytes());
+            self.files_read.update(text.as_bytes());
+        }
+    }
+
     /// A path relative to the node's file; with `must_exist`, a missing file is a problem.
     fn path(
         &mut self,
@@ -642,7 +652,7 @@ impl NodeCx<'_> {
                     continue;
                 }
             };
-            self.files_read.update(content.as_bytes());
+            self.read_as_written(at, &content);
             let Some(text) = self.text(&Spanned::new(content, at.file, at.span), scope) else {
                 ok = false;
                 continue;
@@ -790,7 +800,7 @@ impl NodeCx<'_> {
                 // Rendered now, so an undefined variable in the file is a definition error too.
                 let content = match super::source::read_text(&source) {
                     Ok(text) => {
-                        self.files_read.update(text.as_bytes());
+                        self.read_as_written(source_at, &text);
                         self.text(&Spanned::new(text, source_at.file, source_at.span), scope)?
                     }
                     Err(e) => {

@@ -37,7 +37,9 @@ pub fn rollout_dir(root: &Path, workflow: &str, environment: &str) -> PathBuf {
 fn folder_name(id: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let starts_plain = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if starts_plain && id.len() <= 64 && id.chars().all(plain) {
+    // `runs` and `lock` at the root are the layout before environments and its lock.
+    let reserved = matches!(id, "runs" | "lock");
+    if starts_plain && !reserved && id.len() <= 64 && id.chars().all(plain) {
         return id.to_string();
     }
     let kept: String = id.chars().filter(|c| plain(*c)).take(40).collect();
@@ -126,19 +128,41 @@ pub fn migrate(root: &Path) -> Result<usize, MigrateError> {
         return Ok(0);
     }
     let failed = |reason: String| MigrateError::Failed { root: root.to_path_buf(), reason };
-    let _lock = super::lock::acquire(root, "migrate").map_err(|e| MigrateError::Locked(e.to_string()))?;
+    let _lock = lock_root(root)?;
     if !legacy.is_dir() {
         return Ok(0); // another milepost migrated it while this one waited
     }
+    // Every run is read before anything moves: one that cannot be read stops it all.
     let mut moves = Vec::new();
     for run in super::history::run_dirs(root) {
         let journal = run.join("journal.jsonl");
-        let records = journal::read(&journal)
-            .map_err(|e| failed(format!("{e}; fix or remove {} and run again", run.display())))?;
+        let records = journal::read(&journal).map_err(|e| failed(format!("{e} (nothing was moved)")))?;
         let Some(Record::RunStart { workflow, run_id, .. }) = records.first() else {
-            return Err(failed(format!("{} does not start with run-start", journal.display())));
+            return Err(failed(format!(
+                "{} does not start with run-start (nothing was moved)",
+                journal.display()
+            )));
         };
         moves.push((run.clone(), workflow.clone(), run_id.clone()));
+    }
+    // Each workflow's chain of runs will skip the runs of the others: said before any run
+    // moves, and added to what an earlier migration said, so a migration cut short (a full
+    // disk, a run moved by hand) leaves every chain readable.
+    let mut workflows: Vec<&String> = moves.iter().map(|(_, w, _)| w).collect();
+    workflows.sort();
+    workflows.dedup();
+    for workflow in workflows {
+        let dir = rollout_dir(root, workflow, NO_ENVIRONMENT);
+        let mut listed = moved_runs(&dir);
+        listed.extend(moves.iter().filter(|(_, w, _)| w != workflow).map(|(_, _, id)| id.clone()));
+        listed.sort();
+        listed.dedup();
+        if !listed.is_empty() {
+            std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+            let list = dir.join(MOVED_RUNS);
+            crate::files::write_atomically(&list, (listed.join("\n") + "\n").as_bytes())
+                .map_err(|e| failed(format!("{}: {e}", list.display())))?;
+        }
     }
     for (run, workflow, _) in &moves {
         let target = rollout_dir(root, workflow, NO_ENVIRONMENT).join("runs");
@@ -147,25 +171,43 @@ pub fn migrate(root: &Path) -> Result<usize, MigrateError> {
         std::fs::rename(run, &moved)
             .map_err(|e| failed(format!("{} → {}: {e}", run.display(), moved.display())))?;
     }
-    // Each workflow's chain of runs now skips the runs of the others.
-    let mut workflows: Vec<&String> = moves.iter().map(|(_, w, _)| w).collect();
-    workflows.sort();
-    workflows.dedup();
-    for workflow in workflows {
-        let others: Vec<&str> =
-            moves.iter().filter(|(_, w, _)| w != workflow).map(|(_, _, id)| id.as_str()).collect();
-        if !others.is_empty() {
-            let list = rollout_dir(root, workflow, NO_ENVIRONMENT).join(MOVED_RUNS);
-            crate::files::write_atomically(&list, (others.join("\n") + "\n").as_bytes())
-                .map_err(|e| failed(format!("{}: {e}", list.display())))?;
+    // What is left are folders being created when an older milepost died: never runs. They
+    // are kept aside, beside what earlier migrations kept.
+    let aside = root.join(".runs-before-environments");
+    if let Ok(left) = std::fs::read_dir(&legacy) {
+        for entry in left.filter_map(Result::ok) {
+            std::fs::create_dir_all(&aside).map_err(|e| failed(format!("{}: {e}", aside.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let free =
+                (0..).map(|i| if i == 0 { aside.join(&name) } else { aside.join(format!("{name}-{i}")) });
+            let target = free.take(1000).find(|p| !p.exists()).unwrap_or_else(|| aside.join(&name));
+            std::fs::rename(entry.path(), &target)
+                .map_err(|e| failed(format!("{} → {}: {e}", entry.path().display(), target.display())))?;
         }
     }
-    // What is left are folders being created when an older milepost died: never runs.
-    if std::fs::remove_dir(&legacy).is_err() {
-        let aside = root.join(".runs-before-environments");
-        std::fs::rename(&legacy, &aside).map_err(|e| failed(format!("{}: {e}", legacy.display())))?;
-    }
+    std::fs::remove_dir(&legacy).map_err(|e| failed(format!("{}: {e}", legacy.display())))?;
     Ok(moves.len())
+}
+
+/// The root's lock, which an older milepost holds while it runs in the layout before
+/// environments. Another migration holds it for moments: waited for, briefly.
+fn lock_root(root: &Path) -> Result<super::lock::StateLock, MigrateError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match super::lock::acquire(root, "migrate") {
+            Ok(lock) => return Ok(lock),
+            Err(super::lock::LockError::Held { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => {
+                return Err(MigrateError::Locked(format!(
+                    "{e}. The runs in {} are in the layout before environments: an older milepost may be \
+                     running there; when it is done, any command moves them",
+                    root.join("runs").display()
+                )))
+            }
+        }
+    }
 }
 
 /// The run ids the migration moved away from `rollout_dir` ([`MOVED_RUNS`]).
@@ -189,6 +231,7 @@ mod tests {
             );
         }
         assert_eq!(folder_name("phase-2"), "phase-2");
+        assert!(folder_name("runs").starts_with("_runs-") && folder_name("lock").starts_with("_lock-"));
         assert_ne!(folder_name("a/b"), folder_name("a_b"));
         assert_ne!(folder_name("a/b"), folder_name("a:b"));
     }

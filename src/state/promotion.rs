@@ -89,9 +89,52 @@ pub fn sibling(rollout_dir: &Path, workflow: &Workflow, environment: &str) -> Pa
     place::rollout_dir(root, &workflow.id, environment)
 }
 
+/// What one node's current run in an environment proves.
+enum NodeProof<'w> {
+    /// Passed with today's definition, on the dependencies as they are.
+    Passed,
+    /// Passed with another definition.
+    Changed,
+    /// Passed, but built on a dependency that was built again since: it proves nothing of
+    /// what that dependency is now (a gate that never saw the new module).
+    Stale(&'w str),
+    Failed,
+    Unfinished,
+    NotRun,
+}
+
+fn standing_of<'w>(workflow: &'w Workflow, source: &History, n: NodeId) -> NodeProof<'w> {
+    let node = &workflow.nodes[n];
+    match source.nodes.get(&node.id) {
+        Some(end) if end.outcome.passed() => {
+            if end.source_hash.as_deref() != Some(node.source_hash.as_str()) {
+                return NodeProof::Changed;
+            }
+            let began = source.attempts.get(&node.id).map_or(0, |a| a.began);
+            match node
+                .deps
+                .iter()
+                .map(|&d| workflow.nodes[d].id.as_str())
+                .find(|d| source.rebuilt_since(d, began))
+            {
+                Some(dep) => NodeProof::Stale(dep),
+                None => NodeProof::Passed,
+            }
+        }
+        Some(_) => NodeProof::Failed,
+        None if source.attempts.get(&node.id).is_some_and(|a| a.started) => NodeProof::Unfinished,
+        None => NodeProof::NotRun,
+    }
+}
+
 /// Whether `source`'s history proves `requirement` for the workflow as defined now:
 /// `Ok(())`, or a message that says exactly what is missing.
-pub fn check(workflow: &Workflow, requirement: &Requirement, source: &History) -> Result<(), String> {
+pub fn check(
+    workflow: &Workflow,
+    requirement: &Requirement,
+    source: &History,
+    source_dir: &Path,
+) -> Result<(), String> {
     let scope = scope(workflow, requirement);
     let what = describe(workflow, requirement);
     let env = &requirement.environment;
@@ -100,17 +143,13 @@ pub fn check(workflow: &Workflow, requirement: &Requirement, source: &History) -
     let mut not_passed = Vec::new();
     for &n in &scope {
         let node = &workflow.nodes[n];
-        match source.nodes.get(&node.id) {
-            Some(end) if end.outcome.passed() => {
-                if end.source_hash.as_deref() != Some(node.source_hash.as_str()) {
-                    changed.push(node);
-                }
-            }
-            Some(_) => not_passed.push(format!("{} failed", node.id)),
-            None if source.attempts.get(&node.id).is_some_and(|a| a.started) => {
-                not_passed.push(format!("{} did not finish", node.id))
-            }
-            None => not_passed.push(format!("{} has not run", node.id)),
+        match standing_of(workflow, source, n) {
+            NodeProof::Passed => {}
+            NodeProof::Changed => changed.push(node),
+            NodeProof::Stale(dep) => not_passed.push(format!("{} passed before {dep} ran again", node.id)),
+            NodeProof::Failed => not_passed.push(format!("{} failed", node.id)),
+            NodeProof::Unfinished => not_passed.push(format!("{} did not finish", node.id)),
+            NodeProof::NotRun => not_passed.push(format!("{} has not run", node.id)),
         }
     }
     if changed.is_empty() && not_passed.is_empty() {
@@ -120,7 +159,8 @@ pub fn check(workflow: &Workflow, requirement: &Requirement, source: &History) -
     let never = |n: &&NodeId| source.attempts.get(&workflow.nodes[**n].id).is_none_or(|a| !a.started);
     let nothing_ran = changed.is_empty() && scope.iter().all(|n| never(&n));
     if nothing_ran {
-        message.push_str(&format!(": nothing of it has run in {env}"));
+        message
+            .push_str(&format!(": nothing of it has run in {env} (as recorded in {})", source_dir.display()));
         not_passed.clear();
     } else if not_passed.is_empty() {
         // Every node passed there, some with an earlier definition: name it, and what changed.
@@ -169,7 +209,7 @@ pub fn check_beside(
     let dir = sibling(rollout_dir, workflow, &requirement.environment);
     let journals = read_journals(&dir)
         .map_err(|e| format!("cannot read the runs of environment `{}`: {e}", requirement.environment))?;
-    check(workflow, requirement, &History::from_journals(&journals))
+    check(workflow, requirement, &History::from_journals(&journals), &dir)
 }
 
 /// Every declared environment's standing, read from the rollout folders beside
@@ -182,14 +222,8 @@ pub fn standings(rollout_dir: &Path, workflow: &Workflow) -> Vec<Standing> {
             let dir = sibling(rollout_dir, workflow, &env.name);
             let history = read_journals(&dir).map(|j| History::from_journals(&j));
             let passed = history.as_ref().map_or(0, |h| {
-                workflow
-                    .nodes
-                    .iter()
-                    .filter(|n| {
-                        h.nodes.get(&n.id).is_some_and(|e| {
-                            e.outcome.passed() && e.source_hash.as_deref() == Some(n.source_hash.as_str())
-                        })
-                    })
+                (0..workflow.nodes.len())
+                    .filter(|&n| matches!(standing_of(workflow, h, n), NodeProof::Passed))
                     .count()
             });
             let last_run = history.as_ref().ok().and_then(|h| h.runs.last()).map(|r| LastRun {
