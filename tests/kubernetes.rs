@@ -1067,3 +1067,30 @@ fn kube_a_wait_finds_its_kind_while_another_group_cannot_be_listed() {
     c.apply().success();
     assert!(c.log(1, "web0").contains("deployment/web0 -n apps rollout"), "{}", c.log(1, "web0"));
 }
+
+/// Issue 14: a run records the cluster it talked to (server and CA); a resume that would
+/// talk to another cluster is refused in preflight, since what ran there would count as
+/// done here.
+#[test]
+fn a_resume_against_another_cluster_is_refused() {
+    let c = Cluster::with_modules(
+        "module first {\n    budget \"10m\"\n    install { apply objects \"manifests/00-namespace.yaml\" }\n}\n\
+         module second {\n    budget \"10m\"\n    after first\n    install { apply config \"manifests/10-config.yaml\" retries=0 }\n}\n",
+    );
+    c.api.deny("patch", "configmaps");
+    c.apply().code(1);
+    let run = &milepost::state::history::run_dirs(&crate::support::rollout_dir(c.dir.path()))[0];
+    let records = milepost::state::journal::read(&run.join("journal.jsonl")).unwrap();
+    let recorded = match &records[0] {
+        milepost::state::format::Record::RunStart { cluster: Some(cluster), .. } => cluster.server.clone(),
+        other => panic!("no cluster recorded: {other:?}"),
+    };
+    assert_eq!(recorded, format!("http://127.0.0.1:{}", c.api.port));
+    // The kubeconfig now names another API server, as a rebuilt cluster or another context would.
+    let other = FakeApi::start();
+    other.kubeconfig(c.dir.path());
+    let out = c.milepost(&["resume"]).assert().code(6);
+    let text = stderr(&out);
+    assert!(text.contains(&format!("were made against cluster {recorded}")), "{text}");
+    assert!(other.seen().iter().all(|s| s.method != "PATCH"), "something was applied to the other cluster");
+}
