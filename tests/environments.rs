@@ -492,3 +492,37 @@ module a { budget "1m"; install { template conf "t/{{ vars.flavor }}.conf" dest=
         milepost().arg("status").arg(dir.path().join(format!("{id}.kdl"))).assert().success();
     }
 }
+
+/// Issue 15 item 3: `resume`, `status`, `history` and `report` without a workflow, from the
+/// folder the rollout was started in, find it (its state is beside the workflow, below here)
+/// and its environment.
+#[test]
+fn state_commands_without_a_workflow_find_the_newest_run_below_here() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("deploy/plans")).unwrap();
+    let w = write(
+        &dir.path().join("deploy/plans"),
+        "w.kdl",
+        r#"workflow w { environment staging { }; environment prod { } }
+module a { budget "1m"; install { run s "echo a >> ledger" } }
+module b { budget "1m"; after a; install { run s "test ! -f broken" } }
+"#,
+    );
+    std::fs::write(dir.path().join("deploy/plans/broken"), "").unwrap();
+    let here = |command: &str| {
+        let mut cmd = milepost();
+        cmd.current_dir(dir.path()).env_remove("MILEPOST_ENV").arg(command);
+        cmd
+    };
+    here("apply").arg("deploy/plans/w.kdl").args(["--env", "staging"]).assert().code(1);
+    std::fs::remove_file(dir.path().join("deploy/plans/broken")).unwrap();
+    let out = here("status").assert().success();
+    assert!(stdout(&out).contains("w · staging"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("the newest run below here is of"), "{}", stderr(&out));
+    here("history").assert().success();
+    here("report").assert().success();
+    let out = here("resume").assert().success();
+    assert!(stderr(&out).contains("resuming w"), "{}", stderr(&out));
+    assert_eq!(ledger(&dir.path().join("deploy/plans")), vec!["a"]);
+    let _ = w;
+}

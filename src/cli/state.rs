@@ -97,14 +97,43 @@ pub(super) fn target(
     let (file, environment, root) = match &args.workflow {
         Some(file) => (file.clone(), chosen, explicit_root.map(Path::to_path_buf)),
         None => {
-            let root = explicit_root.map_or_else(|| PathBuf::from(".milepost"), Path::to_path_buf);
-            super::migrate(&root)?;
+            let here = explicit_root.map_or_else(|| PathBuf::from(".milepost"), Path::to_path_buf);
+            // No root here: the newest run in the roots below, where `milepost apply
+            // examples/local/phase2.kdl` run from here keeps its state.
+            let roots = match explicit_root {
+                None if !here.is_dir() => place::roots_below(Path::new("."), 4),
+                _ => vec![here.clone()],
+            };
             let wanted = chosen.as_ref().map(|c| c.name.as_str());
+            let newest = |environment: Option<&str>| -> Result<Option<(PathBuf, place::LastRun)>, CliError> {
+                let mut newest: Option<(PathBuf, place::LastRun)> = None;
+                for root in &roots {
+                    super::migrate(root)?;
+                    if let Some(last) = place::last_run(root, environment) {
+                        if newest.as_ref().is_none_or(|(_, n)| n.run_id < last.run_id) {
+                            newest = Some((root.clone(), last));
+                        }
+                    }
+                }
+                Ok(newest)
+            };
             // MILEPOST_ENV narrows the choice when a run of it is there; --env insists.
-            let last = place::last_run(&root, wanted).or_else(|| match &chosen {
-                Some(c) if c.from_variable => place::last_run(&root, None),
-                _ => None,
-            });
+            let found = match newest(wanted)? {
+                Some(found) => Some(found),
+                None if chosen.as_ref().is_some_and(|c| c.from_variable) => newest(None)?,
+                None => None,
+            };
+            let root = found.as_ref().map_or_else(|| here.clone(), |(root, _)| root.clone());
+            if let (None, Some((found_in, last))) = (explicit_root, &found) {
+                if *found_in != here {
+                    crate::ui::errln!(
+                        "the newest run below here is of {} (state in {})",
+                        last.workflow_file.display(),
+                        found_in.display()
+                    );
+                }
+            }
+            let last = found.map(|(_, last)| last);
             let Some(last) = last else {
                 let of = wanted.map(|e| format!(" of environment `{e}`")).unwrap_or_default();
                 return Err(CliError::State {

@@ -50,6 +50,8 @@ fn folder_name(id: &str) -> String {
 /// What the newest run in a root was: where, of which workflow file, in which environment.
 #[derive(Debug, Clone)]
 pub struct LastRun {
+    /// The run's id: newer runs have greater ids.
+    pub run_id: String,
     pub dir: PathBuf,
     pub workflow_file: PathBuf,
     pub environment: Option<String>,
@@ -72,10 +74,11 @@ pub fn last_run(root: &Path, environment: Option<&str>) -> Option<LastRun> {
             }
         }
     }
-    let (_, run) = newest?;
+    let (run_id, run) = newest?;
     let records = journal::read(&run.join("journal.jsonl")).ok()?;
     match records.first()? {
         Record::RunStart { workflow_file, environment, .. } => Some(LastRun {
+            run_id,
             dir: run.parent()?.parent()?.to_path_buf(),
             workflow_file: PathBuf::from(workflow_file),
             environment: environment.clone(),
@@ -94,6 +97,37 @@ pub fn recorded_cluster(rollout_dir: &Path, workflow: &str) -> Option<super::for
             _ => None,
         }
     })
+}
+
+/// The state roots (`.milepost` folders) in `dir` and below it, at most `depth` folders down,
+/// looking at no more than a few thousand entries, passing over hidden folders, `target` and
+/// `node_modules`: where `resume` without a workflow looks when there is no root here.
+pub fn roots_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    const MAX_VISITS: usize = 5_000;
+    let mut roots = Vec::new();
+    let mut visits = 0;
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((folder, level)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            visits += 1;
+            if visits > MAX_VISITS {
+                return roots;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if name == ".milepost" {
+                roots.push(entry.path());
+            } else if level < depth && !name.starts_with('.') && name != "target" && name != "node_modules" {
+                stack.push((entry.path(), level + 1));
+            }
+        }
+    }
+    roots.sort();
+    roots
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
