@@ -1344,19 +1344,33 @@ fn fingerprint(node: &KdlNode) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     fn feed(h: &mut Sha256, node: &KdlNode) {
         let name = node.name().value();
+        h.update([b'{']);
         h.update((name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());
+        // Each piece is tagged and length-prefixed, so no two layouts of names and values
+        // feed the same bytes.
+        let text = |h: &mut Sha256, tag: u8, s: &str| {
+            h.update([tag]);
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
         for entry in node.entries() {
             match entry.name() {
-                Some(key) => h.update(format!("={}:{};", key.value().len(), key.value())),
-                None => h.update("_;"),
+                Some(key) => text(h, b'=', key.value()),
+                None => h.update([b'_']),
             }
             match entry.value() {
-                KdlValue::String(s) => h.update(format!("s{}:{s}", s.len())),
-                KdlValue::Integer(n) => h.update(format!("i{n};")),
-                KdlValue::Float(x) => h.update(format!("f{};", x.to_bits())),
-                KdlValue::Bool(b) => h.update(format!("b{b};")),
-                KdlValue::Null => h.update("n;"),
+                KdlValue::String(s) => text(h, b's', s),
+                KdlValue::Integer(n) => {
+                    h.update([b'i']);
+                    h.update(n.to_le_bytes());
+                }
+                KdlValue::Float(x) => {
+                    h.update([b'f']);
+                    h.update(x.to_bits().to_le_bytes());
+                }
+                KdlValue::Bool(b) => h.update([b'b', u8::from(*b)]),
+                KdlValue::Null => h.update([b'n']),
             }
         }
         h.update("{");
