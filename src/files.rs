@@ -10,10 +10,16 @@ pub fn write_atomically(dest: &Path, content: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = dest.with_extension(format!("milepost-tmp-{}", std::process::id()));
-    {
-        let mut file = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(content)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    // A write that failed (a full disk) leaves nothing behind beside `dest`.
+    match written.and_then(|()| std::fs::rename(&tmp, dest)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    std::fs::rename(&tmp, dest)
 }

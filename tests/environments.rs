@@ -464,9 +464,24 @@ module a { budget "1m"; install { template conf "t/{{ vars.flavor }}.conf" dest=
 "#,
     );
     milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
-    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().success();
+    // The file an environment's values choose is another file in prod: no environment can
+    // vouch for it, and the refusal says why.
+    let out = milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().code(6);
+    assert!(stderr(&out).contains("a file whose path an environment's values choose"), "{}", stderr(&out));
+    // The overview reads values as an environment gives them: the workflow's own default
+    // names a file that need not exist.
+    std::fs::remove_file(dir.path().join("t/common.conf")).unwrap();
     let overview = stdout(&milepost().arg("status").arg(&w).env_remove("MILEPOST_ENV").assert().success());
-    assert!(overview.contains("requires staging to pass the whole workflow: proven"), "{overview}");
+    assert!(overview.contains("staging  1/1 passed with this definition"), "{overview}");
+    // MILEPOST_ENV of another project does not concern commands that read definitions only.
+    milepost()
+        .arg("validate")
+        .arg(&w)
+        .args(["--env", "staging"])
+        .env("MILEPOST_ENV", "nope")
+        .assert()
+        .success();
+    milepost().arg("graph").arg(&w).args(["--env", "staging"]).env("MILEPOST_ENV", "nope").assert().success();
 
     let bad = write(
         dir.path(),
@@ -525,4 +540,51 @@ module b { budget "1m"; after a; install { run s "test ! -f broken" } }
     assert!(stderr(&out).contains("resuming w"), "{}", stderr(&out));
     assert_eq!(ledger(&dir.path().join("deploy/plans")), vec!["a"]);
     let _ = w;
+}
+
+/// Review of issue 14: what a module renders is part of its definition wherever its path
+/// comes from, and a node run before its dependency ever ran was not built on it: neither
+/// lets prod go ahead on something staging never validated.
+#[test]
+fn promotion_sees_rendered_files_and_the_order_nodes_ran_in() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("t")).unwrap();
+    std::fs::write(dir.path().join("t/a.conf"), "v1\n").unwrap();
+    let w = write(
+        dir.path(),
+        "w.kdl",
+        r#"workflow w { environment staging { }; environment prod { requires staging } }
+module a { budget "1m"; install { template cfg "{{ dir }}/t/a.conf" dest="out/a.conf" } }
+module b { budget "1m"; after a; install { run s "cat out/a.conf >> ledger" } }
+"#,
+    );
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    std::fs::write(dir.path().join("t/a.conf"), "v2 never in staging\n").unwrap();
+    let out = milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().code(6);
+    assert!(stderr(&out).contains("1 module changed since: a"), "{}", stderr(&out));
+    // b first, then a, each alone: b was never built on a.
+    milepost().arg("apply").arg(&w).args(["--env", "staging", "--only", "b"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--env", "staging", "--only", "a"]).assert().success();
+    let out = milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().code(6);
+    assert!(stderr(&out).contains("b passed before a ran"), "{}", stderr(&out));
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().success();
+}
+
+/// Review of issue 14: one file reached by two names (a symlink) is one workflow file.
+#[test]
+fn a_workflow_file_reached_through_a_symlink_is_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = write(
+        dir.path(),
+        "real.kdl",
+        "workflow s\nmodule a { budget \"1m\"; install { run s \"echo a >> ledger\" } }\n\
+         module b { budget \"1m\"; after a; install { run s \"test ! -f broken\" } }\n",
+    );
+    std::os::unix::fs::symlink(&real, dir.path().join("current.kdl")).unwrap();
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    milepost().arg("apply").arg(dir.path().join("current.kdl")).assert().code(1);
+    std::fs::remove_file(dir.path().join("broken")).unwrap();
+    milepost().arg("resume").arg(&real).assert().success();
+    assert_eq!(ledger(dir.path()), vec!["a"]);
 }

@@ -13,6 +13,7 @@ mod hostile;
 mod kube_contract;
 mod kubernetes;
 mod plan;
+mod readme;
 mod report;
 mod schemas;
 mod state;

@@ -22,7 +22,7 @@ pub struct GraphArgs {
 }
 
 pub fn run(_cx: &Cx, args: &GraphArgs) -> Result<u8, CliError> {
-    let loaded = args.definitions.load()?;
+    let loaded = args.definitions.load_definitions()?;
     let workflow = &loaded.workflow;
     let graph = PlanGraph::new(workflow);
     let text = match args.format {

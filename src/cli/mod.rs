@@ -98,18 +98,32 @@ pub struct DefinitionArgs {
 }
 
 impl DefinitionArgs {
-    fn options(&self) -> LoadOptions {
+    /// With `environment_variable`, `MILEPOST_ENV` stands in for `--env`: for the commands
+    /// that roll out or read a rollout, not for those that only read definitions.
+    fn options(&self, environment_variable: bool) -> LoadOptions {
+        let environment = match environment_variable {
+            true => chosen_environment(self.environment.as_deref()),
+            false => self.environment.as_deref().and_then(|e| chosen_environment(Some(e))),
+        };
         LoadOptions {
             vars: self.vars.clone(),
             vars_files: self.vars_files.clone(),
             env: None,
-            environment: chosen_environment(self.environment.as_deref()),
+            environment,
+            any_environment: false,
         }
     }
 
-    /// Loads the workflow; definition errors come back for `main` to render.
+    /// Loads the workflow for a command that rolls out or reads state; definition errors
+    /// come back for `main` to render.
     fn load(&self) -> Result<Loaded, CliError> {
-        load(&self.workflow, &self.options()).map_err(CliError::Definitions)
+        load(&self.workflow, &self.options(true)).map_err(CliError::Definitions)
+    }
+
+    /// Loads the workflow for a command that reads definitions only (`validate`, `graph`):
+    /// an exported `MILEPOST_ENV` of another project does not concern them.
+    fn load_definitions(&self) -> Result<Loaded, CliError> {
+        load(&self.workflow, &self.options(false)).map_err(CliError::Definitions)
     }
 }
 
@@ -119,10 +133,11 @@ impl DefinitionArgs {
 pub fn chosen_environment(flag: Option<&str>) -> Option<crate::spec::load::ChosenEnvironment> {
     use crate::spec::load::ChosenEnvironment;
     match flag {
-        Some(name) => Some(ChosenEnvironment { name: name.to_string(), from_variable: false }),
+        Some(name) => Some(ChosenEnvironment { name: name.trim().to_string(), from_variable: false }),
         None => std::env::var("MILEPOST_ENV")
             .ok()
-            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
             .map(|name| ChosenEnvironment { name, from_variable: true }),
     }
 }

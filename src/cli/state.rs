@@ -101,7 +101,14 @@ pub(super) fn target(
             // No root here: the newest run in the roots below, where `milepost apply
             // examples/local/phase2.kdl` run from here keeps its state.
             let roots = match explicit_root {
-                None if !here.is_dir() => place::roots_below(Path::new("."), 4),
+                None if !here.is_dir() => {
+                    place::roots_below(Path::new("."), 4).ok_or_else(|| CliError::Usage {
+                        message: format!(
+                        "there is no .milepost here, and the folders below are too many to search for one; \
+                         name the workflow: `milepost {command} <workflow>`"
+                    ),
+                    })?
+                }
                 _ => vec![here.clone()],
             };
             let wanted = chosen.as_ref().map(|c| c.name.as_str());
@@ -136,11 +143,15 @@ pub(super) fn target(
             let last = found.map(|(_, last)| last);
             let Some(last) = last else {
                 let of = wanted.map(|e| format!(" of environment `{e}`")).unwrap_or_default();
+                let place = if here.is_dir() || explicit_root.is_some() {
+                    format!("in {}", here.display())
+                } else {
+                    "in a .milepost here or below".to_string()
+                };
                 return Err(CliError::State {
                     message: format!(
-                        "no earlier run{of} in {}; name the workflow (`milepost {command} <workflow>`), \
-                         or start one with `milepost apply <workflow>`",
-                        root.display()
+                        "no earlier run{of} {place}; name the workflow (`milepost {command} <workflow>`), \
+                         or start one with `milepost apply <workflow>`"
                     ),
                 });
             };
@@ -148,8 +159,13 @@ pub(super) fn target(
             (last.workflow_file, chosen.or(recorded), Some(root))
         }
     };
-    let options =
-        LoadOptions { vars: args.vars.clone(), vars_files: args.vars_files.clone(), env: None, environment };
+    let options = LoadOptions {
+        vars: args.vars.clone(),
+        vars_files: args.vars_files.clone(),
+        env: None,
+        environment,
+        any_environment: false,
+    };
     let workflow = load(&file, &options).map_err(CliError::Definitions)?.workflow;
     let dir = super::rollout_dir(&workflow, root.as_deref(), command)?;
     Ok((dir, workflow))
@@ -496,26 +512,19 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
 /// `None` when the workflow declares none (the usual status follows).
 fn environments_overview(cx: &Cx, args: &StatusArgs) -> Result<Option<u8>, CliError> {
     let (file, state) = (args.state.workflow.as_ref().expect("checked by the caller"), &args.state);
-    let load_in = |environment| {
-        let options = LoadOptions {
-            vars: state.vars.clone(),
-            vars_files: state.vars_files.clone(),
-            env: None,
-            environment,
-        };
-        load(file, &options).map_err(CliError::Definitions).map(|l| l.workflow)
+    // Read as its first environment declares it: the workflow's own values need not make
+    // sense alone (a template path chosen by a value only environments set).
+    let options = LoadOptions {
+        vars: state.vars.clone(),
+        vars_files: state.vars_files.clone(),
+        env: None,
+        environment: None,
+        any_environment: true,
     };
-    // MILEPOST_ENV is not asked for here: the overview is of every environment.
-    let workflow = load_in(None)?;
+    let workflow = load(file, &options).map_err(CliError::Definitions)?.workflow;
     if workflow.environments.is_empty() {
         return Ok(None);
     }
-    // Read as an environment declares it: the workflow's own values need not make sense alone.
-    let first = crate::spec::load::ChosenEnvironment {
-        name: workflow.environments[0].name.clone(),
-        from_variable: false,
-    };
-    let workflow = load_in(Some(first))?;
     let root = place::root(args.state_dir.as_deref(), &workflow.dir);
     super::migrate(&root)?;
     // Any folder of the workflow's serves: the rows are read beside it.
@@ -582,17 +591,26 @@ pub(super) fn same_values(
 ) -> Result<(), CliError> {
     let mut differ = Vec::new();
     // Two files with one workflow id share a state folder (the id is the identity): the
-    // runs of one must not count for the other.
+    // runs of one must not count for the other. A file that is gone was moved or renamed.
     let last_file = history.runs.iter().rev().find(|r| r.workflow == workflow.id).map(|r| &r.workflow_file);
     if let Some(last_file) = last_file {
-        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name(Path::new(last_file)) != name(&workflow.file) {
-            differ.push(format!(
-                "the last run was of {last_file}, this is {} (two files with the workflow id `{}`: give each \
-                 its own id, or one file with environments)",
-                workflow.file.display(),
-                workflow.id
-            ));
+        if let (Ok(recorded), Ok(this)) = (Path::new(last_file).canonicalize(), workflow.file.canonicalize())
+        {
+            if recorded != this {
+                return Err(CliError::Usage {
+                    message: format!(
+                        "the runs in {} are of {}, and this is {}: two files with the workflow id `{}` \
+                         share one state. Read as this file's, those runs would count as done what only \
+                         the other file ran. Give each file its own workflow id, or make them one file with \
+                         environments; `milepost apply {}` (every node) starts this file's rollout anew",
+                        dir.display(),
+                        recorded.display(),
+                        this.display(),
+                        workflow.id,
+                        shell_words::quote(&this.display().to_string())
+                    ),
+                });
+            }
         }
     }
     let Some((recorded_hash, recorded_context)) = history.identities.get(&workflow.id) else {

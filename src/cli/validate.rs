@@ -22,7 +22,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(cx: &Cx, args: &ValidateArgs) -> Result<u8, CliError> {
-    let loaded = args.definitions.load()?;
+    let loaded = args.definitions.load_definitions()?;
     if !loaded.warnings.is_empty() {
         let width = if std::io::stderr().is_terminal() { crate::ui::terminal_width() } else { 100 };
         let mut text = super::render_diagnostics(&loaded.warnings, cx.err.color, width);

@@ -108,7 +108,8 @@ pub fn check(
                 );
             }
         }
-        if name == crate::spec::NO_ENVIRONMENT {
+        // Folder names: `Default` is `default` on macOS and Windows.
+        if name.eq_ignore_ascii_case(crate::spec::NO_ENVIRONMENT) {
             problems.at(
                 Problem::BadValue {
                     what: format!("environment name `{name}`"),
@@ -120,7 +121,7 @@ pub fn check(
                 env.name.at(),
             );
         }
-        if let Some(first) = raw.environments[..i].iter().find(|o| o.name.value == *name) {
+        if let Some(first) = raw.environments[..i].iter().find(|o| o.name.value.eq_ignore_ascii_case(name)) {
             let first = sources.describe(first.name.at());
             problems.at(Problem::Duplicate { kind: "environment", id: name.clone(), first }, env.name.at());
             continue;

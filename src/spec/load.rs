@@ -24,6 +24,9 @@ pub struct LoadOptions {
     pub env: Option<BTreeMap<String, String>>,
     /// The workflow's environment to load (`--env`, `MILEPOST_ENV`).
     pub environment: Option<ChosenEnvironment>,
+    /// Without `environment`, load the first environment a workflow declares: for views of
+    /// every environment, which need values as an environment gives them.
+    pub any_environment: bool,
 }
 
 /// An environment asked for, and whether by `MILEPOST_ENV` (ignored by a workflow that
@@ -103,7 +106,11 @@ fn load_into(
         problems.at(Problem::SecondWorkflow, extra.id.at());
     }
     let mut workflow = decoded.workflows.swap_remove(0);
-    let environment = super::environments::select(&workflow, options.environment.as_ref(), problems);
+    let environment =
+        match (&options.environment, options.any_environment && !workflow.environments.is_empty()) {
+            (None, true) => Some(0),
+            (chosen, _) => super::environments::select(&workflow, chosen.as_ref(), problems),
+        };
     if let Some(env) = environment {
         super::environments::lay_over(&mut workflow, env);
     }

@@ -177,6 +177,10 @@ pub struct Node {
     /// every environment, so staging's pass can vouch for production (promotion).
     #[serde(skip)]
     pub source_hash: String,
+    /// A file one of its steps renders is chosen by values (`t/{{ vars.flavor }}.conf`): its
+    /// source hash then differs between environments.
+    #[serde(skip)]
+    pub files_by_values: bool,
 }
 
 impl Node {

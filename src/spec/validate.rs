@@ -86,6 +86,7 @@ pub fn resolve(
             rendered_earlier: Vec::new(),
             node: &node.id.value,
             files_read: Sha256::new(),
+            files_by_values: false,
         };
         let mut scope = base_scope.clone();
         scope.insert("dir", &node.dir);
@@ -95,6 +96,7 @@ pub fn resolve(
         );
         let install = cx.steps(&node.install, &node.dir, &scope, Stage::Install);
         let validate = cx.steps(&node.validate, &node.dir, &scope, Stage::Validate);
+        let files_by_values = cx.files_by_values;
         let source_hash = source_hash(&node, cx.files_read, &definition_defaults);
         check_node(&node, problems);
         let uses = node
@@ -132,6 +134,7 @@ pub fn resolve(
             validate,
             dir: node.dir,
             source_hash,
+            files_by_values,
         });
     }
 
@@ -541,6 +544,8 @@ struct NodeCx<'a> {
     node: &'a str,
     /// The files its steps render, as written: part of its source hash.
     files_read: Sha256,
+    /// Whether a path of a file it renders is chosen by values.
+    files_by_values: bool,
 }
 
 impl NodeCx<'_> {
@@ -598,13 +603,17 @@ impl NodeCx<'_> {
         }
     }
 
-    /// Adds a rendered file's text, as written, to the node's source hash, when its path is
-    /// written out: a path chosen by values (`t/{{ vars.flavor }}.conf`) names another file in
-    /// each environment, and the source hash must be the same in all of them (promotion).
+    /// Adds a rendered file's text, as written, to the node's source hash. A path chosen by
+    /// values (`t/{{ vars.flavor }}.conf`) names another file in each environment, so the
+    /// node differs between them and no environment can vouch for another's: noted, so
+    /// promotion can say why.
     fn read_as_written(&mut self, path: &Spanned<String>, text: &str) {
-        if !path.value.contains("{{") && !path.value.contains("{%") {
-            self.files_read.update(path.value.as_bytes());
-            self.files_read.update(text.as_bytes());
+        self.files_read.update((path.value.len() as u64).to_le_bytes());
+        self.files_read.update(path.value.as_bytes());
+        self.files_read.update((text.len() as u64).to_le_bytes());
+        self.files_read.update(text.as_bytes());
+        if path.value.contains("vars") || path.value.contains("secrets") {
+            self.files_by_values = true;
         }
     }
 

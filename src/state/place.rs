@@ -38,7 +38,8 @@ fn folder_name(id: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let starts_plain = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     // `runs` and `lock` at the root are the layout before environments and its lock.
-    let reserved = matches!(id, "runs" | "lock");
+    // Compared without case: on macOS and Windows `Runs` is the folder `runs`.
+    let reserved = matches!(id.to_ascii_lowercase().as_str(), "runs" | "lock");
     if starts_plain && !reserved && id.len() <= 64 && id.chars().all(plain) {
         return id.to_string();
     }
@@ -100,25 +101,32 @@ pub fn recorded_cluster(rollout_dir: &Path, workflow: &str) -> Option<super::for
 }
 
 /// The state roots (`.milepost` folders) in `dir` and below it, at most `depth` folders down,
-/// looking at no more than a few thousand entries, passing over hidden folders, `target` and
-/// `node_modules`: where `resume` without a workflow looks when there is no root here.
-pub fn roots_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
-    const MAX_VISITS: usize = 5_000;
+/// passing over hidden folders, `target` and `node_modules`: where `resume` without a
+/// workflow looks when there is no root here. `None` when the tree is too large to search
+/// whole (a partial answer could name an older rollout as the newest).
+pub fn roots_below(dir: &Path, depth: usize) -> Option<Vec<PathBuf>> {
+    const MAX_ENTRIES: usize = 200_000;
+    const MAX_FOLDERS: usize = 5_000;
     let mut roots = Vec::new();
-    let mut visits = 0;
+    let (mut entries_seen, mut folders_seen) = (0, 0);
     let mut stack = vec![(dir.to_path_buf(), 0)];
     while let Some((folder, level)) = stack.pop() {
+        folders_seen += 1;
+        if folders_seen > MAX_FOLDERS {
+            return None;
+        }
         let Ok(entries) = std::fs::read_dir(&folder) else { continue };
         for entry in entries.filter_map(Result::ok) {
-            visits += 1;
-            if visits > MAX_VISITS {
-                return roots;
+            entries_seen += 1;
+            if entries_seen > MAX_ENTRIES {
+                return None;
             }
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+            // No symlinks followed: a loop cannot hold the search.
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
             if name == ".milepost" {
                 roots.push(entry.path());
             } else if level < depth && !name.starts_with('.') && name != "target" && name != "node_modules" {
@@ -127,7 +135,7 @@ pub fn roots_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
         }
     }
     roots.sort();
-    roots
+    Some(roots)
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
@@ -197,6 +205,16 @@ pub fn migrate(root: &Path) -> Result<usize, MigrateError> {
             crate::files::write_atomically(&list, (listed.join("\n") + "\n").as_bytes())
                 .map_err(|e| failed(format!("{}: {e}", list.display())))?;
         }
+    }
+    if let Some((run, workflow, _)) = moves.iter().find(|(run, workflow, _)| {
+        let target = rollout_dir(root, workflow, NO_ENVIRONMENT).join("runs");
+        target.join(run.file_name().expect("a run folder has a name")).exists()
+    }) {
+        return Err(failed(format!(
+            "{} is also in {} (nothing was moved): remove one of the two copies",
+            run.display(),
+            rollout_dir(root, workflow, NO_ENVIRONMENT).join("runs").display()
+        )));
     }
     for (run, workflow, _) in &moves {
         let target = rollout_dir(root, workflow, NO_ENVIRONMENT).join("runs");

@@ -98,6 +98,8 @@ enum NodeProof<'w> {
     /// Passed, but built on a dependency that was built again since: it proves nothing of
     /// what that dependency is now (a gate that never saw the new module).
     Stale(&'w str),
+    /// Passed before its dependency had ever completed: not built on it.
+    Before(&'w str),
     Failed,
     Unfinished,
     NotRun,
@@ -111,15 +113,17 @@ fn standing_of<'w>(workflow: &'w Workflow, source: &History, n: NodeId) -> NodeP
                 return NodeProof::Changed;
             }
             let began = source.attempts.get(&node.id).map_or(0, |a| a.began);
-            match node
-                .deps
-                .iter()
-                .map(|&d| workflow.nodes[d].id.as_str())
-                .find(|d| source.rebuilt_since(d, began))
-            {
-                Some(dep) => NodeProof::Stale(dep),
-                None => NodeProof::Passed,
+            for dep in node.deps.iter().map(|&d| workflow.nodes[d].id.as_str()) {
+                if source.rebuilt_since(dep, began) {
+                    return NodeProof::Stale(dep);
+                }
+                // Run before its dependency ever completed (`--only`): not built on it.
+                let built_on = source.completions.get(dep).is_some_and(|c| c.iter().any(|&c| c < began));
+                if !built_on {
+                    return NodeProof::Before(dep);
+                }
             }
+            NodeProof::Passed
         }
         Some(_) => NodeProof::Failed,
         None if source.attempts.get(&node.id).is_some_and(|a| a.started) => NodeProof::Unfinished,
@@ -147,6 +151,7 @@ pub fn check(
             NodeProof::Passed => {}
             NodeProof::Changed => changed.push(node),
             NodeProof::Stale(dep) => not_passed.push(format!("{} passed before {dep} ran again", node.id)),
+            NodeProof::Before(dep) => not_passed.push(format!("{} passed before {dep} ran", node.id)),
             NodeProof::Failed => not_passed.push(format!("{} failed", node.id)),
             NodeProof::Unfinished => not_passed.push(format!("{} did not finish", node.id)),
             NodeProof::NotRun => not_passed.push(format!("{} has not run", node.id)),
@@ -180,6 +185,14 @@ pub fn check(
         };
         let names: Vec<&str> = changed.iter().map(|n| n.id.as_str()).collect();
         message.push_str(&format!(", {counted} changed since: {}", names.join(", ")));
+        let chosen: Vec<&str> = changed.iter().filter(|n| n.files_by_values).map(|n| n.id.as_str()).collect();
+        if !chosen.is_empty() {
+            message.push_str(&format!(
+                " ({} render(s) a file whose path an environment's values choose, so it differs between \
+                 environments and cannot be vouched for: choose inside the file instead, docs/state.md §12)",
+                chosen.join(", ")
+            ));
+        }
     }
     if !not_passed.is_empty() {
         let shown: Vec<&str> = not_passed.iter().take(8).map(String::as_str).collect();
