@@ -10,6 +10,7 @@ pub mod files;
 pub mod graph;
 pub mod plan;
 pub mod report;
+pub mod rollback;
 pub mod spec;
 pub mod state;
 pub mod template;

@@ -15,6 +15,7 @@ mod kubernetes;
 mod plan;
 mod readme;
 mod report;
+mod rollback;
 mod schemas;
 mod state;
 mod steps;

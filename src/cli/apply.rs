@@ -94,7 +94,7 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
         done: Vec::new(),
         skip_steps: Vec::new(),
     };
-    rollout(cx, workflow, &args.run, &state_dir, plan, lock)
+    rollout(cx, workflow, &args.run, &state_dir, plan, &lock)
 }
 
 /// The state directory's lock, taken before anything is read or decided: two rollouts that
@@ -135,7 +135,7 @@ pub fn rollout(
     args: &RunArgs,
     state_dir: &Path,
     plan: Rollout,
-    _lock: lock::StateLock,
+    lock: &lock::StateLock,
 ) -> Result<u8, CliError> {
     let p = cx.err;
     // Under the lock, before anything runs: a step an earlier, killed run left running is
@@ -223,6 +223,7 @@ pub fn rollout(
         .and_then(|dir| dir.file_name())
         .map(|name| name.to_string_lossy().into_owned());
     let run_id = new_run_id(previous_run.as_deref());
+    let this_run = run_id.clone();
     let start = Record::RunStart {
         format_version: FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -264,7 +265,8 @@ pub fn rollout(
     }
     let options = ApplyOptions {
         parallelism: args.parallelism.unwrap_or(workflow.parallelism).max(1),
-        keep_going: args.keep_going,
+        // A rollback undoes all it can: a failed undo stops only what waits for it.
+        keep_going: args.keep_going || plan.command == "rollback",
         selected: plan.selected,
         done: plan.done,
         deadline,
@@ -328,7 +330,12 @@ pub fn rollout(
                 errln!("  {} {line}", p.dim("│"));
             }
         }
-        let verdict = if stopped { p.red("rollout stopped") } else { p.green("rollout complete") };
+        let verdict = match (plan.command == "rollback", stopped) {
+            (true, true) => p.red("rollback stopped"),
+            (true, false) => p.green("rollback complete"),
+            (false, true) => p.red("rollout stopped"),
+            (false, false) => p.green("rollout complete"),
+        };
         errln!(
             "\n{verdict}: {} passed, {} failed, {} skipped in {}",
             summary.passed,
@@ -354,6 +361,13 @@ pub fn rollout(
     if let Err(message) = end_recorded {
         return Err(CliError::State { message });
     }
+    // `on-failure "rollback"`: what the failure leaves is undone now, by a rollback run of
+    // its own (journaled and resumable like this one). The rollout still failed.
+    let failed_only =
+        summary.failed > 0 && !summary.interrupted && !summary.deadline_stop && !summary.record_failed;
+    if failed_only && matches!(plan.command, "apply" | "resume") {
+        rollback_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?;
+    }
     Ok(if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.record_failed {
@@ -363,6 +377,58 @@ pub fn rollout(
     } else {
         exit::SUCCESS
     })
+}
+
+/// Undoes, by a rollback run, what the failures of run `run_id` leave under
+/// `on-failure "rollback"` ([`crate::rollback::after_failure`]); nothing when no failed node
+/// asks for it. Its own failure is reported and never replaces the rollout's.
+fn rollback_after_failure(
+    cx: &Cx,
+    workflow: &Arc<Workflow>,
+    args: &RunArgs,
+    state_dir: &Path,
+    run_id: &str,
+    lock: &lock::StateLock,
+) -> Result<(), CliError> {
+    let history = crate::state::history::History::load(state_dir)
+        .map_err(|e| CliError::State { message: e.to_string() })?;
+    let failed: Vec<usize> = (0..workflow.nodes.len())
+        .filter(|&n| {
+            history
+                .nodes
+                .get(&workflow.nodes[n].id)
+                .is_some_and(|end| !end.outcome.passed() && end.run_id == run_id)
+        })
+        .collect();
+    let ran = |n: usize| {
+        history.attempts.get(&workflow.nodes[n].id).is_some_and(|a| a.started || a.completed.is_some())
+            && !history.rolled_back.contains(&workflow.nodes[n].id)
+    };
+    let undo = crate::rollback::after_failure(workflow, &failed, &ran);
+    if undo.is_empty() {
+        return Ok(());
+    }
+    let p = cx.err;
+    let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| undo.contains(&n)).collect::<Vec<_>>());
+    errln!(
+        "\n{} on-failure rollback: undoing {} (what was built on them first)",
+        p.bold("↩"),
+        ids.join(", ")
+    );
+    let plan = Rollout {
+        command: "rollback",
+        selected: Vec::new(),
+        restart: Some(ids),
+        done: Vec::new(),
+        skip_steps: Vec::new(),
+        same_cluster: true,
+    };
+    let code =
+        rollout(cx, Arc::new(crate::rollback::undo_workflow(workflow, &undo)), args, state_dir, plan, lock)?;
+    if code != exit::SUCCESS {
+        errln!("{} the rollback did not finish; the rollout's failure above stands", p.red("error:"));
+    }
+    Ok(())
 }
 
 /// The `resume` command that continues this rollout from any folder: the workflow's path as

@@ -7,6 +7,7 @@ mod fmt;
 mod graph;
 mod plan;
 mod report;
+mod rollback;
 mod state;
 mod validate;
 
@@ -58,6 +59,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Continue the last rollout from its failed step or gate.
     Resume(state::ResumeArgs),
+    /// Undo completed modules by their rollback steps, what was built on them first.
+    Rollback(rollback::RollbackArgs),
     /// Re-run only the validate steps of completed modules and gates (a drift audit).
     Verify(state::VerifyArgs),
     /// Where the last rollout stands: nodes, budgets, gates, metrics.
@@ -244,6 +247,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cx, args),
         Command::Resume(args) => state::resume(&cx, args),
         Command::Verify(args) => state::verify(&cx, args),
+        Command::Rollback(args) => rollback::run(&cx, args),
         Command::Status(args) => state::status(&cx, args),
         Command::History(args) => state::history(&cx, args),
         Command::Validate(args) => validate::run(&cx, args),

@@ -67,6 +67,12 @@ pub struct PlanArgs {
     /// The kubeconfig context for --server (default: the workflow's, else the current one).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// Preview a rollback instead (with --to, --phase or --only): what would be undone, in
+    /// which order, and the time it is planned to take.
+    #[arg(long)]
+    rollback: bool,
+    #[command(flatten)]
+    undo: super::rollback::RollbackSelection,
     /// Random seed for --risk; the same seed gives the same figures.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -74,6 +80,26 @@ pub struct PlanArgs {
 
 pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let loaded = args.definitions.load()?;
+    let undo = &args.undo;
+    if !args.rollback && (undo.to.is_some() || undo.phase.is_some() || !undo.only.is_empty()) {
+        return Err(CliError::Usage {
+            message: "--to, --phase and --only preview a rollback: add --rollback".into(),
+        });
+    }
+    if args.rollback {
+        let workflow = &loaded.workflow;
+        let dir = super::rollout_dir(workflow, args.state_dir.as_deref(), "plan")?;
+        let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
+        let mut skipped = Vec::new();
+        let chosen = super::rollback::selection(workflow, &history, undo, &mut skipped)?;
+        if chosen.is_empty() {
+            let left = if skipped.is_empty() { String::new() } else { format!(": {}", skipped.join(", ")) };
+            print(&format!("nothing to roll back{left}\n"))?;
+        } else {
+            print(&super::rollback::preview(workflow, &chosen, &skipped, args.parallelism))?;
+        }
+        return Ok(exit::SUCCESS);
+    }
     let (start, deadline) = window(args)?;
     let mut options =
         PlanOptions { parallelism: args.parallelism, start, deadline, ..PlanOptions::default() };

@@ -208,7 +208,7 @@ pub(super) fn open_journals(
 /// The rollout a resume or verify continues, its lock taken before its journals are read:
 /// two that start together must not both decide from the same journals. Without a run
 /// there is nothing to continue.
-fn open_locked(
+pub(super) fn open_locked(
     args: &StateArgs,
     explicit_root: Option<&Path>,
     command: &str,
@@ -226,6 +226,14 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     let (lock, dir, history, workflow) = open_locked(&args.state, args.run.state_dir.as_deref(), "resume")?;
     let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
     same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
+    // A rollback that stopped goes on first: a killed rollback resumes the rollback.
+    if args.from.is_none() {
+        if let Some(result) =
+            super::rollback::continue_rollback(cx, &workflow, &history, &args.run, &dir, &lock)
+        {
+            return result;
+        }
+    }
     let graph = PlanGraph::new(&workflow);
     let mut decisions = decide(&workflow, &graph, &history);
     // The rollout resume continues: what the last apply selected.
@@ -290,7 +298,7 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         skip_steps: decisions.iter().map(|d| d.skip_steps).collect(),
         same_cluster: true,
     };
-    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, &lock)
 }
 
 /// Re-runs only the validate steps of completed modules and gates: a drift audit. Install
@@ -346,7 +354,7 @@ pub fn verify(cx: &Cx, args: &VerifyArgs) -> Result<u8, CliError> {
         skip_steps: workflow.nodes.iter().map(|n| n.install.len()).collect(),
         same_cluster: true,
     };
-    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, lock)
+    rollout(cx, Arc::new(workflow), &args.run, &dir, plan, &lock)
 }
 
 #[derive(Serialize)]
@@ -400,7 +408,25 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     for &n in graph.order() {
         let node = &workflow.nodes[n];
         let last = history.nodes.get(&node.id);
+        let pending_rollback = history.pending_rollback().unwrap_or_default();
         let (status, reason) = match &decisions[n].status {
+            _ if history.rolled_back.contains(&node.id) => (
+                "rolled-back".to_string(),
+                Some("its rollback passed; apply or resume installs it again".to_string()),
+            ),
+            _ if pending_rollback.contains(&node.id) => {
+                let failure = history
+                    .undo
+                    .as_ref()
+                    .and_then(|u| u.failure(&node.id))
+                    .map(|(step, r)| format!("{step}: {r}"));
+                (
+                    "rolling-back".to_string(),
+                    Some(failure.unwrap_or_else(|| {
+                        "its rollback has not finished: `milepost resume` goes on with it".into()
+                    })),
+                )
+            }
             NodeStatus::Done => ("done".to_string(), None),
             NodeStatus::Rerun(why) if why.starts_with("failed") => {
                 let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
@@ -469,6 +495,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "done" => p.green("✓"),
             "failed" => p.red("✗"),
             "interrupted" | "changed" => p.yellow("↻"),
+            "rolled-back" | "rolling-back" => p.yellow("↩"),
             "running" => p.bold("▶"),
             _ => p.dim("·"),
         };

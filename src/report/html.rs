@@ -83,9 +83,15 @@ fn row<'a>(report: &Report, node: &'a NodeReport) -> Row<'a> {
             // A step that took milliseconds still shows as a sliver.
             width: pct(a.end_secs - a.start_secs, actual_len).max(0.4),
             budget_share: 100.0,
-            class: format!("actual {}{}", a.result, if node.over_budget { " over" } else { "" }),
+            class: format!(
+                "actual {}{}{}",
+                a.result,
+                if node.over_budget { " over" } else { "" },
+                if a.rollback { " rollback" } else { "" }
+            ),
             title: format!(
-                "{} in run {}: {}{}",
+                "{}{} in run {}: {}{}",
+                if a.rollback { "rollback " } else { "" },
                 a.result,
                 a.run_id,
                 seconds(a.took_secs),

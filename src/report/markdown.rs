@@ -10,7 +10,8 @@ fn mark(result: &str) -> &'static str {
     match result {
         "passed" | "complete" => "✅",
         "failed" | "timed-out" => "❌",
-        "interrupted" | "killed" | "deadline" | "cancelled" | "skipped" => "⚠️",
+        "interrupted" | "killed" | "deadline" | "cancelled" | "skipped" | "rollback-failed" => "⚠️",
+        "rolled-back" => "↩️",
         _ => "⏸️",
     }
 }

@@ -118,6 +118,8 @@ pub struct NodeReport {
 
 #[derive(Debug, Serialize)]
 pub struct Attempt {
+    /// An undo by the node's rollback steps (`milepost rollback`, `on-failure "rollback"`).
+    pub rollback: bool,
     pub run_id: String,
     pub started_at: String,
     pub ended_at: Option<String>,
@@ -360,7 +362,12 @@ pub fn build(
             let ended = s.ended_at.clone().unwrap_or_else(|| last_at.clone());
             let start_secs = super::to_ms(offset + seconds_between(started_at, &s.started_at));
             let end_secs = super::to_ms(offset + seconds_between(started_at, &ended));
-            let all_steps: Vec<_> = node.steps().collect();
+            // A rollback run's steps are the node's rollback steps, by their own index.
+            let undoing = command == "rollback";
+            let all_steps: Vec<_> = match undoing {
+                true => node.rollback.iter().map(|s| (Stage::Install, s)).collect(),
+                false => node.steps().collect(),
+            };
             let steps: Vec<StepReport> = s
                 .steps
                 .into_iter()
@@ -399,6 +406,7 @@ pub fn build(
                 None => ("interrupted".to_string(), Some("the run ended while it ran".to_string())),
             };
             attempts.entry(node_id).or_default().push(Attempt {
+                rollback: undoing,
                 run_id: run_id.clone(),
                 started_at: s.started_at.clone(),
                 ended_at: s.ended_at.clone(),
@@ -437,6 +445,8 @@ pub fn build(
             };
             let skip_reason = skips.get(&node.id).cloned();
             let result = match (tries.last(), &skip_reason) {
+                (Some(a), _) if a.rollback && a.result == "passed" => "rolled-back",
+                (Some(a), _) if a.rollback => "rollback-failed",
                 (Some(a), _) => match a.result.as_str() {
                     "passed" => "passed",
                     "interrupted" | "cancelled" => "interrupted",

@@ -26,6 +26,7 @@ const WORKFLOW_CHILDREN: &[&str] = &[
     "metric",
     "kubernetes",
     "environment",
+    "on-failure",
 ];
 const ENVIRONMENT_CHILDREN: &[&str] =
     &["kubernetes", "vars", "vars-file", "secret", "parallelism", "deadline", "on-overrun", "requires"];
@@ -42,9 +43,21 @@ const MODULE_CHILDREN: &[&str] = &[
     "on-overrun",
     "install",
     "validate",
+    "rollback",
+    "on-failure",
 ];
-const GATE_CHILDREN: &[&str] =
-    &["title", "description", "budget", "success-probability", "after", "uses", "on-overrun", "validate"];
+const GATE_CHILDREN: &[&str] = &[
+    "title",
+    "description",
+    "budget",
+    "success-probability",
+    "after",
+    "uses",
+    "on-overrun",
+    "validate",
+    "rollback",
+    "on-failure",
+];
 const STEP_KINDS: &[&str] = &["run", "http", "tcp", "template", "apply", "wait"];
 
 /// Large files are parsed in chunks of about this many bytes, on all cores.
@@ -832,6 +845,25 @@ impl Cx<'_> {
         }
     }
 
+    /// `on-failure "stop"` or `on-failure "rollback"`.
+    fn on_failure(&mut self, node: &KdlNode) -> Option<Spanned<OnFailure>> {
+        let value =
+            self.leaf(node, "on-failure \"rollback\"").and_then(|e| self.string(e, "`on-failure`"))?;
+        match value.value.as_str() {
+            "stop" => Some(value.map(|_| OnFailure::Stop)),
+            "rollback" => Some(value.map(|_| OnFailure::Rollback)),
+            other => {
+                let problem = Problem::BadValue {
+                    what: "`on-failure`".into(),
+                    reason: format!("must be `stop` or `rollback`, found `{other}`"),
+                    help: "stop leaves what a failed module did for a resume; rollback runs its `rollback` steps (a failed gate: its phase's modules')".into(),
+                };
+                self.problems.at(problem, value.at());
+                None
+            }
+        }
+    }
+
     /// The node's single name argument: `module k8s-infra { … }`.
     fn id(&mut self, node: &KdlNode, example: &str) -> Option<Spanned<String>> {
         let Some(entry) = args(node).next() else {
@@ -873,6 +905,7 @@ impl Cx<'_> {
             metrics: Vec::new(),
             kubernetes: None,
             environments: Vec::new(),
+            on_failure: None,
         };
         for child in children(node) {
             match child.name().value() {
@@ -895,6 +928,7 @@ impl Cx<'_> {
                         .and_then(|e| self.string(e, "`shell`"))
                 }
                 "on-overrun" => w.on_overrun = self.on_overrun(child),
+                "on-failure" => w.on_failure = self.on_failure(child),
                 "vars" => self.vars(child, &mut w.vars),
                 "secret" => w.secrets.extend(self.secret(child)),
                 "resource" => {
@@ -1098,6 +1132,9 @@ impl Cx<'_> {
             validate: Vec::new(),
             flawed: false,
             fingerprint: fingerprint(node),
+            rollback: Vec::new(),
+            rollback_budget: None,
+            on_failure: None,
         };
         let allowed = match kind {
             NodeKind::Module => MODULE_CHILDREN,
@@ -1160,6 +1197,13 @@ impl Cx<'_> {
                 "on-overrun" => raw.on_overrun = self.on_overrun(child),
                 "install" => raw.install = self.steps(child),
                 "validate" => raw.validate = self.steps(child),
+                "rollback" => {
+                    self.check_shape(child, 0, "no values", &["budget"]);
+                    raw.rollback_budget =
+                        child.entry("budget").and_then(|e| self.duration(e, "the rollback's `budget`"));
+                    raw.rollback = children(child).filter_map(|s| self.step(s)).collect();
+                }
+                "on-failure" => raw.on_failure = self.on_failure(child),
                 _ => unreachable!("`allowed` lists every name matched above"),
             }
         }

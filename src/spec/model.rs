@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::raw::{NodeKind, OnOverrun};
+pub use super::raw::{NodeKind, OnFailure, OnOverrun};
 use super::values::Percent;
 use crate::template::Text;
 
 /// Index of a module or gate in [`Workflow::nodes`].
 pub type NodeId = usize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Workflow {
     pub id: String,
     pub title: String,
@@ -26,6 +26,8 @@ pub struct Workflow {
     /// The shell that runs `run` commands, split into words; the command is appended.
     pub shell: Vec<String>,
     pub on_overrun: OnOverrun,
+    /// The default of every node's `on-failure`.
+    pub on_failure: OnFailure,
     pub vars: BTreeMap<String, String>,
     /// The `--var`/`--vars-file` values that differ from the file's defaults.
     pub var_overrides: BTreeMap<String, String>,
@@ -91,7 +93,7 @@ impl Workflow {
 /// One place the workflow rolls out to. Its vars, secrets' sources, Kubernetes context,
 /// parallelism and overrun policy are applied at load; what is kept here is what commands
 /// read later.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Environment {
     pub name: String,
     /// The end of its maintenance window, as a duration from the start: `--deadline`'s default.
@@ -109,7 +111,7 @@ pub struct Requirement {
 }
 
 /// A secret variable, read from the environment at load time.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Secret {
     pub name: String,
     pub env: String,
@@ -117,13 +119,13 @@ pub struct Secret {
     pub set: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Resource {
     pub name: String,
     pub limit: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub id: String,
     pub title: Option<String>,
@@ -131,21 +133,21 @@ pub struct Phase {
     pub gate: Option<NodeId>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Metric {
     pub id: String,
     pub formula: String,
     pub target: Option<f64>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Kubernetes {
     pub context: Option<String>,
     pub namespace: Option<String>,
 }
 
 /// A module or a gate: a node of the DAG.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Node {
     pub id: String,
     pub kind: NodeKind,
@@ -170,6 +172,13 @@ pub struct Node {
     pub on_overrun: OnOverrun,
     pub install: Vec<Step>,
     pub validate: Vec<Step>,
+    /// What undoes it: run by `milepost rollback`, or after a failure with
+    /// `on-failure "rollback"`. Not part of its hash: a changed rollback re-installs nothing.
+    pub rollback: Vec<Step>,
+    /// The time its rollback is planned to take (default: its budget).
+    #[serde(serialize_with = "secs")]
+    pub rollback_budget: Duration,
+    pub on_failure: OnFailure,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
     /// What it installs and validates as written, before any environment's values: its
@@ -206,7 +215,7 @@ pub enum Stage {
     Validate,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub name: String,
     #[serde(flatten)]
@@ -220,7 +229,7 @@ pub struct Step {
     pub interval: Duration,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepKind {
     Run {
@@ -297,7 +306,7 @@ impl StepKind {
 }
 
 /// One manifest file, rendered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
     pub file: PathBuf,
     pub text: Text,

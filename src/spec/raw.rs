@@ -29,6 +29,7 @@ pub struct RawWorkflow {
     pub metrics: Vec<RawMetric>,
     pub kubernetes: Option<RawKubernetes>,
     pub environments: Vec<RawEnvironment>,
+    pub on_failure: Option<Spanned<OnFailure>>,
 }
 
 /// One place the workflow rolls out to (`environment staging { … }`): what makes it itself.
@@ -100,6 +101,17 @@ pub enum OnOverrun {
     Fail,
 }
 
+/// What a failure does to what the failed node (a gate: its phase) installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Leave it for a resume.
+    #[default]
+    Stop,
+    /// Run its `rollback` steps: a module's own; a gate's phase's modules, dependents first.
+    Rollback,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeKind {
@@ -140,6 +152,10 @@ pub struct RawNode {
     pub flawed: bool,
     /// Its install and validate blocks as written, hashed: the start of its source hash.
     pub fingerprint: [u8; 32],
+    /// What undoes it (`rollback budget="5m" { … }`).
+    pub rollback: Vec<RawStep>,
+    pub rollback_budget: Option<Spanned<Duration>>,
+    pub on_failure: Option<Spanned<OnFailure>>,
 }
 
 #[derive(Debug)]

@@ -78,6 +78,7 @@ pub fn resolve(
         h.finalize()
     };
     let workflow_overrun = raw.on_overrun.as_ref().map(|o| o.value).unwrap_or_default();
+    let workflow_on_failure = raw.on_failure.as_ref().map(|o| o.value).unwrap_or_default();
     let mut built = Vec::with_capacity(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
         let mut cx = NodeCx {
@@ -96,6 +97,10 @@ pub fn resolve(
         );
         let install = cx.steps(&node.install, &node.dir, &scope, Stage::Install);
         let validate = cx.steps(&node.validate, &node.dir, &scope, Stage::Validate);
+        // Rendered after install and validate: an `apply` of what a template wrote is found.
+        let files_read = std::mem::replace(&mut cx.files_read, Sha256::new());
+        let rollback = cx.steps(&node.rollback, &node.dir, &scope, Stage::Install);
+        cx.files_read = files_read;
         let files_by_values = cx.files_by_values;
         let source_hash = source_hash(&node, cx.files_read, &definition_defaults);
         check_node(&node, problems);
@@ -132,6 +137,9 @@ pub fn resolve(
             on_overrun: node.on_overrun.map_or(workflow_overrun, |o| o.value),
             install,
             validate,
+            rollback,
+            rollback_budget: node.rollback_budget.map_or(budget, |b| b.value),
+            on_failure: node.on_failure.map_or(workflow_on_failure, |o| o.value),
             dir: node.dir,
             source_hash,
             files_by_values,
@@ -161,6 +169,7 @@ pub fn resolve(
             .map(|s| s.value.split_whitespace().map(String::from).collect())
             .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
         on_overrun: workflow_overrun,
+        on_failure: workflow_on_failure,
         vars,
         var_overrides,
         secrets,

@@ -102,6 +102,13 @@ pub struct History {
     /// a `verify`, not resumed past its first step, not re-recorded without running a step),
     /// oldest first: what `plan --calibrate` reads.
     pub actuals: HashMap<String, Vec<Actual>>,
+    /// What the rollback runs recorded, as a history of their own: the rollback's attempts
+    /// (kept steps, failures) that a resume of a rollback continues.
+    pub undo: Option<Box<History>>,
+    /// The nodes the last rollback set out to undo; a node installed again since leaves it.
+    pub rollback_scope: Option<Vec<String>>,
+    /// Nodes whose rollback passed and that no rollout has run again since.
+    pub rolled_back: std::collections::BTreeSet<String>,
     /// Records folded so far: the position of the next one.
     position: u64,
     /// Journals folded so far.
@@ -227,6 +234,16 @@ impl History {
 
     /// A new attempt of `node` begins here; nothing of the earlier one counts any more.
     fn begin(&mut self, node: &str, started: bool, run: &RunRecord) {
+        // Installed again (or to be): no longer rolled back, nor left to roll back.
+        self.rolled_back.remove(node);
+        if let Some(scope) = self.rollback_scope.as_mut() {
+            scope.retain(|n| n != node);
+        }
+        self.reset(node, started, run);
+    }
+
+    /// A new attempt of `node` begins here, without a word on its rollback.
+    fn reset(&mut self, node: &str, started: bool, run: &RunRecord) {
         let began = self.position;
         self.nodes.remove(node);
         let attempt = Attempt {
@@ -267,6 +284,46 @@ impl History {
     }
 
     fn fold(&mut self, records: &[Record]) {
+        match records.first() {
+            Some(Record::RunStart { command, .. }) if command == "rollback" => self.fold_rollback(records),
+            _ => self.fold_rollout(records),
+        }
+    }
+
+    /// A rollback run (docs/state.md §13): its records tell the rollback's own history
+    /// ([`History::undo`]: what resume continues); each node its rollback passed is rolled
+    /// back: its install attempt starts over, untouched until a rollout runs it again.
+    fn fold_rollback(&mut self, records: &[Record]) {
+        let undo = self.undo.get_or_insert_with(Default::default);
+        undo.fold_rollout(records);
+        let run = undo.runs.last().cloned();
+        self.position += records.len() as u64;
+        if let Some(Record::RunStart { restart: Some(scope), .. }) = records.first() {
+            self.rollback_scope = Some(scope.clone());
+        }
+        if let Some(run) = run {
+            for record in records {
+                if let Record::NodeEnd { node, outcome, .. } = record {
+                    if outcome.passed() {
+                        self.reset(node, false, &run);
+                        self.rolled_back.insert(node.clone());
+                    }
+                }
+            }
+            self.runs.push(run);
+        }
+        self.journals += 1;
+    }
+
+    /// The rollback left to do: the nodes of the last rollback not rolled back yet, nor
+    /// installed again since (`None`: nothing).
+    pub fn pending_rollback(&self) -> Option<Vec<String>> {
+        let scope = self.rollback_scope.as_ref()?;
+        let left: Vec<String> = scope.iter().filter(|n| !self.rolled_back.contains(*n)).cloned().collect();
+        (!left.is_empty()).then_some(left)
+    }
+
+    fn fold_rollout(&mut self, records: &[Record]) {
         let mut run: Option<RunRecord> = None;
         // Nodes that began or went on in this run, and whether from their first step: only
         // those durations are whole.

@@ -1,0 +1,224 @@
+//! Issue 16: rollback. A failed module (or gate) under `on-failure "rollback"` leaves the
+//! cluster as it was, by plan; `milepost rollback` undoes completed modules on purpose; a
+//! rollback is journaled and resumed like any rollout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{milepost, Local};
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+fn ledger(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
+}
+
+fn count(lines: &[String], line: &str) -> usize {
+    lines.iter().filter(|l| *l == line).count()
+}
+
+fn status_of(status: &serde_json::Value, id: &str) -> String {
+    let nodes = status["nodes"].as_array().unwrap();
+    nodes.iter().find(|n| n["id"] == id).unwrap()["status"].as_str().unwrap().to_string()
+}
+
+fn json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
+/// A chain a → b → c in phase A and d in phase B after c; every install and rollback step
+/// appends to `ledger`. `a`'s first rollback step waits while `slow` exists.
+const CHAIN: &str = r#"workflow w {
+    parallelism 2
+    phase "A" { modules a b c }
+    phase "B" { modules d }
+}
+module a {
+    budget "1m"
+    install { run s "echo a >> ledger" }
+    rollback {
+        run u1 "echo undo-a1 >> ledger; if [ -f slow ]; then touch started; sleep 30; fi"
+        run u2 "echo undo-a2 >> ledger"
+    }
+}
+module b { budget "1m"; after a; install { run s "echo b >> ledger" }; rollback { run u "echo undo-b >> ledger" } }
+module c { budget "1m"; after b; install { run s "echo c >> ledger" }; rollback { run u "echo undo-c >> ledger" } }
+module d { budget "1m"; after c; install { run s "echo d >> ledger" }; rollback { run u "echo undo-d >> ledger" } }
+"#;
+
+fn chain() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    (dir, w)
+}
+
+/// Dependents first, whatever the parallelism; a phase rolls back alone.
+#[test]
+fn a_rollback_undoes_what_was_built_on_a_node_first_and_nothing_else() {
+    let (dir, w) = chain();
+    milepost().arg("apply").arg(&w).assert().success();
+    let out = milepost().arg("rollback").arg(&w).args(["--phase", "A", "--yes"]).assert().success();
+    assert!(stderr(&out).contains("rollback complete: 3 passed"), "{}", stderr(&out));
+    let undone: Vec<String> = ledger(dir.path()).into_iter().filter(|l| l.starts_with("undo")).collect();
+    assert_eq!(undone, ["undo-c", "undo-b", "undo-a1", "undo-a2"]);
+    let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+    for id in ["a", "b", "c"] {
+        assert_eq!(status_of(&status, id), "rolled-back", "{status}");
+    }
+    assert_eq!(status_of(&status, "d"), "changed", "d is built on c, which is gone: {status}");
+    // Nothing rolls back twice; a later resume installs them again, from the start.
+    let out = milepost().arg("rollback").arg(&w).args(["--phase", "A", "--yes"]).assert().success();
+    assert!(stderr(&out).contains("nothing to roll back: a (rolled back already)"), "{}", stderr(&out));
+    milepost().arg("resume").arg(&w).assert().success();
+    let lines = ledger(dir.path());
+    assert_eq!(
+        (count(&lines, "a"), count(&lines, "b"), count(&lines, "c"), count(&lines, "d")),
+        (2, 2, 2, 2)
+    );
+}
+
+/// The preview names what is undone, in order, with the time it is planned to take; without
+/// a terminal and without --yes nothing is rolled back.
+#[test]
+fn a_rollback_is_previewed_and_confirmed() {
+    let (dir, w) = chain();
+    milepost().arg("apply").arg(&w).assert().success();
+    let plan = stdout(
+        &milepost().arg("plan").arg(&w).args(["--rollback", "--only", "b", "--only", "d"]).assert().success(),
+    );
+    assert!(plan.starts_with("rollback of 2 node(s), what was built on them first · planned 2m"), "{plan}");
+    let d = plan.find("↩ d").unwrap();
+    let b = plan.find("↩ b").unwrap();
+    assert!(d < b, "d is built on b: undone first\n{plan}");
+    let out = milepost().arg("rollback").arg(&w).args(["--only", "b"]).assert().code(2);
+    assert!(stderr(&out).contains("add --yes"), "{}", stderr(&out));
+    assert!(!ledger(dir.path()).iter().any(|l| l.starts_with("undo")));
+    let out = milepost().arg("plan").arg(&w).args(["--to", "A"]).assert().code(2);
+    assert!(stderr(&out).contains("add --rollback"), "{}", stderr(&out));
+}
+
+/// A rollback killed with SIGKILL goes on with `resume`: the rollback, not the install, and
+/// no rollback step whose pass was recorded runs again.
+#[test]
+fn a_killed_rollback_is_resumed_without_repeating_passed_steps() {
+    let (dir, w) = chain();
+    milepost().arg("apply").arg(&w).assert().success();
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("rollback")
+        .arg(&w)
+        .args(["--to", "A", "--only", "a", "--only", "b", "--only", "c", "--yes"])
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("started");
+    for _ in 0..500 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(started.exists(), "the rollback never reached a's first step");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+    assert_eq!(status_of(&status, "a"), "rolling-back", "{status}");
+    assert_eq!(status_of(&status, "c"), "rolled-back", "{status}");
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("continuing the rollback of"), "{}", stderr(&out));
+    let lines = ledger(dir.path());
+    for once in ["undo-d", "undo-c", "undo-b", "undo-a2"] {
+        assert_eq!(count(&lines, once), 1, "{once}: {lines:?}");
+    }
+    assert_eq!(count(&lines, "undo-a1"), 2, "a1 was in flight when killed: it runs again");
+    assert_eq!(count(&lines, "a"), 1, "the resume installed a again instead of finishing the rollback");
+    let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+    for id in ["a", "b", "c", "d"] {
+        assert_eq!(status_of(&status, id), "rolled-back", "{status}");
+    }
+}
+
+/// `on-failure "rollback"` on a module: its own rollback runs after it fails; a rollback
+/// that fails too is reported after the original failure, which stands (exit 1), and a
+/// resume goes on with the rollback.
+#[test]
+fn a_failed_rollback_never_hides_the_failure_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { on-failure "rollback" }
+module ok { budget "1m"; install { run s "echo ok >> ledger" }; rollback { run u "echo undo-ok >> ledger" } }
+module bad {
+    budget "1m"
+    after ok
+    install { run s "echo bad >> ledger; echo the original failure >&2; exit 3" }
+    rollback { run u "echo undo-bad >> ledger; test ! -f stuck" }
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("stuck"), "").unwrap();
+    let out = milepost().arg("apply").arg(&w).args(["--progress", "plain"]).assert().code(1);
+    let err = stderr(&out);
+    let original = err.find("the original failure").expect("the original failure is reported");
+    let rollback = err.find("on-failure rollback: undoing bad").expect("the rollback ran");
+    assert!(original < rollback, "{err}");
+    assert!(err.contains("the rollback did not finish; the rollout's failure above stands"), "{err}");
+    assert_eq!(count(&ledger(dir.path()), "undo-ok"), 0, "only the failed module is undone");
+    std::fs::remove_file(dir.path().join("stuck")).unwrap();
+    let out = milepost().arg("resume").arg(&w).assert().success();
+    assert!(stderr(&out).contains("continuing the rollback of bad"), "{}", stderr(&out));
+    assert_eq!(count(&ledger(dir.path()), "undo-bad"), 2);
+}
+
+/// The issue's "Done when" on the local example: a failure of 2B's gate under
+/// `on-failure "rollback"` rolls back the 2B modules that ran; 2A is untouched; status
+/// shows it; the report has install → failure → rollback on the timeline.
+#[test]
+fn the_local_example_rolls_back_2b_when_its_gate_fails() {
+    let local = Local::new();
+    let out = local
+        .command("apply")
+        .env("MILEPOST_DEMO_FAIL", "2B-gate")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let err = stderr(&out);
+    assert!(err.contains("on-failure rollback: undoing ha-dr, cicd-gitops"), "{err}");
+    assert!(err.contains("rollback complete: 2 passed"), "{err}");
+    let work = local.dir.path().join(".work/staging");
+    assert!(!work.join("backups/data.tar.gz").exists(), "ha-dr's backup is still there");
+    assert!(!work.join("release/VERSION").exists(), "cicd-gitops's release is still there");
+    assert!(work.join("config/scaling.conf").exists(), "2A was touched");
+    let status = json(&local.command("status").arg("--json").assert().success());
+    for id in ["ha-dr", "cicd-gitops"] {
+        assert_eq!(status_of(&status, id), "rolled-back", "{status}");
+    }
+    for id in ["k8s-infra", "autoscaling", "infrastructure-stability"] {
+        assert_eq!(status_of(&status, id), "done", "{status}");
+    }
+    let report = json(&local.command("report").args(["--format", "json"]).assert().success());
+    let node = report["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "ha-dr").unwrap();
+    let attempts = node["attempts"].as_array().unwrap();
+    let kinds: Vec<(bool, &str)> =
+        attempts.iter().map(|a| (a["rollback"].as_bool().unwrap(), a["result"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [(false, "passed"), (true, "passed")], "install, then rollback: {node}");
+    assert_eq!(node["result"], "rolled-back");
+    assert!(attempts[1]["start_secs"].as_f64() >= attempts[0]["end_secs"].as_f64(), "{node}");
+    let gate =
+        report["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "deployment-reliability").unwrap();
+    assert_eq!(gate["result"], "failed");
+    // Fixed, a resume installs 2B again and finishes the rollout.
+    local.run("resume", false).success();
+    assert!(work.join("backups/data.tar.gz").exists());
+}
