@@ -74,6 +74,57 @@ pub fn undo_workflow(workflow: &Workflow, nodes: &[NodeId]) -> Workflow {
     undo
 }
 
+/// The run of the `on-failure { … }` handlers of `nodes` (failed nodes that have one): each
+/// node's handler steps as its install steps, all independent.
+pub fn handlers_workflow(workflow: &Workflow, nodes: &[NodeId]) -> Workflow {
+    let mut run = workflow.clone();
+    run.nodes = nodes
+        .iter()
+        .map(|&n| {
+            let mut node = workflow.nodes[n].clone();
+            node.install = std::mem::take(&mut node.handler);
+            node.validate = Vec::new();
+            node.deps = Vec::new();
+            node.uses = Vec::new();
+            node.phase = None;
+            node.buffer = None;
+            node.planned = node.budget;
+            node
+        })
+        .collect();
+    run.phases = Vec::new();
+    run.metrics = Vec::new();
+    run
+}
+
+/// The run of the workflow's `finally` steps, as one node named `finally`; `None` without
+/// any.
+pub fn finally_workflow(workflow: &Workflow) -> Option<Workflow> {
+    if workflow.finally.is_empty() {
+        return None;
+    }
+    let mut run = workflow.clone();
+    let mut node = workflow.nodes.first()?.clone();
+    node.id = "finally".into();
+    node.number = None;
+    node.title = "finally".into();
+    node.description = None;
+    node.kind = NodeKind::Module;
+    node.install = workflow.finally.clone();
+    node.validate = Vec::new();
+    node.deps = Vec::new();
+    node.uses = Vec::new();
+    node.phase = None;
+    node.buffer = None;
+    node.dir = workflow.dir.clone();
+    node.budget = node.install.iter().map(|s| s.timeout.unwrap_or(std::time::Duration::from_secs(600))).sum();
+    node.planned = node.budget;
+    run.nodes = vec![node];
+    run.phases = Vec::new();
+    run.metrics = Vec::new();
+    Some(run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,3 +222,57 @@ fn the_local_example_rolls_back_2b_when_its_gate_fails() {
     local.run("resume", false).success();
     assert!(work.join("backups/data.tar.gz").exists());
 }
+
+/// Handlers: a failed module's `on-failure { … }` diagnostics run before its rollback, and
+/// the workflow's `finally` after everything, whatever the outcome; a failing handler is
+/// reported after the failure it follows and never replaces it.
+#[test]
+fn handlers_run_in_order_and_never_hide_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {
+    finally { run cleanup "echo finally >> ledger" }
+}
+module ok { budget "1m"; install { run s "echo ok >> ledger" } }
+module bad {
+    budget "1m"
+    after ok
+    install { run s "echo bad >> ledger; echo the original failure >&2; exit 3" }
+    on-failure "rollback" {
+        run describe "echo diagnostics >> ledger; echo diagnostics broke >&2; exit 1"
+    }
+    rollback { run u "echo undo-bad >> ledger" }
+}
+"#,
+    )
+    .unwrap();
+    let out = milepost().arg("apply").arg(&w).args(["--progress", "plain"]).assert().code(1);
+    let err = stderr(&out);
+    let original = err.find("the original failure").unwrap();
+    let handler = err.find("diagnostics broke").expect("the handler's failure is reported");
+    assert!(original < handler, "{err}");
+    let lines = ledger(dir.path());
+    assert_eq!(lines, ["ok", "bad", "diagnostics", "undo-bad", "finally"]);
+    // Handlers change no node's state: bad rolled back, ok done; the runs are listed.
+    let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+    assert_eq!(status_of(&status, "ok"), "done", "{status}");
+    assert_eq!(status_of(&status, "bad"), "rolled-back", "{status}");
+    let history = stdout(&milepost().arg("history").arg(&w).assert().success());
+    for command in ["apply", "on-failure", "rollback", "finally"] {
+        assert!(history.contains(command), "{history}");
+    }
+    // A clean rollout runs `finally` too; its failure alone fails the command.
+    std::fs::write(
+        &w,
+        std::fs::read_to_string(&w)
+            .unwrap()
+            .replace("exit 3", "true")
+            .replace("echo finally", "exit 4; echo finally"),
+    )
+    .unwrap();
+    let out = milepost().arg("apply").arg(&w).assert().code(1);
+    assert!(stderr(&out).contains("rollout complete"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("finally stopped"), "{}", stderr(&out));
+}

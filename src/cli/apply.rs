@@ -122,6 +122,20 @@ pub struct Rollout {
     pub same_cluster: bool,
 }
 
+impl Rollout {
+    /// A run of every node of its workflow from the first step, starting `restart` anew.
+    pub fn anew(restart: Vec<String>) -> Self {
+        Rollout {
+            command: "rollback",
+            selected: Vec::new(),
+            restart: Some(restart),
+            done: Vec::new(),
+            skip_steps: Vec::new(),
+            same_cluster: true,
+        }
+    }
+}
+
 /// The ids of the nodes `flags` marks.
 pub fn ids_of(workflow: &Workflow, flags: &[bool]) -> Vec<String> {
     workflow.nodes.iter().zip(flags).filter(|(_, f)| **f).map(|(n, _)| n.id.clone()).collect()
@@ -330,11 +344,15 @@ pub fn rollout(
                 errln!("  {} {line}", p.dim("│"));
             }
         }
-        let verdict = match (plan.command == "rollback", stopped) {
-            (true, true) => p.red("rollback stopped"),
-            (true, false) => p.green("rollback complete"),
-            (false, true) => p.red("rollout stopped"),
-            (false, false) => p.green("rollout complete"),
+        let what = match plan.command {
+            "rollback" => "rollback",
+            "on-failure" => "on-failure handlers",
+            "finally" => "finally",
+            _ => "rollout",
+        };
+        let verdict = match stopped {
+            true => p.red(&format!("{what} stopped")),
+            false => p.green(&format!("{what} complete")),
         };
         errln!(
             "\n{verdict}: {} passed, {} failed, {} skipped in {}",
@@ -354,7 +372,8 @@ pub fn rollout(
         } else {
             format!("`{resume}` continues where it stopped")
         };
-        if stopped {
+        // Handlers run once, where they are called: nothing of theirs to resume.
+        if stopped && !matches!(plan.command, "on-failure" | "finally") {
             errln!("{}", p.dim(&hint));
         }
     }
@@ -365,18 +384,75 @@ pub fn rollout(
     // its own (journaled and resumable like this one). The rollout still failed.
     let failed_only =
         summary.failed > 0 && !summary.interrupted && !summary.deadline_stop && !summary.record_failed;
+    let mut handlers_failed = false;
     if failed_only && matches!(plan.command, "apply" | "resume") {
+        // Diagnostics first, while what failed is still there; then the undo.
+        handlers_failed |= handlers_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?;
         rollback_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?;
+    }
+    // `finally`: whatever the outcome, but for an operator's stop.
+    if matches!(plan.command, "apply" | "resume") && !summary.interrupted {
+        if let Some(finally) = crate::rollback::finally_workflow(&workflow) {
+            errln!("\n{} finally", p.bold("▸"));
+            let run = Rollout { command: "finally", ..Rollout::anew(Vec::new()) };
+            handlers_failed |= rollout(cx, Arc::new(finally), args, state_dir, run, lock)? != exit::SUCCESS;
+        }
     }
     Ok(if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.record_failed {
         exit::IO
-    } else if stopped {
+    } else if stopped || handlers_failed {
+        // A handler's failure is reported where it happened; it never replaces the rollout's.
         exit::FAILED
     } else {
         exit::SUCCESS
     })
+}
+
+/// Runs the `on-failure { … }` diagnostics of the nodes that failed in run `run_id`, as a run
+/// of their own; whether any failed.
+fn handlers_after_failure(
+    cx: &Cx,
+    workflow: &Arc<Workflow>,
+    args: &RunArgs,
+    state_dir: &Path,
+    run_id: &str,
+    lock: &lock::StateLock,
+) -> Result<bool, CliError> {
+    let history = crate::state::history::History::load(state_dir)
+        .map_err(|e| CliError::State { message: e.to_string() })?;
+    let failed: Vec<usize> = failed_in(workflow, &history, run_id)
+        .into_iter()
+        .filter(|&n| !workflow.nodes[n].handler.is_empty())
+        .collect();
+    if failed.is_empty() {
+        return Ok(false);
+    }
+    let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| failed.contains(&n)).collect::<Vec<_>>());
+    errln!("\n{} on-failure: {}", cx.err.bold("▸"), ids.join(", "));
+    let run = Rollout { command: "on-failure", ..Rollout::anew(Vec::new()) };
+    let code = rollout(
+        cx,
+        Arc::new(crate::rollback::handlers_workflow(workflow, &failed)),
+        args,
+        state_dir,
+        run,
+        lock,
+    )?;
+    Ok(code != exit::SUCCESS)
+}
+
+/// The nodes whose end in run `run_id` is a failure.
+fn failed_in(workflow: &Workflow, history: &crate::state::history::History, run_id: &str) -> Vec<usize> {
+    (0..workflow.nodes.len())
+        .filter(|&n| {
+            history
+                .nodes
+                .get(&workflow.nodes[n].id)
+                .is_some_and(|end| !end.outcome.passed() && end.run_id == run_id)
+        })
+        .collect()
 }
 
 /// Undoes, by a rollback run, what the failures of run `run_id` leave under
@@ -392,14 +468,7 @@ fn rollback_after_failure(
 ) -> Result<(), CliError> {
     let history = crate::state::history::History::load(state_dir)
         .map_err(|e| CliError::State { message: e.to_string() })?;
-    let failed: Vec<usize> = (0..workflow.nodes.len())
-        .filter(|&n| {
-            history
-                .nodes
-                .get(&workflow.nodes[n].id)
-                .is_some_and(|end| !end.outcome.passed() && end.run_id == run_id)
-        })
-        .collect();
+    let failed = failed_in(workflow, &history, run_id);
     let ran = |n: usize| {
         history.attempts.get(&workflow.nodes[n].id).is_some_and(|a| a.started || a.completed.is_some())
             && !history.rolled_back.contains(&workflow.nodes[n].id)
@@ -415,14 +484,7 @@ fn rollback_after_failure(
         p.bold("↩"),
         ids.join(", ")
     );
-    let plan = Rollout {
-        command: "rollback",
-        selected: Vec::new(),
-        restart: Some(ids),
-        done: Vec::new(),
-        skip_steps: Vec::new(),
-        same_cluster: true,
-    };
+    let plan = Rollout { command: "rollback", ..Rollout::anew(ids) };
     let code =
         rollout(cx, Arc::new(crate::rollback::undo_workflow(workflow, &undo)), args, state_dir, plan, lock)?;
     if code != exit::SUCCESS {

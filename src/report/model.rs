@@ -355,7 +355,13 @@ pub fn build(
         }
         info.took_secs = seconds_between(started_at, &last_at);
         let logs = dir.join("logs");
+        // Handlers' runs (`on-failure`, `finally`) are in the run list; their steps are not
+        // attempts of the nodes they ran for.
+        let handlers = matches!(command.as_str(), "on-failure" | "finally");
         for (node_id, s) in seen {
+            if handlers {
+                continue;
+            }
             let Some(node) = workflow.node(&node_id).map(|n| &workflow.nodes[n]) else { continue };
             // A node that ran again clears an earlier skip.
             skips.remove(&node_id);

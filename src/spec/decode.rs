@@ -27,6 +27,7 @@ const WORKFLOW_CHILDREN: &[&str] = &[
     "kubernetes",
     "environment",
     "on-failure",
+    "finally",
 ];
 const ENVIRONMENT_CHILDREN: &[&str] =
     &["kubernetes", "vars", "vars-file", "secret", "parallelism", "deadline", "on-overrun", "requires"];
@@ -847,8 +848,12 @@ impl Cx<'_> {
 
     /// `on-failure "stop"` or `on-failure "rollback"`.
     fn on_failure(&mut self, node: &KdlNode) -> Option<Spanned<OnFailure>> {
-        let value =
-            self.leaf(node, "on-failure \"rollback\"").and_then(|e| self.string(e, "`on-failure`"))?;
+        self.check_shape(node, 1, "one value", &[]);
+        let Some(entry) = args(node).next() else {
+            self.missing(node, "value", "on-failure \"rollback\"");
+            return None;
+        };
+        let value = self.string(entry, "`on-failure`")?;
         match value.value.as_str() {
             "stop" => Some(value.map(|_| OnFailure::Stop)),
             "rollback" => Some(value.map(|_| OnFailure::Rollback)),
@@ -906,6 +911,7 @@ impl Cx<'_> {
             kubernetes: None,
             environments: Vec::new(),
             on_failure: None,
+            finally: Vec::new(),
         };
         for child in children(node) {
             match child.name().value() {
@@ -929,6 +935,10 @@ impl Cx<'_> {
                 }
                 "on-overrun" => w.on_overrun = self.on_overrun(child),
                 "on-failure" => w.on_failure = self.on_failure(child),
+                "finally" => {
+                    self.check_shape(child, 0, "no values", &[]);
+                    w.finally = children(child).filter_map(|s| self.step(s)).collect();
+                }
                 "vars" => self.vars(child, &mut w.vars),
                 "secret" => w.secrets.extend(self.secret(child)),
                 "resource" => {
@@ -1135,6 +1145,7 @@ impl Cx<'_> {
             rollback: Vec::new(),
             rollback_budget: None,
             on_failure: None,
+            handler: Vec::new(),
         };
         let allowed = match kind {
             NodeKind::Module => MODULE_CHILDREN,
@@ -1203,7 +1214,13 @@ impl Cx<'_> {
                         child.entry("budget").and_then(|e| self.duration(e, "the rollback's `budget`"));
                     raw.rollback = children(child).filter_map(|s| self.step(s)).collect();
                 }
-                "on-failure" => raw.on_failure = self.on_failure(child),
+                "on-failure" => {
+                    // `on-failure "rollback"`, `on-failure { diagnostics }`, or both.
+                    if args(child).next().is_some() || child.children().is_none() {
+                        raw.on_failure = self.on_failure(child);
+                    }
+                    raw.handler = children(child).filter_map(|s| self.step(s)).collect();
+                }
                 _ => unreachable!("`allowed` lists every name matched above"),
             }
         }

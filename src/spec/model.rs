@@ -28,6 +28,10 @@ pub struct Workflow {
     pub on_overrun: OnOverrun,
     /// The default of every node's `on-failure`.
     pub on_failure: OnFailure,
+    /// Steps run after an `apply` or `resume` ends, whatever its outcome but an interruption:
+    /// cleanup, a last notification. Their failures are reported, never in place of the
+    /// rollout's.
+    pub finally: Vec<Step>,
     pub vars: BTreeMap<String, String>,
     /// The `--var`/`--vars-file` values that differ from the file's defaults.
     pub var_overrides: BTreeMap<String, String>,
@@ -179,6 +183,8 @@ pub struct Node {
     #[serde(serialize_with = "secs")]
     pub rollback_budget: Duration,
     pub on_failure: OnFailure,
+    /// Steps run when it fails, before any rollback: diagnostics (`on-failure { … }`).
+    pub handler: Vec<Step>,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
     /// What it installs and validates as written, before any environment's values: its

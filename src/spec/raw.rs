@@ -30,6 +30,8 @@ pub struct RawWorkflow {
     pub kubernetes: Option<RawKubernetes>,
     pub environments: Vec<RawEnvironment>,
     pub on_failure: Option<Spanned<OnFailure>>,
+    /// Steps run after an `apply` or `resume`, whatever its outcome (`finally { … }`).
+    pub finally: Vec<RawStep>,
 }
 
 /// One place the workflow rolls out to (`environment staging { … }`): what makes it itself.
@@ -156,6 +158,8 @@ pub struct RawNode {
     pub rollback: Vec<RawStep>,
     pub rollback_budget: Option<Spanned<Duration>>,
     pub on_failure: Option<Spanned<OnFailure>>,
+    /// Steps run when it fails, before any rollback: diagnostics (`on-failure { … }`).
+    pub handler: Vec<RawStep>,
 }
 
 #[derive(Debug)]

@@ -100,6 +100,7 @@ pub fn resolve(
         // Rendered after install and validate: an `apply` of what a template wrote is found.
         let files_read = std::mem::replace(&mut cx.files_read, Sha256::new());
         let rollback = cx.steps(&node.rollback, &node.dir, &scope, Stage::Install);
+        let handler = cx.steps(&node.handler, &node.dir, &scope, Stage::Install);
         cx.files_read = files_read;
         let files_by_values = cx.files_by_values;
         let source_hash = source_hash(&node, cx.files_read, &definition_defaults);
@@ -140,12 +141,27 @@ pub fn resolve(
             rollback,
             rollback_budget: node.rollback_budget.map_or(budget, |b| b.value),
             on_failure: node.on_failure.map_or(workflow_on_failure, |o| o.value),
+            handler,
             dir: node.dir,
             source_hash,
             files_by_values,
         });
     }
 
+    // `finally` steps run from the workflow's folder, with its values.
+    let finally = {
+        let mut cx = NodeCx {
+            renderer: &mut renderer,
+            problems,
+            rendered_earlier: Vec::new(),
+            node: "finally",
+            files_read: Sha256::new(),
+            files_by_values: false,
+        };
+        let mut scope = base_scope.clone();
+        scope.insert("dir", &dir);
+        cx.steps(&raw.finally, &dir, &scope, Stage::Install)
+    };
     let domains: Vec<&str> = built.iter().filter_map(|n| n.domain.as_deref()).collect();
     let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
     let facts = RunFacts::sample(domains, ids);
@@ -170,6 +186,7 @@ pub fn resolve(
             .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
         on_overrun: workflow_overrun,
         on_failure: workflow_on_failure,
+        finally,
         vars,
         var_overrides,
         secrets,

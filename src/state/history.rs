@@ -286,6 +286,15 @@ impl History {
     fn fold(&mut self, records: &[Record]) {
         match records.first() {
             Some(Record::RunStart { command, .. }) if command == "rollback" => self.fold_rollback(records),
+            // Handlers (`on-failure { … }`, `finally`) install nothing and undo nothing: their
+            // runs are listed, their nodes' states untouched.
+            Some(Record::RunStart { command, .. }) if command == "on-failure" || command == "finally" => {
+                let mut own = History::default();
+                own.fold_rollout(records);
+                self.runs.extend(own.runs);
+                self.position += records.len() as u64;
+                self.journals += 1;
+            }
             _ => self.fold_rollout(records),
         }
     }
