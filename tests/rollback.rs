@@ -276,3 +276,135 @@ module bad {
     assert!(stderr(&out).contains("rollout complete"), "{}", stderr(&out));
     assert!(stderr(&out).contains("finally stopped"), "{}", stderr(&out));
 }
+
+/// The rollback's crash harness (seeded; `MILEPOST_CRASH_SEED` replays one): a random DAG is
+/// installed, then rolled back and resumed with kills (SIGKILL, SIGTERM) at random moments and
+/// rollback steps that fail for a while. Invariants: the state always reads; no rollback step
+/// whose pass was recorded starts again; no install step runs while the rollback is
+/// unfinished; in the end every node is rolled back, every rollback step ran.
+#[test]
+fn kills_during_rollbacks_never_repeat_a_recorded_undo() {
+    use milepost::state::format::Record;
+    use nix::sys::signal::{kill, Signal};
+    let seed: u64 =
+        std::env::var("MILEPOST_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0016);
+    let mut state = seed | 1;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("fail")).unwrap();
+    let nodes = 6;
+    let mut text = String::from("workflow w { parallelism 2 }\n");
+    for i in 0..nodes {
+        let after = if i > 0 { format!("after n{}; ", next(i)) } else { String::new() };
+        let mut undo = String::new();
+        for s in 0..2 {
+            undo.push_str(&format!(
+                "run u{s} \"echo undo-n{i}.u{s} >> ledger; test ! -f fail/n{i}.u{s}; sleep 0.{:02}\"; ",
+                next(4) * 10
+            ));
+        }
+        text.push_str(&format!(
+            "module n{i} {{ budget \"1m\"; {after}install {{ run s \"echo n{i} >> ledger\" }}; rollback {{ {undo}}} }}\n"
+        ));
+    }
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, &text).unwrap();
+    milepost().arg("apply").arg(&w).assert().success();
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let only: Vec<String> = (0..nodes).flat_map(|i| ["--only".to_string(), format!("n{i}")]).collect();
+    for round in 0..12 {
+        for i in 0..nodes {
+            let _ = std::fs::remove_file(dir.path().join(format!("fail/n{i}.u{}", next(2))));
+            if next(100) < 15 {
+                std::fs::write(dir.path().join(format!("fail/n{i}.u{}", next(2))), "").unwrap();
+            }
+        }
+        // A rollback killed before it recorded anything left nothing to resume: start it again.
+        let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+        let started = (0..nodes).any(|i| status_of(&status, &format!("n{i}")) != "done");
+        // Rolled back whole: a resume now would install again, which is another story.
+        if (0..nodes).all(|i| status_of(&status, &format!("n{i}")) == "rolled-back") {
+            break;
+        }
+        let mut cmd = std::process::Command::new(&bin);
+        if round == 0 || !started {
+            cmd.arg("rollback").arg(&w).args(&only).arg("--yes");
+        } else {
+            cmd.arg("resume").arg(&w);
+        }
+        let mut child =
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(next(250)));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        match next(3) {
+            0 => {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            1 => {
+                let _ = kill(pid, Signal::SIGTERM);
+            }
+            _ => {}
+        }
+        child.wait().unwrap();
+        milepost().arg("status").arg(&w).assert().success();
+    }
+    let _ = std::fs::remove_dir_all(dir.path().join("fail"));
+    std::fs::create_dir(dir.path().join("fail")).unwrap();
+    for _ in 0..5 {
+        let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+        if (0..nodes).all(|i| status_of(&status, &format!("n{i}")) == "rolled-back") {
+            break;
+        }
+        if (0..nodes).all(|i| status_of(&status, &format!("n{i}")) == "done") {
+            milepost().arg("rollback").arg(&w).args(&only).arg("--yes").assert();
+        } else {
+            milepost().arg("resume").arg(&w).timeout(Duration::from_secs(60)).assert();
+        }
+    }
+    let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
+    for i in 0..nodes {
+        assert_eq!(status_of(&status, &format!("n{i}")), "rolled-back", "seed {seed}: {status}");
+    }
+    // From the journals: no rollback step started again once its pass was recorded.
+    let mut passed: std::collections::HashSet<(String, usize)> = Default::default();
+    let mut any_rollback = false;
+    for run in milepost::state::history::run_dirs(&crate::support::rollout_dir(dir.path())) {
+        let records = milepost::state::journal::read(&run.join("journal.jsonl")).unwrap();
+        let rollback =
+            matches!(records.first(), Some(Record::RunStart { command, .. }) if command == "rollback");
+        // The apply that installed everything comes before any rollback.
+        let first_apply = !rollback && !any_rollback;
+        any_rollback |= rollback;
+        for record in records {
+            match record {
+                Record::StepStart { .. } if first_apply => {}
+                Record::StepStart { node, index, .. } => {
+                    assert!(
+                        rollback,
+                        "seed {seed}: an install step of {node} ran while the rollback was unfinished"
+                    );
+                    assert!(
+                        !passed.contains(&(node.clone(), index)),
+                        "seed {seed}: {node} undo {index} ran again"
+                    );
+                }
+                Record::StepEnd { node, index, outcome, .. } if rollback && outcome.passed() => {
+                    passed.insert((node, index));
+                }
+                _ => {}
+            }
+        }
+    }
+    let lines = ledger(dir.path());
+    for i in 0..nodes {
+        assert_eq!(count(&lines, &format!("n{i}")), 1, "seed {seed}: n{i} installed again");
+        for s in 0..2 {
+            assert!(count(&lines, &format!("undo-n{i}.u{s}")) >= 1, "seed {seed}: undo-n{i}.u{s} never ran");
+        }
+    }
+}
