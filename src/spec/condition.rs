@@ -47,6 +47,19 @@ pub enum ConditionError {
     Template(TemplateError),
 }
 
+impl std::fmt::Display for ConditionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConditionError::Form { reason } => write!(f, "the condition {reason}"),
+            ConditionError::BadReference { found } => write!(f, "the condition reads `{found}`"),
+            ConditionError::NotBoolean { found } => {
+                write!(f, "the condition gives {found}, not true or false")
+            }
+            ConditionError::Template(e) => write!(f, "the condition does not evaluate: {e}"),
+        }
+    }
+}
+
 impl Condition {
     /// Parses `text` (`{{ vars.profile == 'prod' }}`): the form and the node references.
     ///
