@@ -130,13 +130,6 @@ pub async fn execute(
                 outcome_of[i] = "passed";
             }
             let _ = events.send(ExecEvent::NodeSkipped { node: i, reason });
-        } else if let Some(when) = workflow.nodes[i].when.as_ref().filter(|w| w.known == Some(false)) {
-            *s = State::Bypassed;
-            outcome_of[i] = "skipped";
-            let event =
-                ExecEvent::NodeSkipped { node: i, reason: SkipReason::Condition { when: when.text.clone() } };
-            let _ = super::record(&options.recorder, &event);
-            let _ = events.send(event);
         }
     }
 
@@ -194,13 +187,18 @@ pub async fn execute(
                 parked.push((tail, Reverse(i)));
                 continue;
             }
-            // A condition on outcomes is decided now, from the outcomes of this rollout.
+            // Skipped when it would start, after what it follows (the order holds through
+            // it); a condition on outcomes is decided now, from the outcomes of this rollout.
             let mut broken = None;
-            if let Some(when) = node.when.as_ref().filter(|w| w.known.is_none()) {
+            if let Some(when) = &node.when {
                 let seen: std::collections::HashMap<&str, &'static str> =
                     reads[i].iter().map(|&r| (workflow.nodes[r].id.as_str(), outcome_of[r])).collect();
                 let outcome = |id: &str| seen.get(id).copied().unwrap_or("pending");
-                match when.evaluate(&mut renderer, &workflow.vars, &outcome) {
+                let holds = match when.known {
+                    Some(known) => Ok(known),
+                    None => when.evaluate(&mut renderer, &workflow.vars, &outcome),
+                };
+                match holds {
                     Ok(true) => {}
                     Ok(false) => {
                         state[i] = State::Bypassed;
