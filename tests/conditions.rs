@@ -246,3 +246,40 @@ module h { budget "1m"; after a; when "{{ nodes.a == 'failed' }}"; install { run
         }
     }
 }
+
+#[test]
+fn on_resume_a_node_done_in_an_earlier_run_counts_as_passed() {
+    let f = Fixture::new(
+        r#"workflow w { }
+module a { budget "1m"; install { run a "echo a >> ledger" } }
+module b { budget "1m"; after a; install { run b "echo b >> ledger; test -e fixed" } }
+module c { budget "1m"; after b; when "{{ nodes.a.outcome == 'passed' }}"; install { run c "echo c >> ledger" } }
+module d { budget "1m"; after b; when "{{ nodes.a.outcome != 'passed' }}"; install { run d "echo d >> ledger" } }
+"#,
+    );
+    let failed = f.apply(&[]).code(1);
+    assert!(stderr(&failed).contains("c skipped: `b` failed"), "{}", stderr(&failed));
+    std::fs::write(f.path("fixed"), "").unwrap();
+    let resumed = f.resume().success();
+    let text = stderr(&resumed);
+    assert_eq!(f.lines(), ["a", "b", "b", "c"], "{text}");
+    assert!(text.contains("d skipped: when {{ nodes.a.outcome != 'passed' }} is false"), "{text}");
+    let status =
+        milepost().arg("status").arg(f.path("w.kdl")).timeout(Duration::from_secs(30)).assert().success();
+    let status = stdout(&status);
+    assert!(status.contains("done"), "{status}");
+}
+
+#[test]
+fn status_says_a_node_skipped_at_load_is_skipped() {
+    let f = Fixture::new(BY_PROFILE);
+    f.apply(&[]).success();
+    let status =
+        milepost().arg("status").arg(f.path("w.kdl")).timeout(Duration::from_secs(30)).assert().success();
+    let status = stdout(&status);
+    let line = status.lines().find(|l| l.contains("prod-only")).unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        line.contains("skipped") && line.contains("when {{ vars.profile == 'prod' }} is false"),
+        "{status}"
+    );
+}

@@ -424,7 +424,10 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 ("interrupted".into(), Some(why.clone()))
             }
             NodeStatus::Rerun(why) => ("changed".into(), Some(why.clone())),
-            NodeStatus::Pending => ("pending".into(), None),
+            NodeStatus::Pending => match node.when.as_ref().filter(|_| node.skipped_at_load()) {
+                Some(when) => ("skipped".into(), Some(format!("when {} is false", when.text))),
+                None => ("pending".into(), None),
+            },
         };
         let took = last.map(|r| r.spent);
         nodes.push(StatusNode {
@@ -476,6 +479,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "failed" => p.red("✗"),
             "interrupted" | "changed" => p.yellow("↻"),
             "running" => p.bold("▶"),
+            "skipped" => p.dim("–"),
             _ => p.dim("·"),
         };
         let took = node
