@@ -2,6 +2,7 @@
 
 mod apply;
 mod cli;
+mod conditions;
 mod corpus;
 mod crash;
 mod environments;

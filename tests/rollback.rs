@@ -361,9 +361,9 @@ fn kills_during_rollbacks_never_repeat_a_recorded_undo() {
             break;
         }
         if (0..nodes).all(|i| status_of(&status, &format!("n{i}")) == "done") {
-            milepost().arg("rollback").arg(&w).args(&only).arg("--yes").assert();
+            let _ = milepost().arg("rollback").arg(&w).args(&only).arg("--yes").assert();
         } else {
-            milepost().arg("resume").arg(&w).timeout(Duration::from_secs(60)).assert();
+            let _ = milepost().arg("resume").arg(&w).timeout(Duration::from_secs(60)).assert();
         }
     }
     let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());

@@ -135,3 +135,32 @@ fn a_document_with_a_renamed_or_missing_field_fails_its_schema() {
     let report = schema("report");
     assert!(!errors(&report, &extra).is_empty(), "a status document passed as a report");
 }
+
+/// Conditions (issue 16): a node's `when`, a step's, and a node skipped at load, in plan
+/// and status JSON.
+#[test]
+fn conditions_in_plan_and_status_json_match_their_schemas() {
+    let plan = json_of(
+        milepost()
+            .args([
+                "plan",
+                "tests/fixtures/valid/when.kdl",
+                "--format",
+                "json",
+                "--steps",
+                "--var",
+                "profile=dev",
+            ])
+            .assert()
+            .success(),
+    );
+    assert_valid(&schema("plan"), &plan, "plan --format json --steps of tests/fixtures/valid/when.kdl");
+    let nodes = plan["nodes"].as_array().unwrap();
+    let node = |id: &str| nodes.iter().find(|n| n["id"] == id).unwrap();
+    assert_eq!(node("checked")["when"]["value"], false);
+    assert_eq!(node("checked")["duration_source"], "skipped");
+    assert_eq!(node("diagnostics")["when"]["value"], Value::Null);
+    assert!(node("ha-dr").get("when").is_none());
+    let step = &node("diagnostics")["steps"]["install"][1];
+    assert_eq!(step["when"], "{{ vars.profile == 'prod' and nodes.ha-dr.outcome != 'passed' }}");
+}

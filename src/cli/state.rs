@@ -257,7 +257,10 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
     let in_scope = |n: usize| selected[n];
     let done =
         (0..workflow.nodes.len()).filter(|&n| in_scope(n) && decisions[n].status == NodeStatus::Done).count();
-    if done == selected.iter().filter(|s| **s).count() {
+    // Nodes a condition skips at load never run: nothing to resume for them.
+    let skipped =
+        (0..workflow.nodes.len()).filter(|&n| in_scope(n) && workflow.nodes[n].skipped_at_load()).count();
+    if done + skipped == selected.iter().filter(|s| **s).count() {
         let outside: Vec<&str> = (0..workflow.nodes.len())
             .filter(|&n| !in_scope(n) && decisions[n].status != NodeStatus::Done)
             .map(|n| workflow.nodes[n].id.as_str())
@@ -286,7 +289,10 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
                 };
                 errln!("  {} {} runs again: {why}{skip}", p.yellow("↻"), node.id);
             }
-            NodeStatus::Pending => errln!("  {} {} runs", p.dim("·"), node.id),
+            NodeStatus::Pending => match node.when.as_ref().filter(|_| node.skipped_at_load()) {
+                Some(when) => errln!("  {} {} skipped (when {})", p.dim("–"), node.id, when.text),
+                None => errln!("  {} {} runs", p.dim("·"), node.id),
+            },
             NodeStatus::Done => {}
         }
     }
@@ -444,7 +450,10 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 ("interrupted".into(), Some(why.clone()))
             }
             NodeStatus::Rerun(why) => ("changed".into(), Some(why.clone())),
-            NodeStatus::Pending => ("pending".into(), None),
+            NodeStatus::Pending => match node.when.as_ref().filter(|_| node.skipped_at_load()) {
+                Some(when) => ("skipped".into(), Some(format!("when {} is false", when.text))),
+                None => ("pending".into(), None),
+            },
         };
         let took = last.map(|r| r.spent);
         nodes.push(StatusNode {
@@ -497,6 +506,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "interrupted" | "changed" => p.yellow("↻"),
             "rolled-back" | "rolling-back" => p.yellow("↩"),
             "running" => p.bold("▶"),
+            "skipped" => p.dim("–"),
             _ => p.dim("·"),
         };
         let took = node

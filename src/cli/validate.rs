@@ -146,5 +146,40 @@ pub fn summary(loaded: &Loaded, p: Palette) -> String {
         ];
         out.push_str(&line(cells, &|s| s.to_string()));
     }
+    out.push_str(&conditions(w, p));
+    out
+}
+
+/// The `when` conditions, with their value when decided at load.
+fn conditions(w: &crate::spec::Workflow, p: crate::ui::Palette) -> String {
+    let mut lines: Vec<(String, &crate::spec::Condition)> = Vec::new();
+    for node in &w.nodes {
+        if let Some(when) = &node.when {
+            lines.push((node.id.clone(), when));
+        }
+        for (_, step) in node.steps() {
+            if let Some(when) = &step.when {
+                lines.push((format!("{} › {}", node.id, step.name), when));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let mut out = format!("\n  {}\n", p.dim("conditions"));
+    for (label, when) in lines {
+        let verdict = match when.known {
+            Some(true) => "runs",
+            Some(false) => "skipped",
+            None => "decided when it would start",
+        };
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            pad(&label, width),
+            when.describe(),
+            p.dim(&format!("→ {verdict}"))
+        ));
+    }
     out
 }

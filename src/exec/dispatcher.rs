@@ -2,6 +2,12 @@
 //! Nodes start when their dependencies passed and a slot (and every resource they use) is
 //! free; among ready nodes the longest remaining path goes first, as in `plan`.
 //!
+//! A node with a `when` condition is skipped when it is false: at the start when it reads
+//! vars only, when it would start otherwise. A node whose condition reads the outcome of a
+//! dependency starts once that dependency ended, whatever its outcome (a failure handler),
+//! and even after a failure stopped new starts; a node skipped by its condition lets its
+//! dependents start, as one that passed would.
+//!
 //! A node whose dependencies passed but whose records are not yet on disk is held: it may
 //! not start before they are (a crash must not lose a step something was built on). The
 //! journal is synced when a held node is the one the scheduler would start next, or at the
@@ -56,6 +62,15 @@ enum State {
     Passed,
     Failed,
     Skipped,
+    /// Skipped by its `when`: counts as passed for the order.
+    Bypassed,
+}
+
+impl State {
+    /// Whether dependents may start past it.
+    fn clears(&self) -> bool {
+        matches!(self, State::Passed | State::Bypassed)
+    }
 }
 
 /// Runs the workflow to its end and returns the summary; events describe everything on the way.
@@ -70,8 +85,28 @@ pub async fn execute(
     let done = |i: usize| options.done.get(i).copied().unwrap_or(false);
     // Only what this invocation runs counts toward its plan (resume: not the done part).
     let planned: Vec<Duration> = (0..n)
-        .map(|i| if done(i) || !selected(i) { Duration::ZERO } else { workflow.nodes[i].planned })
+        .map(|i| {
+            let node = &workflow.nodes[i];
+            if done(i) || !selected(i) || node.skipped_at_load() {
+                Duration::ZERO
+            } else {
+                node.planned
+            }
+        })
         .collect();
+    // The nodes each node's condition reads, and the outcome each has so far.
+    let reads: Vec<Vec<NodeId>> = workflow
+        .nodes
+        .iter()
+        .map(|node| match &node.when {
+            Some(w) => w.reads.iter().filter_map(|id| workflow.node(id)).collect(),
+            None => Vec::new(),
+        })
+        .collect();
+    // `d` starts after `x` ends, whatever its outcome: its condition reads it.
+    let tolerates = |d: NodeId, x: NodeId| reads[d].contains(&x);
+    let mut outcome_of: Vec<&'static str> = vec!["pending"; n];
+    let mut renderer = crate::template::Renderer::new();
     let tails = graph.tails(|i| planned[i]);
     let started = Instant::now();
 
@@ -91,13 +126,16 @@ pub async fn execute(
         if done(i) || !selected(i) {
             *s = State::Passed;
             let reason = if done(i) { SkipReason::AlreadyDone } else { SkipReason::NotSelected };
+            if done(i) {
+                outcome_of[i] = "passed";
+            }
             let _ = events.send(ExecEvent::NodeSkipped { node: i, reason });
         }
     }
 
     // Dependencies not yet passed, per node: a node is ready when its count reaches zero.
     let mut waiting: Vec<usize> =
-        (0..n).map(|i| graph.deps(i).filter(|&d| state[d] != State::Passed).count()).collect();
+        (0..n).map(|i| graph.deps(i).filter(|&d| !state[d].clears()).count()).collect();
     let mut ready: BinaryHeap<(Duration, Reverse<NodeId>)> = BinaryHeap::new();
     // Ready but for the durability of their dependencies' records: node end batches are
     // numbered as written; `durable` is the last batch a finished sync covers.
@@ -117,6 +155,8 @@ pub async fn execute(
     let mut running_since: Vec<Option<Instant>> = vec![None; n];
     let mut in_use = vec![0u32; workflow.resources.len()];
     let mut stopping = false;
+    // A failure stopped new starts (fail-fast): only failure handlers still start.
+    let mut failure_stop = false;
     let mut interrupts = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -131,6 +171,8 @@ pub async fn execute(
     loop {
         // Start what can start.
         let mut deferred = Vec::new();
+        // Ready, but not failure handlers, after a failure stopped new starts.
+        let mut parked = Vec::new();
         let held_leads = |ready: &BinaryHeap<_>, held: &BinaryHeap<_>| {
             held.peek().is_some_and(|h| ready.peek().is_none_or(|r| h > r))
         };
@@ -141,6 +183,42 @@ pub async fn execute(
             }
             let Some((tail, Reverse(i))) = ready.pop() else { break };
             let node = &workflow.nodes[i];
+            if failure_stop && !reads[i].iter().any(|&r| matches!(state[r], State::Failed | State::Skipped)) {
+                parked.push((tail, Reverse(i)));
+                continue;
+            }
+            // Skipped when it would start, after what it follows (the order holds through
+            // it); a condition on outcomes is decided now, from the outcomes of this rollout.
+            let mut broken = None;
+            if let Some(when) = &node.when {
+                let seen: std::collections::HashMap<&str, &'static str> =
+                    reads[i].iter().map(|&r| (workflow.nodes[r].id.as_str(), outcome_of[r])).collect();
+                let outcome = |id: &str| seen.get(id).copied().unwrap_or("pending");
+                let holds = match when.known {
+                    Some(known) => Ok(known),
+                    None => when.evaluate(&mut renderer, &workflow.vars, &outcome),
+                };
+                match holds {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        state[i] = State::Bypassed;
+                        outcome_of[i] = "skipped";
+                        let reason = SkipReason::Condition { when: when.text.clone() };
+                        let event = ExecEvent::NodeSkipped { node: i, reason };
+                        let _ = super::record(&options.recorder, &event);
+                        let _ = events.send(event);
+                        for d in graph.dependents(i) {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 && state[d] == State::Waiting {
+                                state[d] = State::Ready;
+                                ready.push((tails[d], Reverse(d)));
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => broken = Some(e.to_string()),
+                }
+            }
             if !node.uses.iter().all(|&r| in_use[r] < workflow.resources[r].limit) {
                 deferred.push((tail, Reverse(i)));
                 continue;
@@ -170,6 +248,12 @@ pub async fn execute(
                 cluster: options.cluster.clone(),
                 syncer: syncer.clone(),
                 guard: options.guard.clone(),
+                outcomes: node
+                    .steps()
+                    .filter_map(|(_, step)| step.when.as_ref())
+                    .flat_map(|w| w.reads.iter())
+                    .filter_map(|id| workflow.node(id).map(|r| (id.clone(), outcome_of[r])))
+                    .collect(),
             };
             let begun = ExecEvent::NodeBegun { node: i, first_step: run.skip_steps };
             if let Err(reason) = super::record(&options.recorder, &begun) {
@@ -183,6 +267,10 @@ pub async fn execute(
                 running_since[i] = None;
                 break;
             }
+            if let Some(reason) = broken {
+                running.spawn(async move { (i, Outcome::Failed { reason }) });
+                continue;
+            }
             if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
                 running.spawn(async move { (i, Outcome::Failed { reason }) });
@@ -191,6 +279,7 @@ pub async fn execute(
             running.spawn(async move { (i, run_node(run).await) });
         }
         ready.extend(deferred);
+        ready.extend(parked);
         // Sync ahead when a held node leads, even with every slot taken, so that it is
         // durable by the time a slot frees; and before the run ends, whatever stopped it.
         let wants_sync = running.is_empty() || held_leads(&ready, &held);
@@ -246,6 +335,7 @@ pub async fn execute(
                     let i = *i;
                     if outcome.passed() {
                         state[i] = State::Passed;
+                        outcome_of[i] = "passed";
                         summary.passed += 1;
                         for d in graph.dependents(i) {
                             waiting[d] -= 1;
@@ -258,18 +348,37 @@ pub async fn execute(
                         continue;
                     }
                     state[i] = State::Failed;
+                    outcome_of[i] = "failed";
                     summary.failed += 1;
                     if !options.keep_going {
-                        stopping = true;
+                        failure_stop = true;
                     }
-                    for d in graph.downstream(&[i]).into_iter().skip(1) {
-                        if matches!(state[d], State::Waiting | State::Ready) {
-                            state[d] = State::Skipped;
-                            let upstream = workflow.nodes[i].id.clone();
-                            let event =
-                                ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
-                            let _ = super::record(&options.recorder, &event);
-                            skipped.push(event);
+                    // Dependents are skipped, and theirs in turn, but for those whose
+                    // condition reads the outcome: they wait for their other dependencies.
+                    let mut ended_badly = vec![i];
+                    while let Some(x) = ended_badly.pop() {
+                        for d in graph.dependents(x) {
+                            if tolerates(d, x) {
+                                if state[d] == State::Waiting {
+                                    waiting[d] -= 1;
+                                    needs[d] = written;
+                                    if waiting[d] == 0 {
+                                        state[d] = State::Ready;
+                                        held.push((tails[d], Reverse(d)));
+                                    }
+                                }
+                                continue;
+                            }
+                            if matches!(state[d], State::Waiting | State::Ready) {
+                                state[d] = State::Skipped;
+                                outcome_of[d] = "skipped";
+                                let upstream = workflow.nodes[i].id.clone();
+                                let event =
+                                    ExecEvent::NodeSkipped { node: d, reason: SkipReason::UpstreamFailed { upstream } };
+                                let _ = super::record(&options.recorder, &event);
+                                skipped.push(event);
+                                ended_badly.push(d);
+                            }
                         }
                     }
                     ready.retain(|&(_, Reverse(r))| state[r] == State::Ready);
@@ -328,7 +437,7 @@ pub async fn execute(
             let _ = events.send(ExecEvent::NodeSkipped { node: i, reason: SkipReason::Stopped });
         }
     }
-    summary.skipped = state.iter().filter(|s| **s == State::Skipped).count();
+    summary.skipped = state.iter().filter(|s| matches!(s, State::Skipped | State::Bypassed)).count();
     summary.took = started.elapsed();
     summary
 }
@@ -345,8 +454,10 @@ fn forecast(
     planned_finish: Duration,
 ) -> ExecEvent {
     let elapsed = started.elapsed();
-    let finished: Vec<bool> =
-        state.iter().map(|s| matches!(s, State::Passed | State::Failed | State::Skipped)).collect();
+    let finished: Vec<bool> = state
+        .iter()
+        .map(|s| matches!(s, State::Passed | State::Failed | State::Skipped | State::Bypassed))
+        .collect();
     let now_running: Vec<NodeId> = (0..state.len()).filter(|&i| running_since[i].is_some()).collect();
     let left: Vec<Duration> = (0..state.len())
         .map(|i| match running_since[i] {

@@ -65,6 +65,8 @@ pub enum SkipReason {
     NotSelected,
     /// Completed in an earlier run with an unchanged definition.
     AlreadyDone,
+    /// Its `when` condition is false (decided at load, or when it would have started).
+    Condition { when: String },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -75,6 +77,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Deadline => f.write_str("it would end after the deadline"),
             SkipReason::NotSelected => f.write_str("not selected"),
             SkipReason::AlreadyDone => f.write_str("done in an earlier run"),
+            SkipReason::Condition { when } => write!(f, "when {when} is false"),
         }
     }
 }
@@ -97,6 +100,13 @@ pub enum ExecEvent {
         step: String,
         attempt: u32,
         log: PathBuf,
+    },
+    /// A step whose `when` is false: not run, journaled as skipped.
+    StepSkipped {
+        node: NodeId,
+        index: usize,
+        step: String,
+        when: String,
     },
     /// A probe attempt failed and will be tried again after its interval.
     ProbeRetry {

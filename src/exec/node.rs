@@ -25,6 +25,8 @@ pub struct NodeRun {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub syncer: Option<super::Syncer>,
     pub guard: Option<Arc<super::orphans::Guard>>,
+    /// The outcomes, when the node started, of the nodes its steps' conditions read.
+    pub outcomes: std::collections::HashMap<String, &'static str>,
 }
 
 /// Runs the node to its end and returns how it ended.
@@ -75,7 +77,36 @@ async fn run_steps(
 ) -> Outcome {
     let node = &run.workflow.nodes[run.node];
     let secrets = run.workflow.secret_values();
+    let mut renderer = None;
     for (index, (stage, step)) in node.steps().enumerate().skip(run.skip_steps) {
+        if let Some(when) = &step.when {
+            let holds = match when.known {
+                Some(v) => Ok(v),
+                None => {
+                    let outcome = |id: &str| run.outcomes.get(id).copied().unwrap_or("pending");
+                    let renderer = renderer.get_or_insert_with(crate::template::Renderer::new);
+                    when.evaluate(renderer, &run.workflow.vars, &outcome)
+                }
+            };
+            match holds {
+                Ok(true) => {}
+                Ok(false) => {
+                    let skipped = ExecEvent::StepSkipped {
+                        node: run.node,
+                        index,
+                        step: step.name.clone(),
+                        when: when.text.clone(),
+                    };
+                    let recorded = super::record(&run.recorder, &skipped);
+                    let _ = run.events.send(skipped);
+                    if let Err(reason) = recorded {
+                        return Outcome::Failed { reason };
+                    }
+                    continue;
+                }
+                Err(e) => return Outcome::Failed { reason: format!("step `{}`: {e}", step.name) },
+            }
+        }
         let log = run.log_dir.join(log_name(&node.id, index, &step.name));
         let started = Instant::now();
         let mut cx = StepContext {

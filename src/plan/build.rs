@@ -95,6 +95,10 @@ impl<'w> Plan<'w> {
                 if status[i] == NodeStatus::Done {
                     return (Duration::ZERO, "done");
                 }
+                // `when` decided false at load: it will not run, and takes no time.
+                if node.skipped_at_load() {
+                    return (Duration::ZERO, "skipped");
+                }
                 match &options.durations {
                     Some(d) => d[i],
                     None if node.buffer.is_some() => (node.planned, "budget+buffer"),

@@ -320,6 +320,8 @@ pub fn build(
                         Some((outcome.clone(), *took_ms, evidence.clone()));
                     last_at = at.clone();
                 }
+                // Not run: the step's row stays without an end.
+                Record::StepSkipped { at, .. } => last_at = at.clone(),
                 Record::NodeEnd { node, outcome, at, .. } => {
                     let i = node_seen(&mut seen, node, at);
                     seen[i].1.ended_at = Some(at.clone());

@@ -42,6 +42,7 @@ const MODULE_CHILDREN: &[&str] = &[
     "after",
     "uses",
     "on-overrun",
+    "when",
     "install",
     "validate",
     "rollback",
@@ -55,6 +56,7 @@ const GATE_CHILDREN: &[&str] = &[
     "after",
     "uses",
     "on-overrun",
+    "when",
     "validate",
     "rollback",
     "on-failure",
@@ -1138,6 +1140,7 @@ impl Cx<'_> {
             after: Vec::new(),
             uses: Vec::new(),
             on_overrun: None,
+            when: None,
             install: Vec::new(),
             validate: Vec::new(),
             flawed: false,
@@ -1206,6 +1209,11 @@ impl Cx<'_> {
                     raw.uses.extend(self.strings(child, "a resource name"));
                 }
                 "on-overrun" => raw.on_overrun = self.on_overrun(child),
+                "when" => {
+                    raw.when = self
+                        .leaf(child, "when \"{{ vars.profile == 'prod' }}\"")
+                        .and_then(|e| self.string(e, "`when`"))
+                }
                 "install" => raw.install = self.steps(child),
                 "validate" => raw.validate = self.steps(child),
                 "rollback" => {
@@ -1247,28 +1255,28 @@ impl Cx<'_> {
             "run" => (
                 "command",
                 "run migrate \"./migrate.sh\" timeout=\"5m\"",
-                &["timeout", "retries", "backoff", "interval", "cwd", "shell"],
+                &["timeout", "retries", "backoff", "interval", "cwd", "shell", "when"],
             ),
             "http" => (
                 "URL",
                 "http health \"https://host/healthz\" expect=200",
-                &["timeout", "interval", "method", "expect", "body"],
+                &["timeout", "interval", "method", "expect", "body", "when"],
             ),
-            "tcp" => ("address", "tcp postgres \"db.internal:5432\"", &["timeout", "interval"]),
+            "tcp" => ("address", "tcp postgres \"db.internal:5432\"", &["timeout", "interval", "when"]),
             "template" => (
                 "source file",
                 "template config \"app.conf.tera\" dest=\"out/app.conf\"",
-                &["dest", "timeout"],
+                &["dest", "timeout", "when"],
             ),
             "apply" => (
                 "manifest path",
                 "apply ingress \"manifests/ingress.yaml\"",
-                &["namespace", "force", "timeout", "retries", "backoff"],
+                &["namespace", "force", "timeout", "retries", "backoff", "when"],
             ),
             "wait" => (
                 "resource",
                 "wait istiod \"deployment/istiod\" namespace=istio-system condition=Available",
-                &["namespace", "condition", "until", "timeout", "interval"],
+                &["namespace", "condition", "until", "timeout", "interval", "when"],
             ),
             other => {
                 self.unknown_node(node, other, "a step block", STEP_KINDS);
@@ -1362,6 +1370,7 @@ impl Cx<'_> {
             retries: prop("retries").and_then(|e| self.unsigned(e, "`retries`", 0)),
             backoff: prop("backoff").and_then(|e| self.duration(e, "`backoff`")),
             interval: prop("interval").and_then(|e| self.duration(e, "`interval`")),
+            when: prop("when").and_then(|e| self.string(e, "`when`")),
         })
     }
 
@@ -1442,7 +1451,8 @@ fn fingerprint(node: &KdlNode) -> [u8; 32] {
     }
     let mut h = Sha256::new();
     h.update(args(node).next().map(|e| describe_value(e.value())).unwrap_or_default());
-    for block in children(node).filter(|c| matches!(c.name().value(), "install" | "validate")) {
+    // A module's `when` is part of what it is; nodes without one hash as before.
+    for block in children(node).filter(|c| matches!(c.name().value(), "install" | "validate" | "when")) {
         feed(&mut h, block);
     }
     h.finalize().into()

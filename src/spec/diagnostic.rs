@@ -150,6 +150,9 @@ pub enum Problem {
     /// declare.
     #[error("{from} names environment `{name}`, which the workflow does not declare")]
     UnknownEnvironment { name: String, from: String, suggestion: Option<String>, declared: Vec<String> },
+    /// A `when` condition that is not one, or reads what it cannot know.
+    #[error("the condition {reason}")]
+    Condition { reason: String, help: String },
     /// An environment sets the source of a secret the workflow does not declare.
     #[error("environment `{environment}` sets secret `{name}`, which the workflow does not declare")]
     UnknownSecret { environment: String, name: String, suggestion: Option<String> },
@@ -205,6 +208,7 @@ impl Problem {
             MissingFile { .. } => "milepost::missing_file",
             BadManifest { .. } => "milepost::bad_manifest",
             UndefinedVariable { .. } => "milepost::undefined_variable",
+            Condition { .. } => "milepost::condition",
             Template { .. } => "milepost::template",
             NoWorkflow { .. } => "milepost::no_workflow",
             SecondWorkflow => "milepost::second_workflow",
@@ -249,7 +253,7 @@ impl Problem {
                 "strings are quoted: \"4h30m\", \"2A\"".into()
             }
             WrongType { .. } => "numbers are written without quotes: 2, 0.94".into(),
-            BadValue { help, .. } => help.clone(),
+            BadValue { help, .. } | Condition { help, .. } => help.clone(),
             BadDuration { reason, .. } if reason.contains("10 years") => {
                 "a budget, timeout, backoff or interval is at most \"10y\"; check the number and its unit".into()
             }

@@ -2,6 +2,7 @@
 //!
 //! Owns the definition language. Knows nothing of scheduling, running or state.
 
+pub mod condition;
 pub mod decode;
 pub mod diagnostic;
 pub mod environments;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::condition::Condition;
 pub use super::raw::{NodeKind, OnFailure, OnOverrun};
 use super::values::Percent;
 use crate::template::Text;
@@ -174,6 +175,9 @@ pub struct Node {
     /// Indexes into [`Workflow::resources`].
     pub uses: Vec<usize>,
     pub on_overrun: OnOverrun,
+    /// `when "{{ … }}"`: it runs only when this holds; skipped otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
     pub install: Vec<Step>,
     pub validate: Vec<Step>,
     /// What undoes it: run by `milepost rollback`, or after a failure with
@@ -202,6 +206,11 @@ impl Node {
     pub fn steps(&self) -> impl Iterator<Item = (Stage, &Step)> {
         let install = self.install.iter().map(|s| (Stage::Install, s));
         install.chain(self.validate.iter().map(|s| (Stage::Validate, s)))
+    }
+
+    /// Its `when` was decided false at load: it never runs.
+    pub fn skipped_at_load(&self) -> bool {
+        self.when.as_ref().is_some_and(|w| w.known == Some(false))
     }
 
     /// `#7 k8s-infra` for modules with a number, the id otherwise.
@@ -233,6 +242,10 @@ pub struct Step {
     pub backoff: Duration,
     #[serde(serialize_with = "secs")]
     pub interval: Duration,
+    /// `when="{{ … }}"`: it runs only when this holds. Absent from the hash of a step
+    /// without one, so those hash as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -147,6 +147,8 @@ pub struct RawNode {
     pub after: Vec<Spanned<String>>,
     pub uses: Vec<Spanned<String>>,
     pub on_overrun: Option<Spanned<OnOverrun>>,
+    /// `when "{{ … }}"`: the condition under which it runs.
+    pub when: Option<Spanned<String>>,
     pub install: Vec<RawStep>,
     pub validate: Vec<RawStep>,
     /// Decoding reported problems inside this node, so checks that would only repeat them
@@ -172,6 +174,8 @@ pub struct RawStep {
     pub retries: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<Duration>>,
     pub interval: Option<Spanned<Duration>>,
+    /// `when="{{ … }}"`: the condition under which it runs.
+    pub when: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]

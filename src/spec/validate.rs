@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
+use super::condition::{Condition, ConditionError, OUTCOMES};
 use super::diagnostic::{did_you_mean, Problem, Problems};
 use super::metrics::{self, RunFacts};
 use super::model::*;
@@ -79,9 +80,13 @@ pub fn resolve(
     };
     let workflow_overrun = raw.on_overrun.as_ref().map(|o| o.value).unwrap_or_default();
     let workflow_on_failure = raw.on_failure.as_ref().map(|o| o.value).unwrap_or_default();
+    let names: Vec<String> = nodes.iter().map(|n| n.id.value.clone()).collect();
     let mut built = Vec::with_capacity(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
+        let conditions = Conditions { ids: &ids, names: &names, deps: &deps, vars: &vars, node: index };
+        let when = node.when.as_ref().and_then(|w| conditions.check(w, &mut renderer, problems));
         let mut cx = NodeCx {
+            conditions,
             renderer: &mut renderer,
             problems,
             rendered_earlier: Vec::new(),
@@ -133,9 +138,10 @@ pub fn resolve(
             success_probability: node.probability.map_or(1.0, |p| p.value),
             domain: node.domain.map(|d| d.value),
             phase: phase_of.get(&index).copied(),
-            deps: std::mem::take(&mut deps[index]),
+            deps: deps[index].clone(),
             uses,
             on_overrun: node.on_overrun.map_or(workflow_overrun, |o| o.value),
+            when,
             install,
             validate,
             rollback,
@@ -148,9 +154,11 @@ pub fn resolve(
         });
     }
 
-    // `finally` steps run from the workflow's folder, with its values.
+    // `finally` steps run from the workflow's folder, with its values. Their conditions read
+    // vars (node outcomes are not what a `finally` run sees).
     let finally = {
         let mut cx = NodeCx {
+            conditions: Conditions { ids: &ids, names: &names, deps: &deps, vars: &vars, node: 0 },
             renderer: &mut renderer,
             problems,
             rendered_earlier: Vec::new(),
@@ -560,8 +568,139 @@ fn check_node(node: &RawNode, problems: &mut Problems) {
     }
 }
 
+/// What a node's conditions are checked against.
+struct Conditions<'a> {
+    ids: &'a HashMap<String, NodeId>,
+    names: &'a [String],
+    deps: &'a Deps,
+    vars: &'a BTreeMap<String, String>,
+    /// The node whose condition (or whose step's) it is.
+    node: NodeId,
+}
+
+impl Conditions<'_> {
+    /// Whether `target` ends before `self.node` starts: it is upstream of it.
+    fn upstream(&self, target: NodeId) -> bool {
+        let mut seen = vec![false; self.names.len()];
+        let mut stack = vec![self.node];
+        while let Some(n) = stack.pop() {
+            for &d in &self.deps[n] {
+                if d == target {
+                    return true;
+                }
+                if !std::mem::replace(&mut seen[d], true) {
+                    stack.push(d);
+                }
+            }
+        }
+        false
+    }
+
+    /// The checked condition, decided now when it reads vars only; `None` after reporting.
+    fn check(
+        &self,
+        raw: &Spanned<String>,
+        renderer: &mut Renderer,
+        problems: &mut Problems,
+    ) -> Option<Condition> {
+        let node = &self.names[self.node];
+        let report = |problems: &mut Problems, reason: String, help: String| {
+            problems.at(Problem::Condition { reason, help }, raw.at());
+        };
+        let mut condition = match Condition::parse(&raw.value) {
+            Ok(c) => c,
+            Err(ConditionError::Form { reason }) => {
+                let text = raw.value.trim();
+                let help = if reason.contains("bare") {
+                    format!("a condition is a tera expression in braces: \"{{{{ {text} }}}}\"")
+                } else {
+                    "a condition is one tera expression in braces: \"{{ vars.profile == 'prod' }}\"".into()
+                };
+                report(problems, format!("`{text}` {reason}"), help);
+                return None;
+            }
+            Err(ConditionError::BadReference { found }) => {
+                let help = format!(
+                    "a condition reads a node's outcome: nodes.<id>.outcome == 'failed' (one of {})",
+                    OUTCOMES.join(", ")
+                );
+                report(problems, format!("reads `{found}`"), help);
+                return None;
+            }
+            Err(other) => unreachable!("parsing reports form and references only: {other:?}"),
+        };
+        let mut ok = true;
+        for id in &condition.reads {
+            match self.ids.get(id) {
+                None => {
+                    let help = match did_you_mean(id, self.names.iter().map(String::as_str)) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => "name a module or gate this one runs after".into(),
+                    };
+                    report(problems, format!("reads the outcome of `{id}`, which is not defined"), help);
+                    ok = false;
+                }
+                Some(&d) if d == self.node => {
+                    let help = "a node's outcome is known after it ends; name a node it runs after".into();
+                    report(problems, format!("of `{node}` reads its own outcome"), help);
+                    ok = false;
+                }
+                Some(&d) if !self.upstream(d) => {
+                    let help = format!(
+                        "add `after {id}` to `{node}`: an outcome is known only for nodes that end before this one starts"
+                    );
+                    report(
+                        problems,
+                        format!("reads the outcome of `{id}`, which `{node}` does not run after"),
+                        help,
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // Every outcome it could see, so a mistake shows now and not mid-rollout.
+        let trials: &[&'static str] = if condition.reads.is_empty() { &["pending"] } else { OUTCOMES };
+        let mut value = None;
+        for &outcome in trials {
+            match condition.evaluate(renderer, self.vars, &|_| outcome) {
+                Ok(v) => value = Some(v),
+                Err(ConditionError::Template(TemplateError::Undefined { name })) => {
+                    let mut known: Vec<String> = self.vars.keys().map(|k| format!("vars.{k}")).collect();
+                    known.extend(condition.reads.iter().map(|r| format!("nodes.{r}.outcome")));
+                    let problem = Problem::UndefinedVariable { name: name.clone(), known };
+                    problems.labelled(problem, raw.at(), format!("`{name}` is used here"));
+                    return None;
+                }
+                Err(ConditionError::Template(TemplateError::Invalid { reason })) => {
+                    problems.at(Problem::Template { reason }, raw.at());
+                    return None;
+                }
+                Err(ConditionError::Template(TemplateError::TooCostly { reason, help })) => {
+                    problems.at(Problem::TemplateLimit { reason, help }, raw.at());
+                    return None;
+                }
+                Err(ConditionError::NotBoolean { found }) => {
+                    let help = "compare to get a boolean: {{ vars.profile == 'prod' }}; vars are strings, so {{ vars.flag }} alone is not one (write {{ vars.flag == 'true' }})".into();
+                    report(problems, format!("gives {found}, not true or false"), help);
+                    return None;
+                }
+                Err(other) => unreachable!("evaluation fails in tera or on the type only: {other:?}"),
+            }
+        }
+        if condition.reads.is_empty() {
+            condition.known = value;
+        }
+        Some(condition)
+    }
+}
+
 /// Rendering context for one node's steps.
 struct NodeCx<'a> {
+    conditions: Conditions<'a>,
     renderer: &'a mut Renderer,
     problems: &'a mut Problems,
     /// Files written by this node's `template` steps so far.
@@ -751,6 +890,10 @@ impl NodeCx<'_> {
         stage: Stage,
         rendered: &[PathBuf],
     ) -> Option<Step> {
+        let when = match &raw.when {
+            Some(w) => Some(self.conditions.check(w, self.renderer, self.problems)?),
+            None => None,
+        };
         let kind = match &raw.kind {
             RawStepKind::Run { command: command_at, shell, cwd, env } => {
                 let command = self.text(command_at, scope);
@@ -917,6 +1060,7 @@ impl NodeCx<'_> {
             retries: raw.retries.as_ref().map_or(0, |r| r.value),
             backoff: raw.backoff.as_ref().map_or(DEFAULT_BACKOFF, |b| b.value),
             interval: raw.interval.as_ref().map_or(DEFAULT_INTERVAL, |i| i.value),
+            when,
             kind,
         })
     }

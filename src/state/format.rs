@@ -85,6 +85,15 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<String>,
     },
+    /// A step whose `when` was false: not run; kept like a passed step on resume.
+    StepSkipped {
+        node: String,
+        step: String,
+        index: usize,
+        when: String,
+        step_hash: String,
+        at: String,
+    },
     NodeEnd {
         node: String,
         #[serde(flatten)]

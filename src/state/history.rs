@@ -428,6 +428,18 @@ impl History {
                         attempt.failure = Some((step.clone(), reason));
                     }
                 }
+                // A step its condition skipped is kept like a passed one: resume does not
+                // decide it again, and the steps after it are kept too.
+                Record::StepSkipped { node, index, step_hash, .. } => {
+                    let Some(r) = run.as_ref() else { continue };
+                    if !self.attempts.contains_key(node) {
+                        self.begin(node, true, &r.clone());
+                    }
+                    let position = self.position;
+                    let attempt = self.attempts.get_mut(node).expect("ensured above");
+                    attempt.last_seen = position;
+                    attempt.steps.insert(*index, step_hash.clone());
+                }
                 Record::NodeEnd { node, outcome, took_ms, node_hash, source_hash, .. } => {
                     // Format 1 has no node-start: a node recorded without running a step
                     // continues its attempt with every step kept.

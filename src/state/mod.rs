@@ -31,11 +31,16 @@ pub fn step_hash(node: &Node, step: &Step) -> String {
     hex(&Sha256::digest(json))
 }
 
-/// A node's definition: its steps, in order. Budgets, buffers and probabilities are planning
+/// A node's definition: its `when` and its steps, in order. Budgets, buffers and probabilities are planning
 /// data, like `after`: changing them changes no hash, so nothing runs again for them.
 pub fn node_hash(node: &Node) -> String {
     let mut h = Sha256::new();
     h.update(node.id.as_bytes());
+    // Only a node with a condition hashes one: the others keep the hashes they had.
+    if let Some(when) = &node.when {
+        h.update(b"\0when\0");
+        h.update(when.text.as_bytes());
+    }
     for (_, step) in node.steps() {
         h.update(step_hash(node, step).as_bytes());
     }

@@ -62,6 +62,14 @@ impl Recorder for JournalRecorder {
                     evidence,
                 }
             }
+            ExecEvent::StepSkipped { node, index, step, when } => Record::StepSkipped {
+                node: w.nodes[*node].id.clone(),
+                step: step.clone(),
+                index: *index,
+                when: when.clone(),
+                step_hash: self.step_hashes[*node][*index].clone(),
+                at: now(),
+            },
             ExecEvent::NodeRecorded { node, outcome, took } => {
                 let id = w.nodes[*node].id.clone();
                 if outcome.passed() && w.nodes[*node].kind == NodeKind::Gate {

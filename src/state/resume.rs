@@ -24,6 +24,10 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
     let whole = |status| Decision { status, skip_steps: 0 };
     for &i in graph.order() {
         let node = &workflow.nodes[i];
+        // Skipped by a condition decided at load: it never runs, so it is never done.
+        if node.skipped_at_load() {
+            continue;
+        }
         let Some(attempt) = history.attempts.get(&node.id) else { continue };
         let ended = history.nodes.get(&node.id);
         if !attempt.started && ended.is_none() {
@@ -37,12 +41,14 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
                 || (dep.skip_steps >= workflow.nodes[d].install.len()
                     && history.attempts.get(&workflow.nodes[d].id).is_some_and(|a| a.completed.is_some()))
         };
-        if let Some(d) = graph.deps(i).find(|&d| !intact(d)) {
+        // Nothing was built by a node its `when` skips: a node builds on what that one follows.
+        let deps = deps_through_skipped(workflow, graph, i);
+        if let Some(&d) = deps.iter().find(|&&d| !intact(d)) {
             decisions[i] = whole(NodeStatus::Rerun(format!("`{}` runs again", workflow.nodes[d].id)));
             continue;
         }
         // Built on a run of a dependency that has built again since.
-        if let Some(d) = graph.deps(i).find(|&d| history.rebuilt_since(&workflow.nodes[d].id, attempt.began))
+        if let Some(&d) = deps.iter().find(|&&d| history.rebuilt_since(&workflow.nodes[d].id, attempt.began))
         {
             let why = format!("`{}` ran again after it was built on", workflow.nodes[d].id);
             decisions[i] = whole(NodeStatus::Rerun(why));
@@ -67,6 +73,20 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
         };
     }
     decisions
+}
+
+/// The dependencies of `i`, with each one skipped at load by its `when` replaced by its own.
+fn deps_through_skipped(workflow: &Workflow, graph: &PlanGraph, i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut stack: Vec<usize> = graph.deps(i).collect();
+    while let Some(d) = stack.pop() {
+        if workflow.nodes[d].skipped_at_load() {
+            stack.extend(graph.deps(d));
+        } else if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// Leading steps whose pass in the node's current attempt has today's definition.

@@ -195,6 +195,15 @@ impl<'w> Reporter<'w> {
                     self.line(format!("  {} › {step} attempt {attempt}", self.name(*node)));
                 }
             }
+            ExecEvent::StepSkipped { node, step, when, .. } => {
+                if self.multi.is_none() {
+                    self.line(format!(
+                        "  {} {} › {step} skipped: when {when} is false",
+                        p.dim("–"),
+                        self.name(*node)
+                    ));
+                }
+            }
             ExecEvent::ProbeRetry { node, step, attempt, reason } => {
                 // The first miss, then every tenth: enough to see a probe is alive without flooding CI logs.
                 if self.multi.is_none() && (*attempt == 1 || attempt % 10 == 0) {
@@ -314,6 +323,9 @@ impl<'w> Reporter<'w> {
             }
             ExecEvent::StepStarted { node, step, attempt, .. } => {
                 tracing::info!(event = "step_started", node = %name(node), step = %step, attempt)
+            }
+            ExecEvent::StepSkipped { node, step, when, .. } => {
+                tracing::info!(event = "step_skipped", node = %name(node), step = %step, when = %when)
             }
             ExecEvent::ProbeRetry { node, step, attempt, reason } => {
                 tracing::debug!(event = "probe_retry", node = %name(node), step = %step, attempt, reason = %reason)

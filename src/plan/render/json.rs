@@ -50,8 +50,19 @@ struct JsonNode<'a> {
     critical: bool,
     lane: u32,
     deps: Vec<&'a str>,
+    /// Its `when`, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    when: Option<JsonWhen<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     steps: Option<JsonSteps<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonWhen<'a> {
+    /// As written.
+    text: &'a str,
+    /// Decided at load (it reads vars only); `null`: decided when the node would start.
+    value: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -141,6 +152,7 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, with_steps: bool) -> String {
                     critical: plan.is_critical(n),
                     lane: slot.lane,
                     deps: node.deps.iter().map(|&d| name(d)).collect(),
+                    when: node.when.as_ref().map(|w| JsonWhen { text: &w.text, value: w.known }),
                     steps: with_steps
                         .then_some(JsonSteps { install: &node.install, validate: &node.validate }),
                 }

@@ -121,6 +121,11 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
             let _ = writeln!(out, "  {} {} runs again: {why}", pad("resume", 14), node_name(plan, n));
         }
     }
+    for (n, node) in w.nodes.iter().enumerate() {
+        if let Some(when) = node.when.as_ref().filter(|_| node.skipped_at_load()) {
+            let _ = writeln!(out, "  {} {} (when {})", pad("skipped", 14), node_name(plan, n), when.text);
+        }
+    }
     if let Some(d) = plan.deadline {
         out.push_str(&deadline(plan, d, opts));
     }
@@ -202,6 +207,7 @@ fn row(
     let label = truncate(&format!("{}{status}", node_name(plan, n)), LABEL_COLS);
     let duration = match (&plan.status[n], plan.sources[n]) {
         (NodeStatus::Done, _) => "done".to_string(),
+        (_, "skipped") => "skip".to_string(),
         // `~`: measured in earlier runs, not the team's budget.
         (_, "history") => format!("~{}", human_short(plan.durations[n])),
         _ => human(plan.durations[n]),
@@ -213,7 +219,7 @@ fn row(
             let at = e.saturating_sub(1).max(s).min(bar_cols.saturating_sub(1));
             bar[at] = '◆';
         }
-        NodeKind::Module if plan.status[n] == NodeStatus::Done => {}
+        NodeKind::Module if plan.status[n] == NodeStatus::Done || node.skipped_at_load() => {}
         NodeKind::Module => {
             let budget_share = if plan.durations[n].is_zero() {
                 1.0
@@ -254,12 +260,26 @@ fn row(
 fn steps(plan: &Plan, n: NodeId, p: Palette) -> String {
     let node = &plan.workflow.nodes[n];
     let mut out = String::new();
+    if let Some(when) = &node.when {
+        let verdict = match when.known {
+            Some(false) => format!("skipped (when {})", when.text),
+            Some(true) => "runs".to_string(),
+            None => "decided when it would start".to_string(),
+        };
+        let _ = writeln!(out, "      {} {}", p.dim(&when.describe()), p.dim(&format!("→ {verdict}")));
+    }
     for (stage, step) in node.steps() {
         let stage = match stage {
             Stage::Install => "install ",
             Stage::Validate => "validate",
         };
-        let timeout = step.timeout.map(|t| format!("  (timeout {})", human(t))).unwrap_or_default();
+        let mut timeout = step.timeout.map(|t| format!("  (timeout {})", human(t))).unwrap_or_default();
+        if let Some(when) = &step.when {
+            match when.known {
+                Some(false) => timeout.push_str(&format!("  skipped (when {})", when.text)),
+                _ => timeout.push_str(&format!("  {}", when.describe())),
+            }
+        }
         let _ = writeln!(
             out,
             "      {} {} {} {}{}",
