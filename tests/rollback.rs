@@ -133,6 +133,19 @@ fn a_killed_rollback_is_resumed_without_repeating_passed_steps() {
     let status = json(&milepost().arg("status").arg(&w).arg("--json").assert().success());
     assert_eq!(status_of(&status, "a"), "rolling-back", "{status}");
     assert_eq!(status_of(&status, "c"), "rolled-back", "{status}");
+    // While it has nodes left, nothing installs or undoes around them.
+    for (command, extra) in [
+        ("rollback", vec!["--only", "a", "--yes"]),
+        ("resume", vec!["--from", "b"]),
+        ("apply", vec!["--only", "c"]),
+    ] {
+        let out = milepost().arg(command).arg(&w).args(&extra).assert().code(2);
+        assert!(
+            stderr(&out).contains("a rollback has nodes left to undo (a)"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
     let out = milepost().arg("resume").arg(&w).assert().success();
     assert!(stderr(&out).contains("continuing the rollback of"), "{}", stderr(&out));
     let lines = ledger(dir.path());
@@ -218,6 +231,13 @@ fn the_local_example_rolls_back_2b_when_its_gate_fails() {
     let gate =
         report["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "deployment-reliability").unwrap();
     assert_eq!(gate["result"], "failed");
+    assert_eq!(report["outcome"], "failed", "the rollback after it does not make the rollout complete");
+    assert_eq!(status_of(&status, "deployment-reliability"), "failed", "{status}");
+    let reason = |id: &str| {
+        let nodes = status["nodes"].as_array().unwrap();
+        nodes.iter().find(|n| n["id"] == id).unwrap()["reason"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(reason("deployment-reliability").contains("injected failure"), "{status}");
     // Fixed, a resume installs 2B again and finishes the rollout.
     local.run("resume", false).success();
     assert!(work.join("backups/data.tar.gz").exists());

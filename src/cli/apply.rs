@@ -84,6 +84,7 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
             .map_err(|e| CliError::State { message: e.to_string() })?;
         let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
         super::state::same_values(&history, &workflow, Some(context.as_deref()), &state_dir)?;
+        super::rollback::refuse_while_rolling_back(&history, &workflow, "a selective apply")?;
     }
     let restart = (!selected.is_empty()).then(|| ids_of(&workflow, &selected));
     let plan = Rollout {
@@ -489,6 +490,11 @@ fn rollback_after_failure(
         rollout(cx, Arc::new(crate::rollback::undo_workflow(workflow, &undo)), args, state_dir, plan, lock)?;
     if code != exit::SUCCESS {
         errln!("{} the rollback did not finish; the rollout's failure above stands", p.red("error:"));
+    } else {
+        errln!(
+            "{}",
+            p.dim("fix the cause, then `milepost resume` installs what was rolled back again and goes on")
+        );
     }
     Ok(())
 }

@@ -136,6 +136,7 @@ pub fn run(cx: &Cx, args: &RollbackArgs) -> Result<u8, CliError> {
     let context = args.run.context.clone().or_else(|| workflow.kubernetes.context.clone());
     same_values(&history, &workflow, Some(context.as_deref()), &dir)?;
     let mut skipped = Vec::new();
+    refuse_while_rolling_back(&history, &workflow, "a new rollback")?;
     let chosen = selection(&workflow, &history, &args.select, &mut skipped)?;
     if chosen.is_empty() {
         let left = if skipped.is_empty() { String::new() } else { format!(": {}", skipped.join(", ")) };
@@ -143,6 +144,14 @@ pub fn run(cx: &Cx, args: &RollbackArgs) -> Result<u8, CliError> {
         return Ok(exit::SUCCESS);
     }
     errln!("{}", preview(&workflow, &chosen, &skipped, args.run.parallelism));
+    let standing = left_standing(&workflow, &history, &chosen);
+    if !standing.is_empty() {
+        errln!(
+            "{} left installed on what this undoes: {} (add them with --only to undo them first)",
+            cx.err.yellow("warning:"),
+            standing.join(", ")
+        );
+    }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::Usage {
@@ -170,6 +179,44 @@ pub fn run(cx: &Cx, args: &RollbackArgs) -> Result<u8, CliError> {
     rollout(cx, Arc::new(undo), &args.run, &dir, plan, &lock)
 }
 
+/// While a rollback has nodes left, installing some nodes (or undoing others) would break
+/// "what was built on a node is undone first": only finishing it (`resume`) or installing
+/// everything again (`apply`) is allowed.
+pub fn refuse_while_rolling_back(history: &History, workflow: &Workflow, what: &str) -> Result<(), CliError> {
+    let Some(pending) = pending_here(history, workflow) else { return Ok(()) };
+    Err(CliError::Usage {
+        message: format!(
+            "a rollback has nodes left to undo ({}); {what} now would install or undo around them. Finish \
+             it with `milepost resume`, or install everything again with `milepost apply` (every node)",
+            pending.join(", ")
+        ),
+    })
+}
+
+/// The nodes of the pending rollback that the workflow still defines.
+fn pending_here(history: &History, workflow: &Workflow) -> Option<Vec<String>> {
+    let pending: Vec<String> =
+        history.pending_rollback()?.into_iter().filter(|id| workflow.node(id).is_some()).collect();
+    (!pending.is_empty()).then_some(pending)
+}
+
+/// The installed nodes, outside `chosen`, that stand on a node in it: left installed on
+/// something undone.
+pub fn left_standing(workflow: &Workflow, history: &History, chosen: &[NodeId]) -> Vec<String> {
+    let graph = PlanGraph::new(workflow);
+    graph
+        .downstream(chosen)
+        .into_iter()
+        .filter(|n| !chosen.contains(n))
+        .map(|n| &workflow.nodes[n].id)
+        .filter(|id| {
+            history.attempts.get(*id).is_some_and(|a| a.started || a.completed.is_some())
+                && !history.rolled_back.contains(*id)
+        })
+        .cloned()
+        .collect()
+}
+
 /// `resume` when the last rollback has nodes left: it goes on with the rollback (a killed
 /// rollback resumes the rollback, not the install), keeping the rollback steps that passed.
 pub fn continue_rollback(
@@ -181,14 +228,33 @@ pub fn continue_rollback(
     lock: &StateLock,
 ) -> Option<Result<u8, CliError>> {
     let scope = history.rollback_scope.as_ref()?;
-    history.pending_rollback()?;
+    let p = cx.err;
+    if pending_here(history, workflow).is_none() {
+        if let Some(gone) = history.pending_rollback() {
+            errln!(
+                "{} the rollback's remaining nodes are no longer defined ({}): nothing left to undo",
+                p.yellow("warning:"),
+                gone.join(", ")
+            );
+        }
+        return None;
+    }
     let chosen: Vec<NodeId> =
         (0..workflow.nodes.len()).filter(|&n| scope.contains(&workflow.nodes[n].id)).collect();
+    for &n in &chosen {
+        let node = &workflow.nodes[n];
+        if node.rollback.is_empty() && !history.rolled_back.contains(&node.id) {
+            errln!(
+                "{} {} has no rollback steps any more: it counts as rolled back, nothing undone",
+                p.yellow("warning:"),
+                node.id
+            );
+        }
+    }
     let undo = crate::rollback::undo_workflow(workflow, &chosen);
     let graph = PlanGraph::new(&undo);
     let empty = History::default();
     let decisions = crate::state::resume::decide(&undo, &graph, history.undo.as_deref().unwrap_or(&empty));
-    let p = cx.err;
     errln!("{} continuing the rollback of {}", p.bold("↩"), scope.join(", "));
     for (n, d) in decisions.iter().enumerate() {
         match &d.status {

@@ -242,6 +242,9 @@ pub fn resume(cx: &Cx, args: &ResumeArgs) -> Result<u8, CliError> {
         None => vec![true; workflow.nodes.len()],
     };
     let mut restart = None;
+    if args.from.is_some() {
+        super::rollback::refuse_while_rolling_back(&history, &workflow, "`resume --from`")?;
+    }
     if let Some(from) = &args.from {
         let start = workflow
             .node(from)
@@ -416,6 +419,14 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
         let last = history.nodes.get(&node.id);
         let pending_rollback = history.pending_rollback().unwrap_or_default();
         let (status, reason) = match &decisions[n].status {
+            _ if history.rolled_back.contains(&node.id)
+                && history.rolled_back_after.contains_key(&node.id) =>
+            {
+                (
+                    "rolled-back".to_string(),
+                    Some(format!("failed ({}), then rolled back", history.rolled_back_after[&node.id])),
+                )
+            }
             _ if history.rolled_back.contains(&node.id) => (
                 "rolled-back".to_string(),
                 Some("its rollback passed; apply or resume installs it again".to_string()),
@@ -434,6 +445,12 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                 )
             }
             NodeStatus::Done => ("done".to_string(), None),
+            // Its last run failed, whatever else makes it run again now (a gate whose phase
+            // was rolled back after it failed).
+            NodeStatus::Rerun(_) if history.nodes.get(&node.id).is_some_and(|end| !end.outcome.passed()) => {
+                let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
+                ("failed".into(), detail)
+            }
             NodeStatus::Rerun(why) if why.starts_with("failed") => {
                 let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
                 ("failed".into(), detail.or(Some(why.clone())))

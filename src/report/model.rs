@@ -504,7 +504,15 @@ pub fn build(
     let graph = PlanGraph::new(workflow);
     let facts = facts::run_facts(workflow, &history, &decide(workflow, &graph, &history));
     let metrics = facts::evaluate(workflow, &facts);
-    let outcome = run_infos.last().map(|r| r.outcome.clone()).unwrap_or_default();
+    // How the rollout itself last ended: a rollback or a handler after it ends nothing of it
+    // (a rollback that passed after a failure does not make the rollout complete).
+    let outcome = run_infos
+        .iter()
+        .rev()
+        .find(|r| matches!(r.command.as_str(), "apply" | "resume" | "verify"))
+        .or(run_infos.last())
+        .map(|r| r.outcome.clone())
+        .unwrap_or_default();
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         generated_at: crate::state::format::now(),

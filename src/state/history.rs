@@ -109,6 +109,8 @@ pub struct History {
     pub rollback_scope: Option<Vec<String>>,
     /// Nodes whose rollback passed and that no rollout has run again since.
     pub rolled_back: std::collections::BTreeSet<String>,
+    /// The failure a rolled-back node's rollback followed, if it had failed.
+    pub rolled_back_after: HashMap<String, String>,
     /// Records folded so far: the position of the next one.
     position: u64,
     /// Journals folded so far.
@@ -236,6 +238,7 @@ impl History {
     fn begin(&mut self, node: &str, started: bool, run: &RunRecord) {
         // Installed again (or to be): no longer rolled back, nor left to roll back.
         self.rolled_back.remove(node);
+        self.rolled_back_after.remove(node);
         if let Some(scope) = self.rollback_scope.as_mut() {
             scope.retain(|n| n != node);
         }
@@ -314,6 +317,10 @@ impl History {
             for record in records {
                 if let Record::NodeEnd { node, outcome, .. } = record {
                     if outcome.passed() {
+                        // What it was rolled back after, for status to say.
+                        if let Some((step, reason)) = self.failure(node).cloned() {
+                            self.rolled_back_after.insert(node.clone(), format!("{step}: {reason}"));
+                        }
                         self.reset(node, false, &run);
                         self.rolled_back.insert(node.clone());
                     }
