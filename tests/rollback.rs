@@ -428,3 +428,21 @@ fn kills_during_rollbacks_never_repeat_a_recorded_undo() {
         }
     }
 }
+
+/// An undo never waits for a promotion: prod rolls back what it installed even when staging
+/// no longer proves the definition.
+#[test]
+fn a_rollback_in_prod_does_not_wait_for_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    let text = r#"workflow w { environment staging { }; environment prod { requires staging } }
+module a { budget "1m"; install { run s "echo a >> ledger" }; rollback { run u "echo undo-a >> ledger" } }
+"#;
+    std::fs::write(&w, text).unwrap();
+    milepost().arg("apply").arg(&w).args(["--env", "staging"]).assert().success();
+    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().success();
+    std::fs::write(&w, text.replace("echo a >>", "echo a2 >>")).unwrap();
+    milepost().arg("apply").arg(&w).args(["--env", "prod"]).assert().code(6);
+    milepost().arg("rollback").arg(&w).args(["--env", "prod", "--only", "a", "--yes"]).assert().success();
+    assert_eq!(count(&ledger(dir.path()), "undo-a"), 1);
+}

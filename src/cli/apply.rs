@@ -178,7 +178,8 @@ pub fn rollout(
     let mut found = preflight::check(&workflow, will_run, &plan.skip_steps);
     // Promotion: what this environment requires another to have passed first.
     if let Some(requirement) = workflow.environment().and_then(|e| e.requires.as_ref()) {
-        if plan.command != "verify" {
+        // What installs needs the promotion; an undo, a handler or a check never waits for it.
+        if matches!(plan.command, "apply" | "resume") {
             if let Err(missing) = crate::state::promotion::check_beside(state_dir, &workflow, requirement) {
                 found.errors.push(missing);
             }
