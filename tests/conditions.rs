@@ -283,3 +283,90 @@ fn status_says_a_node_skipped_at_load_is_skipped() {
         "{status}"
     );
 }
+
+/// Review of issue 16: a node its `when` skips as it would start is recorded as skipped:
+/// what follows is done, a second resume has nothing to do, status says `skipped`.
+#[test]
+fn a_node_skipped_as_it_would_start_counts_as_ended() {
+    let f = Fixture::new(
+        r#"workflow w {}
+module x { budget "1m"; install { run s "echo x >> ledger; test -f ok" } }
+module diag { budget "1m"; after x; when "{{ nodes.x.outcome == 'failed' }}"
+  install { run s "echo diag >> ledger; exit 5" } }
+module y { budget "1m"; after diag; install { run s "echo y >> ledger" } }
+"#,
+    );
+    f.apply(&[]).code(1);
+    std::fs::write(f.path("ok"), "").unwrap();
+    f.resume().success();
+    let out = f.resume().success();
+    assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+    assert_eq!(f.lines(), ["x", "diag", "x", "y"]);
+    let status = milepost().arg("status").arg(f.path("w.kdl")).arg("--json").assert().success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    let of = |id: &str| {
+        status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap()["status"].clone()
+    };
+    assert_eq!((of("diag"), of("y")), ("skipped".into(), "done".into()), "{status}");
+}
+
+/// Review of issue 16: a staging rollout whose diagnostics module was skipped (or whose gate
+/// a condition skipped at load) proves what it ran.
+#[test]
+fn skipped_nodes_do_not_hold_a_promotion() {
+    let f = Fixture::new(
+        r#"workflow w {
+    vars { drills "off" }
+    phase "1" "One" { modules x; gate g }
+    environment staging { }
+    environment prod { requires staging }
+}
+module x { budget "1m"; install { run s "echo x >> ledger" } }
+module diag { budget "1m"; after x; when "{{ nodes.x.outcome == 'failed' }}"; install { run s "true" } }
+gate g { budget "1m"; when "{{ vars.drills == 'on' }}"; validate { run v "true" } }
+"#,
+    );
+    f.apply(&["--env", "staging"]).success();
+    f.apply(&["--env", "prod"]).success();
+}
+
+/// Review of issue 16: outcomes are not what rollback, on-failure and finally steps see, and
+/// a gate checks its whole phase: their conditions read vars only, said where written.
+#[test]
+fn conditions_that_cannot_see_outcomes_are_refused_where_written() {
+    let f = Fixture::new(
+        r#"workflow w {
+    phase "1" "One" { modules a; gate g }
+    finally { run fin "true" when="{{ nodes.a.outcome == 'failed' }}" }
+}
+module a { budget "1m"; install { run s "true" }
+  on-failure { run d "true" when="{{ nodes.a.outcome == 'failed' }}" }
+  rollback { run r "true" when="{{ nodes.a.outcome == 'passed' }}" } }
+gate g { budget "1m"; when "{{ nodes.a.outcome != 'skipped' }}"; validate { run v "true" } }
+"#,
+    );
+    let text = diagnostics(&f.path("w.kdl"));
+    for expected in [
+        "of a finally step reads the outcome of `a`",
+        "of a rollback or on-failure step reads the outcome of `a`",
+        "of a gate reads the outcome of `a`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}:\n{text}");
+    }
+}
+
+/// Review of issue 16: `on-failure "rollback"` and `on-failure { … }` written apart are one
+/// setting, in either order.
+#[test]
+fn the_on_failure_policy_and_its_steps_add_up_in_either_order() {
+    for order in [
+        "on-failure { run d \"echo d >> ledger\" }\n  on-failure \"rollback\"",
+        "on-failure \"rollback\"\n  on-failure { run d \"echo d >> ledger\" }",
+    ] {
+        let f = Fixture::new(&format!(
+            "workflow w\nmodule a {{ budget \"1m\"; install {{ run s \"exit 1\" }}\n  {order}\n  rollback {{ run u \"echo u >> ledger\" }} }}\n"
+        ));
+        f.apply(&[]).code(1);
+        assert_eq!(f.lines(), ["d", "u"], "{order}");
+    }
+}

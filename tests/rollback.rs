@@ -446,3 +446,39 @@ module a { budget "1m"; install { run s "echo a >> ledger" }; rollback { run u "
     milepost().arg("rollback").arg(&w).args(["--env", "prod", "--only", "a", "--yes"]).assert().success();
     assert_eq!(count(&ledger(dir.path()), "undo-a"), 1);
 }
+
+/// Review of issue 16: an operator's stop during the on-failure handlers stops what would
+/// follow (rollback, `finally`), and the command exits 130.
+#[test]
+fn a_stop_during_a_handler_stops_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w { finally { run fin "echo fin >> ledger" } }
+module a { budget "1m"; install { run s "exit 1" }
+  on-failure "rollback" { run slow "touch started; sleep 5" }
+  rollback { run u "echo undo >> ledger" } }
+"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
+        .arg("apply")
+        .arg(&w)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("started");
+    for _ in 0..500 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(started.exists());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(ledger(dir.path()).is_empty(), "{:?}", ledger(dir.path()));
+}

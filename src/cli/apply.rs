@@ -387,20 +387,32 @@ pub fn rollout(
     let failed_only =
         summary.failed > 0 && !summary.interrupted && !summary.deadline_stop && !summary.record_failed;
     let mut handlers_failed = false;
+    // An operator's stop during a handler or the rollback stops what would follow, too.
+    let mut stopped_later = false;
     if failed_only && matches!(plan.command, "apply" | "resume") {
         // Diagnostics first, while what failed is still there; then the undo.
-        handlers_failed |= handlers_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?;
-        rollback_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?;
+        match handlers_after_failure(cx, &workflow, args, state_dir, &this_run, lock)? {
+            Some(exit::INTERRUPTED) => stopped_later = true,
+            Some(code) => handlers_failed |= code != exit::SUCCESS,
+            None => {}
+        }
+        if !stopped_later {
+            stopped_later = rollback_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?
+                == Some(exit::INTERRUPTED);
+        }
     }
     // `finally`: whatever the outcome, but for an operator's stop.
-    if matches!(plan.command, "apply" | "resume") && !summary.interrupted {
+    if matches!(plan.command, "apply" | "resume") && !summary.interrupted && !stopped_later {
         if let Some(finally) = crate::rollback::finally_workflow(&workflow) {
             errln!("\n{} finally", p.bold("▸"));
             let run = Rollout { command: "finally", ..Rollout::anew(Vec::new()) };
-            handlers_failed |= rollout(cx, Arc::new(finally), args, state_dir, run, lock)? != exit::SUCCESS;
+            match rollout(cx, Arc::new(finally), args, state_dir, run, lock)? {
+                exit::INTERRUPTED => stopped_later = true,
+                code => handlers_failed |= code != exit::SUCCESS,
+            }
         }
     }
-    Ok(if summary.interrupted {
+    Ok(if summary.interrupted || stopped_later {
         exit::INTERRUPTED
     } else if summary.record_failed {
         exit::IO
@@ -413,7 +425,7 @@ pub fn rollout(
 }
 
 /// Runs the `on-failure { … }` diagnostics of the nodes that failed in run `run_id`, as a run
-/// of their own; whether any failed.
+/// of their own; its exit code, `None` when there were none to run.
 fn handlers_after_failure(
     cx: &Cx,
     workflow: &Arc<Workflow>,
@@ -421,7 +433,7 @@ fn handlers_after_failure(
     state_dir: &Path,
     run_id: &str,
     lock: &lock::StateLock,
-) -> Result<bool, CliError> {
+) -> Result<Option<u8>, CliError> {
     let history = crate::state::history::History::load(state_dir)
         .map_err(|e| CliError::State { message: e.to_string() })?;
     let failed: Vec<usize> = failed_in(workflow, &history, run_id)
@@ -429,7 +441,7 @@ fn handlers_after_failure(
         .filter(|&n| !workflow.nodes[n].handler.is_empty())
         .collect();
     if failed.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| failed.contains(&n)).collect::<Vec<_>>());
     errln!("\n{} on-failure: {}", cx.err.bold("▸"), ids.join(", "));
@@ -442,7 +454,7 @@ fn handlers_after_failure(
         run,
         lock,
     )?;
-    Ok(code != exit::SUCCESS)
+    Ok(Some(code))
 }
 
 /// The nodes whose end in run `run_id` is a failure.
@@ -458,8 +470,9 @@ fn failed_in(workflow: &Workflow, history: &crate::state::history::History, run_
 }
 
 /// Undoes, by a rollback run, what the failures of run `run_id` leave under
-/// `on-failure "rollback"` ([`crate::rollback::after_failure`]); nothing when no failed node
-/// asks for it. Its own failure is reported and never replaces the rollout's.
+/// `on-failure "rollback"` ([`crate::rollback::after_failure`]); nothing (`None`) when no
+/// failed node asks for it, else the rollback's exit code. Its own failure is reported and
+/// never replaces the rollout's.
 fn rollback_after_failure(
     cx: &Cx,
     workflow: &Arc<Workflow>,
@@ -467,7 +480,7 @@ fn rollback_after_failure(
     state_dir: &Path,
     run_id: &str,
     lock: &lock::StateLock,
-) -> Result<(), CliError> {
+) -> Result<Option<u8>, CliError> {
     let history = crate::state::history::History::load(state_dir)
         .map_err(|e| CliError::State { message: e.to_string() })?;
     let failed = failed_in(workflow, &history, run_id);
@@ -477,7 +490,7 @@ fn rollback_after_failure(
     };
     let undo = crate::rollback::after_failure(workflow, &failed, &ran);
     if undo.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let p = cx.err;
     let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| undo.contains(&n)).collect::<Vec<_>>());
@@ -497,7 +510,7 @@ fn rollback_after_failure(
             p.dim("fix the cause, then `milepost resume` installs what was rolled back again and goes on")
         );
     }
-    Ok(())
+    Ok(Some(code))
 }
 
 /// The `resume` command that continues this rollout from any folder: the workflow's path as

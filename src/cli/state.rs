@@ -444,6 +444,10 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
                     })),
                 )
             }
+            NodeStatus::Done if history.skipped_by_condition.contains(&node.id) => (
+                "skipped".to_string(),
+                node.when.as_ref().map(|w| format!("its condition was false: {}", w.text)),
+            ),
             NodeStatus::Done => ("done".to_string(), None),
             // Its last run failed, whatever else makes it run again now (a gate whose phase
             // was rolled back after it failed).

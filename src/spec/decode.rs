@@ -1227,7 +1227,9 @@ impl Cx<'_> {
                     if args(child).next().is_some() || child.children().is_none() {
                         raw.on_failure = self.on_failure(child);
                     }
-                    raw.handler = children(child).filter_map(|s| self.step(s)).collect();
+                    if child.children().is_some() {
+                        raw.handler.extend(children(child).filter_map(|s| self.step(s)));
+                    }
                 }
                 _ => unreachable!("`allowed` lists every name matched above"),
             }

@@ -83,7 +83,16 @@ pub fn resolve(
     let names: Vec<String> = nodes.iter().map(|n| n.id.value.clone()).collect();
     let mut built = Vec::with_capacity(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
-        let conditions = Conditions { ids: &ids, names: &names, deps: &deps, vars: &vars, node: index };
+        // A gate checks its phase: whether it runs cannot hang on how a module of it ended.
+        let gate_vars_only = (node.kind == NodeKind::Gate).then_some("a gate");
+        let conditions = Conditions {
+            ids: &ids,
+            names: &names,
+            deps: &deps,
+            vars: &vars,
+            node: index,
+            vars_only: gate_vars_only,
+        };
         let when = node.when.as_ref().and_then(|w| conditions.check(w, &mut renderer, problems));
         let mut cx = NodeCx {
             conditions,
@@ -101,9 +110,12 @@ pub fn resolve(
             &serde_json::json!({ "id": node.id.value, "number": node.number.as_ref().map(|n| n.value) }),
         );
         let install = cx.steps(&node.install, &node.dir, &scope, Stage::Install);
+        cx.conditions.vars_only = None;
         let validate = cx.steps(&node.validate, &node.dir, &scope, Stage::Validate);
         // Rendered after install and validate: an `apply` of what a template wrote is found.
         let files_read = std::mem::replace(&mut cx.files_read, Sha256::new());
+        // Undo and handler steps run in runs of their own, where no outcome of this rollout is.
+        cx.conditions.vars_only = Some("a rollback or on-failure step");
         let rollback = cx.steps(&node.rollback, &node.dir, &scope, Stage::Install);
         let handler = cx.steps(&node.handler, &node.dir, &scope, Stage::Install);
         cx.files_read = files_read;
@@ -158,7 +170,14 @@ pub fn resolve(
     // vars (node outcomes are not what a `finally` run sees).
     let finally = {
         let mut cx = NodeCx {
-            conditions: Conditions { ids: &ids, names: &names, deps: &deps, vars: &vars, node: 0 },
+            conditions: Conditions {
+                ids: &ids,
+                names: &names,
+                deps: &deps,
+                vars: &vars,
+                node: usize::MAX,
+                vars_only: Some("a finally step"),
+            },
             renderer: &mut renderer,
             problems,
             rendered_earlier: Vec::new(),
@@ -576,6 +595,8 @@ struct Conditions<'a> {
     vars: &'a BTreeMap<String, String>,
     /// The node whose condition (or whose step's) it is.
     node: NodeId,
+    /// Conditions here read vars only, and why: outcomes are not what these steps see.
+    vars_only: Option<&'static str>,
 }
 
 impl Conditions<'_> {
@@ -603,7 +624,7 @@ impl Conditions<'_> {
         renderer: &mut Renderer,
         problems: &mut Problems,
     ) -> Option<Condition> {
-        let node = &self.names[self.node];
+        let node = self.names.get(self.node).map_or("finally", String::as_str);
         let report = |problems: &mut Problems, reason: String, help: String| {
             problems.at(Problem::Condition { reason, help }, raw.at());
         };
@@ -629,6 +650,11 @@ impl Conditions<'_> {
             }
             Err(other) => unreachable!("parsing reports form and references only: {other:?}"),
         };
+        if let (Some(what), Some(id)) = (self.vars_only, condition.reads.first()) {
+            let help = format!("a condition of {what} reads vars only; put what depends on `{id}` in a module with `after {id}`");
+            report(problems, format!("of {what} reads the outcome of `{id}`"), help);
+            return None;
+        }
         let mut ok = true;
         for id in &condition.reads {
             match self.ids.get(id) {

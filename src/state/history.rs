@@ -109,6 +109,8 @@ pub struct History {
     pub rollback_scope: Option<Vec<String>>,
     /// Nodes whose rollback passed and that no rollout has run again since.
     pub rolled_back: std::collections::BTreeSet<String>,
+    /// Nodes whose current run ended skipped by their `when`, decided as they would start.
+    pub skipped_by_condition: std::collections::BTreeSet<String>,
     /// The failure a rolled-back node's rollback followed, if it had failed.
     pub rolled_back_after: HashMap<String, String>,
     /// Records folded so far: the position of the next one.
@@ -238,6 +240,7 @@ impl History {
     fn begin(&mut self, node: &str, started: bool, run: &RunRecord) {
         // Installed again (or to be): no longer rolled back, nor left to roll back.
         self.rolled_back.remove(node);
+        self.skipped_by_condition.remove(node);
         self.rolled_back_after.remove(node);
         if let Some(scope) = self.rollback_scope.as_mut() {
             scope.retain(|n| n != node);
@@ -492,9 +495,34 @@ impl History {
                         },
                     );
                 }
-                Record::NodeSkipped { .. } => {
+                Record::NodeSkipped { node, reason } => {
                     if let Some(r) = run.as_mut() {
                         r.skipped += 1;
+                    }
+                    // Skipped by its `when` as it would have started: it ended, having built
+                    // nothing, and counts as done until something it reads runs again.
+                    if let (crate::exec::SkipReason::Condition { .. }, Some(r)) = (reason, run.as_ref()) {
+                        let r = r.clone();
+                        self.begin(node, true, &r);
+                        let position = self.position;
+                        if let Some(attempt) = self.attempts.get_mut(node) {
+                            attempt.completed = Some(position);
+                            attempt.rebuilt = false;
+                            attempt.last_seen = position;
+                        }
+                        self.completions.entry(node.clone()).or_default().push(position);
+                        self.nodes.insert(
+                            node.clone(),
+                            NodeRecord {
+                                outcome: Outcome::Passed,
+                                node_hash: String::new(),
+                                took: Duration::ZERO,
+                                spent: Duration::ZERO,
+                                run_id: r.run_id.clone(),
+                                source_hash: None,
+                            },
+                        );
+                        self.skipped_by_condition.insert(node.clone());
                     }
                 }
                 Record::GatePassed { .. } => {}

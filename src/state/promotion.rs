@@ -107,6 +107,10 @@ enum NodeProof<'w> {
 
 fn standing_of<'w>(workflow: &'w Workflow, source: &History, n: NodeId) -> NodeProof<'w> {
     let node = &workflow.nodes[n];
+    // Skipped by its condition there (at load, or as it would start): nothing to vouch for.
+    if node.skipped_at_load() || source.skipped_by_condition.contains(&node.id) {
+        return NodeProof::Passed;
+    }
     match source.nodes.get(&node.id) {
         Some(end) if end.outcome.passed() => {
             if end.source_hash.as_deref() != Some(node.source_hash.as_str()) {

@@ -58,7 +58,11 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
         let steps = node.steps().count();
         let unchanged = kept == steps;
         decisions[i] = match ended {
-            Some(r) if r.outcome.passed() && unchanged => whole(NodeStatus::Done),
+            Some(r)
+                if r.outcome.passed() && (unchanged || history.skipped_by_condition.contains(&node.id)) =>
+            {
+                whole(NodeStatus::Done)
+            }
             Some(r) if r.outcome.passed() => Decision {
                 status: NodeStatus::Rerun("definition changed since it completed".into()),
                 skip_steps: kept,
