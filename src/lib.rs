@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod exec;
 pub mod files;
 pub mod graph;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod rollback;

@@ -13,6 +13,7 @@ mod fuzz;
 mod hostile;
 mod kube_contract;
 mod kubernetes;
+mod notify;
 mod plan;
 mod readme;
 mod report;

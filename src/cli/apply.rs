@@ -303,21 +303,47 @@ pub fn rollout(
         }
     }
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
+    // Handlers' runs tell nobody: the rollout they follow does.
+    let mut notifier = match plan.command {
+        "apply" | "resume" | "rollback" => crate::notify::Notifier::start(&workflow, &this_run),
+        _ => None,
+    };
     let summary = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let run = tokio::spawn(exec::execute(workflow.clone(), options, tx));
+        let tell =
+            |reporter: &mut Reporter, notifier: &mut Option<crate::notify::Notifier>, event: &ExecEvent| {
+                reporter.handle(event);
+                if let Some(n) = notifier.as_mut() {
+                    n.event(event);
+                }
+            };
         while let Some(event) = rx.recv().await {
-            reporter.handle(&event);
+            tell(&mut reporter, &mut notifier, &event);
             while let Ok(event) = rx.try_recv() {
-                reporter.handle(&event);
+                tell(&mut reporter, &mut notifier, &event);
             }
             reporter.flush();
         }
         let summary = run.await.unwrap_or_default();
-        reporter.handle(&ExecEvent::RunFinished { summary: summary.clone() });
+        tell(&mut reporter, &mut notifier, &ExecEvent::RunFinished { summary: summary.clone() });
         reporter.flush();
         summary
     });
+    if let Some(notifier) = notifier {
+        // A slow endpoint holds the end of the rollout this long at most.
+        let sent = notifier.finish(std::time::Duration::from_secs(5));
+        for failure in &sent.failed {
+            errln!("{} notification not sent: {failure}", p.yellow("warning:"));
+        }
+        if sent.unsent > 0 {
+            errln!(
+                "{} {} notification(s) still sending when the rollout ended: not waited for",
+                p.yellow("warning:"),
+                sent.unsent
+            );
+        }
+    }
     let end = Record::RunEnd {
         passed: summary.passed,
         failed: summary.failed,

@@ -28,6 +28,7 @@ const WORKFLOW_CHILDREN: &[&str] = &[
     "environment",
     "on-failure",
     "finally",
+    "notify",
 ];
 const ENVIRONMENT_CHILDREN: &[&str] =
     &["kubernetes", "vars", "vars-file", "secret", "parallelism", "deadline", "on-overrun", "requires"];
@@ -848,6 +849,37 @@ impl Cx<'_> {
         }
     }
 
+    fn notify(&mut self, node: &KdlNode) -> Option<RawNotify> {
+        self.check_shape(node, 1, "one name", &[]);
+        let name =
+            self.id(node, "notify slack { url \"{{ secrets.slack_webhook_url }}\"; events \"run-end\" }")?;
+        let mut n = RawNotify { name, url: None, events: Vec::new(), template: None };
+        for child in children(node) {
+            match child.name().value() {
+                "url" => {
+                    n.url = self
+                        .leaf(child, "url \"{{ secrets.slack_webhook_url }}\"")
+                        .and_then(|e| self.string(e, "`url`"))
+                }
+                "events" => {
+                    self.check_shape(child, usize::MAX, "event names", &[]);
+                    self.no_children(child);
+                    n.events.extend(self.strings(child, "an event name"));
+                }
+                "template" => {
+                    n.template = self
+                        .leaf(child, "template \"notify/teams.json.tera\"")
+                        .and_then(|e| self.string(e, "`template`"))
+                }
+                other => self.unknown_node(child, other, "`notify`", &["url", "events", "template"]),
+            }
+        }
+        if n.url.is_none() {
+            self.missing(node, "url", "url \"{{ secrets.slack_webhook_url }}\"");
+        }
+        Some(n)
+    }
+
     /// `on-failure "stop"` or `on-failure "rollback"`.
     fn on_failure(&mut self, node: &KdlNode) -> Option<Spanned<OnFailure>> {
         self.check_shape(node, 1, "one value", &[]);
@@ -914,6 +946,7 @@ impl Cx<'_> {
             environments: Vec::new(),
             on_failure: None,
             finally: Vec::new(),
+            notify: Vec::new(),
         };
         for child in children(node) {
             match child.name().value() {
@@ -937,6 +970,7 @@ impl Cx<'_> {
                 }
                 "on-overrun" => w.on_overrun = self.on_overrun(child),
                 "on-failure" => w.on_failure = self.on_failure(child),
+                "notify" => w.notify.extend(self.notify(child)),
                 "finally" => {
                     self.check_shape(child, 0, "no values", &[]);
                     w.finally = children(child).filter_map(|s| self.step(s)).collect();

@@ -33,6 +33,8 @@ pub struct Workflow {
     /// cleanup, a last notification. Their failures are reported, never in place of the
     /// rollout's.
     pub finally: Vec<Step>,
+    /// Webhooks told of the rollout's events.
+    pub notify: Vec<Notify>,
     pub vars: BTreeMap<String, String>,
     /// The `--var`/`--vars-file` values that differ from the file's defaults.
     pub var_overrides: BTreeMap<String, String>,
@@ -93,6 +95,41 @@ impl Workflow {
     pub fn phase_of(&self, node: NodeId) -> Option<&Phase> {
         self.nodes[node].phase.map(|p| &self.phases[p])
     }
+}
+
+/// A webhook and the events it is told of.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notify {
+    pub name: String,
+    /// Usually a secret: `shown` masks it.
+    pub url: Text,
+    pub events: Vec<NotifyEvent>,
+    /// The body's tera template, as written; `None`: `{"text": "…"}` (Slack, Mattermost,
+    /// Rocket.Chat and most chat webhooks read it).
+    pub template: Option<String>,
+}
+
+/// What a notification is sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    RunStart,
+    RunEnd,
+    GatePassed,
+    GateFailed,
+    StepFailed,
+    Overrun,
+}
+
+impl NotifyEvent {
+    pub const ALL: &'static [(&'static str, NotifyEvent)] = &[
+        ("run-start", NotifyEvent::RunStart),
+        ("run-end", NotifyEvent::RunEnd),
+        ("gate-passed", NotifyEvent::GatePassed),
+        ("gate-failed", NotifyEvent::GateFailed),
+        ("step-failed", NotifyEvent::StepFailed),
+        ("overrun", NotifyEvent::Overrun),
+    ];
 }
 
 /// One place the workflow rolls out to. Its vars, secrets' sources, Kubernetes context,

@@ -32,6 +32,17 @@ pub struct RawWorkflow {
     pub on_failure: Option<Spanned<OnFailure>>,
     /// Steps run after an `apply` or `resume`, whatever its outcome (`finally { … }`).
     pub finally: Vec<RawStep>,
+    pub notify: Vec<RawNotify>,
+}
+
+/// A webhook told of a rollout's events: `notify slack { url "{{ secrets.hook }}"; events … }`.
+#[derive(Debug)]
+pub struct RawNotify {
+    pub name: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub events: Vec<Spanned<String>>,
+    /// A tera template file for the body; default: Slack-compatible `{"text": …}`.
+    pub template: Option<Spanned<String>>,
 }
 
 /// One place the workflow rolls out to (`environment staging { … }`): what makes it itself.

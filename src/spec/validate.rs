@@ -189,6 +189,26 @@ pub fn resolve(
         scope.insert("dir", &dir);
         cx.steps(&raw.finally, &dir, &scope, Stage::Install)
     };
+    let notify = {
+        let mut cx = NodeCx {
+            conditions: Conditions {
+                ids: &ids,
+                names: &names,
+                deps: &deps,
+                vars: &vars,
+                node: usize::MAX,
+                vars_only: Some("a notification"),
+            },
+            renderer: &mut renderer,
+            problems,
+            rendered_earlier: Vec::new(),
+            node: "notify",
+            files_read: Sha256::new(),
+            files_by_values: false,
+        };
+        let scope = base_scope.clone();
+        raw.notify.iter().filter_map(|n| notification(&mut cx, n, &scope, &dir)).collect::<Vec<_>>()
+    };
     let domains: Vec<&str> = built.iter().filter_map(|n| n.domain.as_deref()).collect();
     let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
     let facts = RunFacts::sample(domains, ids);
@@ -214,6 +234,7 @@ pub fn resolve(
         on_overrun: workflow_overrun,
         on_failure: workflow_on_failure,
         finally,
+        notify,
         vars,
         var_overrides,
         secrets,
@@ -550,6 +571,54 @@ fn secrets(raw: &RawWorkflow, inputs: &Inputs) -> (Vec<Secret>, BTreeMap<String,
         values.insert(s.name.value.clone(), value.unwrap_or_else(|| format!("<unset ${}>", s.env.value)));
     }
     (declared, values)
+}
+
+/// A `notify` block: its URL rendered (secrets allowed, masked where shown), its events
+/// known, its body template read and tried on a sample event.
+fn notification(cx: &mut NodeCx, raw: &RawNotify, scope: &Scope, dir: &Path) -> Option<Notify> {
+    let url = cx.text(raw.url.as_ref()?, scope)?;
+    let mut events = Vec::new();
+    for e in &raw.events {
+        match NotifyEvent::ALL.iter().find(|(name, _)| *name == e.value) {
+            Some((_, event)) => events.push(*event),
+            None => {
+                let names = NotifyEvent::ALL.iter().map(|(n, _)| *n);
+                cx.problems.at(
+                    Problem::BadValue {
+                        what: format!("event `{}`", e.value),
+                        reason: "is not an event milepost sends".into(),
+                        help: match did_you_mean(&e.value, names.clone()) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => format!("events: {}", names.collect::<Vec<_>>().join(", ")),
+                        },
+                    },
+                    e.at(),
+                );
+            }
+        }
+    }
+    if raw.events.is_empty() {
+        events = vec![NotifyEvent::RunEnd, NotifyEvent::GateFailed, NotifyEvent::StepFailed];
+    }
+    let template = match &raw.template {
+        None => None,
+        Some(path) => {
+            let file = dir.join(&path.value);
+            let text = match super::source::read_text(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    cx.problems.at(e.into_problem(super::source::display_path(&file)), path.at());
+                    return None;
+                }
+            };
+            if let Err(reason) = crate::notify::render(&text, &crate::notify::Message::sample()) {
+                cx.problems.at(Problem::Template { reason }, path.at());
+                return None;
+            }
+            Some(text)
+        }
+    };
+    Some(Notify { name: raw.name.value.clone(), url, events, template })
 }
 
 /// [`Node::source_hash`]: the node's install and validate blocks as written, the files its
