@@ -169,43 +169,15 @@ pub fn resolve(
     // `finally` steps run from the workflow's folder, with its values. Their conditions read
     // vars (node outcomes are not what a `finally` run sees).
     let finally = {
-        let mut cx = NodeCx {
-            conditions: Conditions {
-                ids: &ids,
-                names: &names,
-                deps: &deps,
-                vars: &vars,
-                node: usize::MAX,
-                vars_only: Some("a finally step"),
-            },
-            renderer: &mut renderer,
-            problems,
-            rendered_earlier: Vec::new(),
-            node: "finally",
-            files_read: Sha256::new(),
-            files_by_values: false,
-        };
+        let conditions = Conditions::vars_only(&ids, &names, &deps, &vars, "a finally step");
+        let mut cx = NodeCx::workflow_level(conditions, &mut renderer, problems, "finally");
         let mut scope = base_scope.clone();
         scope.insert("dir", &dir);
         cx.steps(&raw.finally, &dir, &scope, Stage::Install)
     };
     let notify = {
-        let mut cx = NodeCx {
-            conditions: Conditions {
-                ids: &ids,
-                names: &names,
-                deps: &deps,
-                vars: &vars,
-                node: usize::MAX,
-                vars_only: Some("a notification"),
-            },
-            renderer: &mut renderer,
-            problems,
-            rendered_earlier: Vec::new(),
-            node: "notify",
-            files_read: Sha256::new(),
-            files_by_values: false,
-        };
+        let conditions = Conditions::vars_only(&ids, &names, &deps, &vars, "a notification");
+        let mut cx = NodeCx::workflow_level(conditions, &mut renderer, problems, "notify");
         let scope = base_scope.clone();
         raw.notify.iter().filter_map(|n| notification(&mut cx, n, &scope, &dir)).collect::<Vec<_>>()
     };
@@ -666,6 +638,39 @@ struct Conditions<'a> {
     node: NodeId,
     /// Conditions here read vars only, and why: outcomes are not what these steps see.
     vars_only: Option<&'static str>,
+}
+
+impl<'a> Conditions<'a> {
+    /// For what is not a node's own (`finally`, `notify`): conditions read vars only.
+    fn vars_only(
+        ids: &'a HashMap<String, NodeId>,
+        names: &'a [String],
+        deps: &'a Deps,
+        vars: &'a BTreeMap<String, String>,
+        what: &'static str,
+    ) -> Self {
+        Conditions { ids, names, deps, vars, node: usize::MAX, vars_only: Some(what) }
+    }
+}
+
+impl<'a> NodeCx<'a> {
+    /// Rendering for the workflow's own steps and settings, named `what` in messages.
+    fn workflow_level(
+        conditions: Conditions<'a>,
+        renderer: &'a mut Renderer,
+        problems: &'a mut Problems,
+        what: &'a str,
+    ) -> Self {
+        NodeCx {
+            conditions,
+            renderer,
+            problems,
+            rendered_earlier: Vec::new(),
+            node: what,
+            files_read: Sha256::new(),
+            files_by_values: false,
+        }
+    }
 }
 
 impl Conditions<'_> {

@@ -122,17 +122,7 @@ pub struct History {
 /// The run folders of a state directory, oldest first (run ids start with a UTC timestamp).
 /// Folders being created (`.partial-*`) are not runs yet.
 pub fn run_dirs(state_dir: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
+    super::place::subdirs(&state_dir.join("runs"))
 }
 
 /// Every run's folder and records, oldest first: read once, for commands that need the

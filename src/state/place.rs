@@ -138,7 +138,8 @@ pub fn roots_below(dir: &Path, depth: usize) -> Option<Vec<PathBuf>> {
     Some(roots)
 }
 
-fn subdirs(dir: &Path) -> Vec<PathBuf> {
+/// The folders in `dir` whose names do not start with `.`, in name order.
+pub(crate) fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
