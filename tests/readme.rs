@@ -64,6 +64,8 @@ fn the_readme_commands_do_what_their_comments_say() {
     for folder in ["examples", "workflows", "modules", "checkpoints"] {
         copy_dir(&repo().join(folder), &dir.path().join(folder));
     }
+    // The example's services stop when the test ends, passed or not.
+    let _services = Services(dir.path().join("examples/local/.work"));
     let bin = assert_cmd::cargo::cargo_bin("milepost");
     let ports = [("staging", free_port()), ("prod", free_port())];
     let mut ran = 0;
@@ -118,14 +120,21 @@ fn the_readme_commands_do_what_their_comments_say() {
         ran += 1;
     }
     assert!(ran >= 12, "the README's commands were not found: {ran}");
-    for env in ["staging", "prod"] {
-        let pid = dir.path().join(format!("examples/local/.work/{env}/service.pid"));
-        if let Ok(pid) = std::fs::read_to_string(pid) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+}
+
+/// Stops the services the example started under a `.work` folder when dropped.
+struct Services(std::path::PathBuf);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for env in ["staging", "prod"] {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join(env).join("service.pid")) {
+                if let Ok(pid) = pid.trim().parse() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
             }
         }
     }
