@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::graph::PlanGraph;
-use crate::spec::{NodeId, NodeKind, OnFailure, Phase, Workflow};
+use crate::spec::{Node, NodeId, NodeKind, OnFailure, Phase, Step, Workflow};
 
 /// What a failure with `on-failure "rollback"` undoes: a failed module, itself; a failed
 /// gate, the modules of its phase that ran in this rollout. Only nodes with rollback steps;
@@ -39,24 +39,20 @@ pub fn after_failure(workflow: &Workflow, failed: &[NodeId], ran: &dyn Fn(NodeId
 pub fn undo_workflow(workflow: &Workflow, nodes: &[NodeId]) -> Workflow {
     let graph = PlanGraph::new(workflow);
     let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-    let mut undo = workflow.clone();
-    undo.nodes = nodes
+    let undo_nodes = nodes
         .iter()
         .map(|&n| {
             let mut node = workflow.nodes[n].clone();
-            node.install = std::mem::take(&mut node.rollback);
-            node.validate = Vec::new();
-            node.budget = node.rollback_budget;
-            node.buffer = None;
-            node.planned = node.rollback_budget;
-            node.success_probability = 1.0;
-            node.uses = Vec::new();
+            let steps = std::mem::take(&mut node.rollback);
             // Undo what was built on it first.
-            node.deps = nodes.iter().filter(|&&m| m != n && graph.has_path(n, m)).map(|m| index[m]).collect();
+            let deps = nodes.iter().filter(|&&m| m != n && graph.has_path(n, m)).map(|m| index[m]).collect();
+            let budget = node.rollback_budget;
+            let mut node = run_node(node, steps, deps, budget);
+            node.success_probability = 1.0;
             node
         })
         .collect();
-    undo.phases = workflow
+    let phases: Vec<Phase> = workflow
         .phases
         .iter()
         .map(|p| Phase {
@@ -66,35 +62,29 @@ pub fn undo_workflow(workflow: &Workflow, nodes: &[NodeId]) -> Workflow {
             gate: p.gate.and_then(|g| index.get(&g).copied()),
         })
         .collect();
+    let mut undo = derived(workflow, undo_nodes, phases);
     for (i, node) in undo.nodes.iter_mut().enumerate() {
         node.phase =
             node.phase.filter(|&p| undo.phases[p].modules.contains(&i) || undo.phases[p].gate == Some(i));
     }
-    undo.metrics = Vec::new();
     undo
 }
 
 /// The run of the `on-failure { … }` handlers of `nodes` (failed nodes that have one): each
 /// node's handler steps as its install steps, all independent.
 pub fn handlers_workflow(workflow: &Workflow, nodes: &[NodeId]) -> Workflow {
-    let mut run = workflow.clone();
-    run.nodes = nodes
+    let handlers = nodes
         .iter()
         .map(|&n| {
             let mut node = workflow.nodes[n].clone();
-            node.install = std::mem::take(&mut node.handler);
-            node.validate = Vec::new();
-            node.deps = Vec::new();
-            node.uses = Vec::new();
+            let steps = std::mem::take(&mut node.handler);
+            let budget = node.budget;
+            let mut node = run_node(node, steps, Vec::new(), budget);
             node.phase = None;
-            node.buffer = None;
-            node.planned = node.budget;
             node
         })
         .collect();
-    run.phases = Vec::new();
-    run.metrics = Vec::new();
-    run
+    derived(workflow, handlers, Vec::new())
 }
 
 /// The run of the workflow's `finally` steps, as one node named `finally`; `None` without
@@ -103,26 +93,58 @@ pub fn finally_workflow(workflow: &Workflow) -> Option<Workflow> {
     if workflow.finally.is_empty() {
         return None;
     }
-    let mut run = workflow.clone();
     let mut node = workflow.nodes.first()?.clone();
     node.id = "finally".into();
     node.number = None;
     node.title = "finally".into();
     node.description = None;
     node.kind = NodeKind::Module;
-    node.install = workflow.finally.clone();
-    node.validate = Vec::new();
-    node.deps = Vec::new();
-    node.uses = Vec::new();
     node.phase = None;
-    node.buffer = None;
     node.dir = workflow.dir.clone();
-    node.budget = node.install.iter().map(|s| s.timeout.unwrap_or(std::time::Duration::from_secs(600))).sum();
-    node.planned = node.budget;
-    run.nodes = vec![node];
-    run.phases = Vec::new();
-    run.metrics = Vec::new();
-    Some(run)
+    let budget =
+        workflow.finally.iter().map(|s| s.timeout.unwrap_or(std::time::Duration::from_secs(600))).sum();
+    let node = run_node(node, workflow.finally.clone(), Vec::new(), budget);
+    Some(derived(workflow, vec![node], Vec::new()))
+}
+
+/// `node` made to run `steps` as its install steps, and nothing else, after `deps`, planned at
+/// `budget`.
+fn run_node(mut node: Node, steps: Vec<Step>, deps: Vec<NodeId>, budget: std::time::Duration) -> Node {
+    node.install = steps;
+    node.validate = Vec::new();
+    node.deps = deps;
+    node.uses = Vec::new();
+    node.budget = budget;
+    node.buffer = None;
+    node.planned = budget;
+    node
+}
+
+/// A workflow of `nodes` and `phases` with everything else of `workflow`: its values, secrets,
+/// shell and environment. Its metrics are the workflow's own business, not the run's.
+fn derived(workflow: &Workflow, nodes: Vec<Node>, phases: Vec<Phase>) -> Workflow {
+    Workflow {
+        id: workflow.id.clone(),
+        title: workflow.title.clone(),
+        file: workflow.file.clone(),
+        dir: workflow.dir.clone(),
+        parallelism: workflow.parallelism,
+        shell: workflow.shell.clone(),
+        on_overrun: workflow.on_overrun,
+        on_failure: workflow.on_failure,
+        finally: Vec::new(),
+        notify: workflow.notify.clone(),
+        vars: workflow.vars.clone(),
+        var_overrides: workflow.var_overrides.clone(),
+        secrets: workflow.secrets.clone(),
+        resources: workflow.resources.clone(),
+        phases,
+        nodes,
+        metrics: Vec::new(),
+        kubernetes: workflow.kubernetes.clone(),
+        environments: workflow.environments.clone(),
+        environment: workflow.environment,
+    }
 }
 
 #[cfg(test)]

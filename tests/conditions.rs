@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{diagnostics, milepost, rollout_dir, Fixture};
+use crate::support::{diagnostics, milepost, rollout_dir, stderr, stdout, Fixture};
 
 impl Fixture {
     /// The lines the steps appended to `ledger`, in order.
@@ -24,14 +24,6 @@ impl Fixture {
     fn resume(&self) -> assert_cmd::assert::Assert {
         milepost().arg("resume").arg(self.path("w.kdl")).timeout(Duration::from_secs(60)).assert()
     }
-}
-
-fn stderr(assert: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
-}
-
-fn stdout(assert: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
 const BY_PROFILE: &str = r#"workflow w { vars { profile "dev" } }

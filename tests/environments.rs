@@ -4,23 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{diagnostics, milepost, Local};
-
-fn stderr(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
-}
-
-fn stdout(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
-}
-
-fn ledger(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
-}
-
-fn count(lines: &[String], line: &str) -> usize {
-    lines.iter().filter(|l| *l == line).count()
-}
+use crate::support::{count, diagnostics, ledger, milepost, stderr, stdout, Local};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -2,26 +2,9 @@
 //! cluster as it was, by plan; `milepost rollback` undoes completed modules on purpose; a
 //! rollback is journaled and resumed like any rollout.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{milepost, Local};
-
-fn stderr(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
-}
-
-fn stdout(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
-}
-
-fn ledger(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
-}
-
-fn count(lines: &[String], line: &str) -> usize {
-    lines.iter().filter(|l| *l == line).count()
-}
+use crate::support::{count, ledger, milepost, spawn_until, stderr, stdout, Local};
 
 fn status_of(status: &serde_json::Value, id: &str) -> String {
     let nodes = status["nodes"].as_array().unwrap();
@@ -111,21 +94,10 @@ fn a_killed_rollback_is_resumed_without_repeating_passed_steps() {
     let (dir, w) = chain();
     milepost().arg("apply").arg(&w).assert().success();
     std::fs::write(dir.path().join("slow"), "").unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
-        .arg("rollback")
-        .arg(&w)
-        .args(["--to", "A", "--only", "a", "--only", "b", "--only", "c", "--yes"])
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"));
+    command.arg("rollback").arg(&w).args(["--to", "A", "--only", "a", "--only", "b", "--only", "c", "--yes"]);
     let started = dir.path().join("started");
-    for _ in 0..500 {
-        if started.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until(command, &started);
     assert!(started.exists(), "the rollback never reached a's first step");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -462,19 +434,10 @@ module a { budget "1m"; install { run s "exit 1" }
 "#,
     )
     .unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
-        .arg("apply")
-        .arg(&w)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"));
+    command.arg("apply").arg(&w);
     let started = dir.path().join("started");
-    for _ in 0..500 {
-        if started.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until(command, &started);
     assert!(started.exists());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .unwrap();

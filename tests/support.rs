@@ -41,20 +41,9 @@ pub fn relative(path: &Path) -> PathBuf {
 /// `milepost apply <workflow>` started in the background, and the moment a step touched
 /// `marker` (so the run is known to be inside that step).
 pub fn apply_in_background(workflow: &Path, marker: &Path) -> std::process::Child {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"))
-        .arg("apply")
-        .arg(workflow)
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the milepost binary starts");
-    for _ in 0..500 {
-        if marker.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("milepost"));
+    command.arg("apply").arg(workflow);
+    spawn_until(command, marker)
 }
 
 /// A workflow file `w.kdl` in a temp dir of its own, for tests that run the binary on it.
@@ -186,4 +175,37 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
     dirs.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
     dirs.sort();
     dirs
+}
+
+/// What a command printed to stderr.
+pub fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// What a command printed to stdout.
+pub fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+/// The lines steps appended to `ledger` in `dir`, in order.
+pub fn ledger(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
+}
+
+/// How many of `lines` are `line`.
+pub fn count(lines: &[String], line: &str) -> usize {
+    lines.iter().filter(|l| *l == line).count()
+}
+
+/// `command` started in the background, and the moment a step touched `marker` (so the run
+/// is known to be inside that step).
+pub fn spawn_until(mut command: std::process::Command, marker: &Path) -> std::process::Child {
+    let child = command.env("NO_COLOR", "1").stderr(std::process::Stdio::null()).spawn().expect("it starts");
+    for _ in 0..500 {
+        if marker.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
 }

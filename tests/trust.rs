@@ -8,19 +8,7 @@ use milepost::state::format::Record;
 use milepost::state::history::run_dirs;
 use milepost::state::journal;
 
-use crate::support::{apply_in_background, milepost};
-
-fn stderr(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
-}
-
-fn ledger(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("ledger")).unwrap_or_default().lines().map(String::from).collect()
-}
-
-fn count(lines: &[String], line: &str) -> usize {
-    lines.iter().filter(|l| *l == line).count()
-}
+use crate::support::{apply_in_background, count, ledger, milepost, stderr};
 
 fn status_json(w: &Path) -> serde_json::Value {
     let out = milepost().arg("status").arg(w).arg("--json").assert().success();

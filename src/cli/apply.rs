@@ -10,7 +10,7 @@ use super::{exit, CliError, Cx, DefinitionArgs};
 use crate::exec::{self, preflight, ApplyOptions, ExecEvent, SharedRecorder};
 use crate::graph::PlanGraph;
 use crate::spec::values::{human, parse_duration};
-use crate::spec::Workflow;
+use crate::spec::{NodeId, Workflow};
 use crate::state::definition_hash;
 use crate::state::format::{now, ClusterIdentity, Record, FORMAT_VERSION};
 use crate::state::journal::Journal;
@@ -124,10 +124,11 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// A run of every node of its workflow from the first step, starting `restart` anew.
-    pub fn anew(restart: Vec<String>) -> Self {
+    /// A `command` run of every node of its workflow from the first step, starting
+    /// `restart` anew.
+    pub fn anew(command: &'static str, restart: Vec<String>) -> Self {
         Rollout {
-            command: "rollback",
+            command,
             selected: Vec::new(),
             restart: Some(restart),
             done: Vec::new(),
@@ -416,14 +417,18 @@ pub fn rollout(
     // An operator's stop during a handler or the rollback stops what would follow, too.
     let mut stopped_later = false;
     if failed_only && matches!(plan.command, "apply" | "resume") {
+        // Read once: the handlers' run changes no node's state.
+        let history = crate::state::history::History::load(state_dir)
+            .map_err(|e| CliError::State { message: e.to_string() })?;
+        let failed = failed_in(&workflow, &history, &this_run);
         // Diagnostics first, while what failed is still there; then the undo.
-        match handlers_after_failure(cx, &workflow, args, state_dir, &this_run, lock)? {
+        match handlers_after_failure(cx, &workflow, args, state_dir, &failed, lock)? {
             Some(exit::INTERRUPTED) => stopped_later = true,
             Some(code) => handlers_failed |= code != exit::SUCCESS,
             None => {}
         }
         if !stopped_later {
-            stopped_later = rollback_after_failure(cx, &workflow, args, state_dir, &this_run, lock)?
+            stopped_later = rollback_after_failure(cx, &workflow, args, state_dir, &history, &failed, lock)?
                 == Some(exit::INTERRUPTED);
         }
     }
@@ -431,7 +436,7 @@ pub fn rollout(
     if matches!(plan.command, "apply" | "resume") && !summary.interrupted && !stopped_later {
         if let Some(finally) = crate::rollback::finally_workflow(&workflow) {
             errln!("\n{} finally", p.bold("▸"));
-            let run = Rollout { command: "finally", ..Rollout::anew(Vec::new()) };
+            let run = Rollout::anew("finally", Vec::new());
             match rollout(cx, Arc::new(finally), args, state_dir, run, lock)? {
                 exit::INTERRUPTED => stopped_later = true,
                 code => handlers_failed |= code != exit::SUCCESS,
@@ -450,41 +455,34 @@ pub fn rollout(
     })
 }
 
-/// Runs the `on-failure { … }` diagnostics of the nodes that failed in run `run_id`, as a run
-/// of their own; its exit code, `None` when there were none to run.
+/// Runs the `on-failure { … }` diagnostics of the `failed` nodes that have one, as a run of
+/// their own; its exit code, `None` when there were none to run.
 fn handlers_after_failure(
     cx: &Cx,
     workflow: &Arc<Workflow>,
     args: &RunArgs,
     state_dir: &Path,
-    run_id: &str,
+    failed: &[NodeId],
     lock: &lock::StateLock,
 ) -> Result<Option<u8>, CliError> {
-    let history = crate::state::history::History::load(state_dir)
-        .map_err(|e| CliError::State { message: e.to_string() })?;
-    let failed: Vec<usize> = failed_in(workflow, &history, run_id)
-        .into_iter()
-        .filter(|&n| !workflow.nodes[n].handler.is_empty())
-        .collect();
-    if failed.is_empty() {
+    let with_handler: Vec<NodeId> =
+        failed.iter().copied().filter(|&n| !workflow.nodes[n].handler.is_empty()).collect();
+    if with_handler.is_empty() {
         return Ok(None);
     }
-    let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| failed.contains(&n)).collect::<Vec<_>>());
-    errln!("\n{} on-failure: {}", cx.err.bold("▸"), ids.join(", "));
-    let run = Rollout { command: "on-failure", ..Rollout::anew(Vec::new()) };
-    let code = rollout(
-        cx,
-        Arc::new(crate::rollback::handlers_workflow(workflow, &failed)),
-        args,
-        state_dir,
-        run,
-        lock,
-    )?;
+    errln!("\n{} on-failure: {}", cx.err.bold("▸"), ids_at(workflow, &with_handler).join(", "));
+    let handlers = Arc::new(crate::rollback::handlers_workflow(workflow, &with_handler));
+    let code = rollout(cx, handlers, args, state_dir, Rollout::anew("on-failure", Vec::new()), lock)?;
     Ok(Some(code))
 }
 
+/// The ids of `nodes`, in their order.
+fn ids_at(workflow: &Workflow, nodes: &[NodeId]) -> Vec<String> {
+    nodes.iter().map(|&n| workflow.nodes[n].id.clone()).collect()
+}
+
 /// The nodes whose end in run `run_id` is a failure.
-fn failed_in(workflow: &Workflow, history: &crate::state::history::History, run_id: &str) -> Vec<usize> {
+fn failed_in(workflow: &Workflow, history: &crate::state::history::History, run_id: &str) -> Vec<NodeId> {
     (0..workflow.nodes.len())
         .filter(|&n| {
             history
@@ -495,7 +493,7 @@ fn failed_in(workflow: &Workflow, history: &crate::state::history::History, run_
         .collect()
 }
 
-/// Undoes, by a rollback run, what the failures of run `run_id` leave under
+/// Undoes, by a rollback run, what the `failed` nodes leave under
 /// `on-failure "rollback"` ([`crate::rollback::after_failure`]); nothing (`None`) when no
 /// failed node asks for it, else the rollback's exit code. Its own failure is reported and
 /// never replaces the rollout's.
@@ -504,28 +502,26 @@ fn rollback_after_failure(
     workflow: &Arc<Workflow>,
     args: &RunArgs,
     state_dir: &Path,
-    run_id: &str,
+    history: &crate::state::history::History,
+    failed: &[NodeId],
     lock: &lock::StateLock,
 ) -> Result<Option<u8>, CliError> {
-    let history = crate::state::history::History::load(state_dir)
-        .map_err(|e| CliError::State { message: e.to_string() })?;
-    let failed = failed_in(workflow, &history, run_id);
     let ran = |n: usize| {
         history.attempts.get(&workflow.nodes[n].id).is_some_and(|a| a.started || a.completed.is_some())
             && !history.rolled_back.contains(&workflow.nodes[n].id)
     };
-    let undo = crate::rollback::after_failure(workflow, &failed, &ran);
+    let undo = crate::rollback::after_failure(workflow, failed, &ran);
     if undo.is_empty() {
         return Ok(None);
     }
     let p = cx.err;
-    let ids = ids_of(workflow, &(0..workflow.nodes.len()).map(|n| undo.contains(&n)).collect::<Vec<_>>());
+    let ids = ids_at(workflow, &undo);
     errln!(
         "\n{} on-failure rollback: undoing {} (what was built on them first)",
         p.bold("↩"),
         ids.join(", ")
     );
-    let plan = Rollout { command: "rollback", ..Rollout::anew(ids) };
+    let plan = Rollout::anew("rollback", ids);
     let code =
         rollout(cx, Arc::new(crate::rollback::undo_workflow(workflow, &undo)), args, state_dir, plan, lock)?;
     if code != exit::SUCCESS {

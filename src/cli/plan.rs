@@ -121,7 +121,8 @@ pub fn run(cx: &Cx, args: &PlanArgs) -> Result<u8, CliError> {
     let mut last_run = None;
     if !no_environment && (!args.fresh || args.calibrate) {
         let dir = super::rollout_dir(workflow, args.state_dir.as_deref(), "plan")?;
-        promotion = promotion_of(workflow, &dir);
+        promotion =
+            workflow.environment().and_then(|env| crate::state::promotion::promotion(&dir, workflow, env));
         let history = History::load(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
         if !args.fresh && !history.runs.is_empty() {
             last_run =
@@ -195,16 +196,6 @@ fn promotion_line(promotion: Option<&crate::state::promotion::Promotion>, cx: &C
         Some(missing) => cx.out.yellow(&format!("✗ promotion: {missing}")),
     };
     format!("\n{line}\n")
-}
-
-/// What the environment this plan is for requires another to have passed, and whether it has.
-fn promotion_of(workflow: &Workflow, dir: &std::path::Path) -> Option<crate::state::promotion::Promotion> {
-    let requirement = workflow.environment()?.requires.as_ref()?;
-    Some(crate::state::promotion::Promotion {
-        requires: requirement.environment.clone(),
-        what: crate::state::promotion::describe(workflow, requirement),
-        missing: crate::state::promotion::check_beside(dir, workflow, requirement).err(),
-    })
 }
 
 /// What `plan` says instead of a chart of zeros when the last rollout did everything.

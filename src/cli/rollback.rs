@@ -167,14 +167,7 @@ pub fn run(cx: &Cx, args: &RollbackArgs) -> Result<u8, CliError> {
         }
     }
     let ids: Vec<String> = chosen.iter().map(|&n| workflow.nodes[n].id.clone()).collect();
-    let plan = Rollout {
-        command: "rollback",
-        selected: Vec::new(),
-        restart: Some(ids),
-        done: Vec::new(),
-        skip_steps: Vec::new(),
-        same_cluster: true,
-    };
+    let plan = Rollout::anew("rollback", ids);
     let undo = crate::rollback::undo_workflow(&workflow, &chosen);
     rollout(cx, Arc::new(undo), &args.run, &dir, plan, &lock)
 }

@@ -390,8 +390,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     if journals.is_empty() {
         // An environment that has not run yet still has a standing: what it waits for.
         let Some(env) = workflow.environment() else { return Err(no_run(&dir, &workflow)) };
-        let standings: Vec<_> =
-            promotion::standings(&dir, &workflow).into_iter().filter(|s| s.environment == env.name).collect();
+        let standings = vec![promotion::standing(&dir, &workflow, env)];
         if args.json {
             let out = serde_json::json!({ "workflow": workflow.id, "environment": env.name, "environments": standings });
             print(&(serde_json::to_string_pretty(&out).expect("plain data") + "\n"))?;
@@ -491,10 +490,8 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let facts = run_facts(&workflow, &history, &decisions);
     let metrics = facts::evaluate(&workflow, &facts);
     // This environment's row alone: its promotion, in the words of every other row.
-    let standings: Vec<_> = promotion::standings(&dir, &workflow)
-        .into_iter()
-        .filter(|s| workflow.environment().is_some_and(|e| e.name == s.environment))
-        .collect();
+    let standings: Vec<_> =
+        workflow.environment().map(|env| promotion::standing(&dir, &workflow, env)).into_iter().collect();
     if args.json {
         let out = serde_json::json!({
             "workflow": workflow.id,

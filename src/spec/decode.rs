@@ -834,19 +834,29 @@ impl Cx<'_> {
     fn on_overrun(&mut self, node: &KdlNode) -> Option<Spanned<OnOverrun>> {
         let entry = self.leaf(node, "on-overrun fail")?;
         let value = self.string(entry, "`on-overrun`")?;
-        match value.value.as_str() {
-            "warn" => Some(value.map(|_| OnOverrun::Warn)),
-            "fail" => Some(value.map(|_| OnOverrun::Fail)),
-            other => {
-                let problem = Problem::BadValue {
-                    what: "`on-overrun`".into(),
-                    reason: format!("must be `warn` or `fail`, found `{other}`"),
-                    help: "warn logs a warning when the budget runs out; fail stops the node".into(),
-                };
-                self.problems.at(problem, value.at());
-                None
-            }
+        let help = "warn logs a warning when the budget runs out; fail stops the node";
+        self.keyword(value, "`on-overrun`", &[("warn", OnOverrun::Warn), ("fail", OnOverrun::Fail)], help)
+    }
+
+    /// The value among `choices` a string names, or a problem that lists them.
+    fn keyword<T: Copy>(
+        &mut self,
+        value: Spanned<String>,
+        what: &str,
+        choices: &[(&str, T)],
+        help: &str,
+    ) -> Option<Spanned<T>> {
+        if let Some(&(_, choice)) = choices.iter().find(|(name, _)| *name == value.value) {
+            return Some(value.map(|_| choice));
         }
+        let names: Vec<String> = choices.iter().map(|(name, _)| format!("`{name}`")).collect();
+        let problem = Problem::BadValue {
+            what: what.to_string(),
+            reason: format!("must be {}, found `{}`", names.join(" or "), value.value),
+            help: help.to_string(),
+        };
+        self.problems.at(problem, value.at());
+        None
     }
 
     fn notify(&mut self, node: &KdlNode) -> Option<RawNotify> {
@@ -888,19 +898,13 @@ impl Cx<'_> {
             return None;
         };
         let value = self.string(entry, "`on-failure`")?;
-        match value.value.as_str() {
-            "stop" => Some(value.map(|_| OnFailure::Stop)),
-            "rollback" => Some(value.map(|_| OnFailure::Rollback)),
-            other => {
-                let problem = Problem::BadValue {
-                    what: "`on-failure`".into(),
-                    reason: format!("must be `stop` or `rollback`, found `{other}`"),
-                    help: "stop leaves what a failed module did for a resume; rollback runs its `rollback` steps (a failed gate: its phase's modules')".into(),
-                };
-                self.problems.at(problem, value.at());
-                None
-            }
-        }
+        let help = "stop leaves what a failed module did for a resume; rollback runs its `rollback` steps (a failed gate: its phase's modules')";
+        self.keyword(
+            value,
+            "`on-failure`",
+            &[("stop", OnFailure::Stop), ("rollback", OnFailure::Rollback)],
+            help,
+        )
     }
 
     /// The node's single name argument: `module k8s-infra { … }`.

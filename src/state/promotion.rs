@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::history::{read_journals, History};
 use super::place;
-use crate::spec::{NodeId, NodeKind, Requirement, Workflow};
+use crate::spec::{Environment, NodeId, NodeKind, Requirement, Workflow};
 
 /// What an environment has proven for the workflow as defined now.
 #[derive(Debug, Clone, Serialize)]
@@ -232,36 +232,41 @@ pub fn check_beside(
 /// Every declared environment's standing, read from the rollout folders beside
 /// `rollout_dir`; an environment whose runs cannot be read says why as its promotion.
 pub fn standings(rollout_dir: &Path, workflow: &Workflow) -> Vec<Standing> {
-    workflow
-        .environments
-        .iter()
-        .map(|env| {
-            let dir = sibling(rollout_dir, workflow, &env.name);
-            let history = read_journals(&dir).map(|j| History::from_journals(&j));
-            let passed = history.as_ref().map_or(0, |h| {
-                (0..workflow.nodes.len())
-                    .filter(|&n| matches!(standing_of(workflow, h, n), NodeProof::Passed))
-                    .count()
-            });
-            let last_run = history.as_ref().ok().and_then(|h| h.runs.last()).map(|r| LastRun {
-                run_id: r.run_id.clone(),
-                command: r.command.clone(),
-                started_at: r.started_at.clone(),
-                finished: r.finished,
-            });
-            let promotion = env.requires.as_ref().map(|req| Promotion {
-                requires: req.environment.clone(),
-                what: describe(workflow, req),
-                missing: check_beside(rollout_dir, workflow, req).err(),
-            });
-            Standing {
-                environment: env.name.clone(),
-                runs: history.as_ref().map_or(0, |h| h.runs.len()),
-                last_run,
-                passed,
-                nodes: workflow.nodes.len(),
-                promotion,
-            }
-        })
-        .collect()
+    workflow.environments.iter().map(|env| standing(rollout_dir, workflow, env)).collect()
+}
+
+/// One environment's standing: its runs read from its folder beside `rollout_dir`.
+pub fn standing(rollout_dir: &Path, workflow: &Workflow, env: &Environment) -> Standing {
+    let history =
+        read_journals(&sibling(rollout_dir, workflow, &env.name)).map(|j| History::from_journals(&j));
+    let passed = history.as_ref().map_or(0, |h| {
+        (0..workflow.nodes.len())
+            .filter(|&n| matches!(standing_of(workflow, h, n), NodeProof::Passed))
+            .count()
+    });
+    let last_run = history.as_ref().ok().and_then(|h| h.runs.last()).map(|r| LastRun {
+        run_id: r.run_id.clone(),
+        command: r.command.clone(),
+        started_at: r.started_at.clone(),
+        finished: r.finished,
+    });
+    Standing {
+        environment: env.name.clone(),
+        runs: history.as_ref().map_or(0, |h| h.runs.len()),
+        last_run,
+        passed,
+        nodes: workflow.nodes.len(),
+        promotion: promotion(rollout_dir, workflow, env),
+    }
+}
+
+/// What `env` requires another environment to have passed, and whether it has (`None`:
+/// nothing required).
+pub fn promotion(rollout_dir: &Path, workflow: &Workflow, env: &Environment) -> Option<Promotion> {
+    let requirement = env.requires.as_ref()?;
+    Some(Promotion {
+        requires: requirement.environment.clone(),
+        what: describe(workflow, requirement),
+        missing: check_beside(rollout_dir, workflow, requirement).err(),
+    })
 }
