@@ -144,6 +144,7 @@ fn derived(workflow: &Workflow, nodes: Vec<Node>, phases: Vec<Phase>) -> Workflo
         kubernetes: workflow.kubernetes.clone(),
         environments: workflow.environments.clone(),
         environment: workflow.environment,
+        state: workflow.state.clone(),
     }
 }
 

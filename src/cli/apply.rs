@@ -76,7 +76,7 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
     let workflow = Arc::new(loaded.workflow);
     let selected = selection(&workflow, args)?;
     let state_dir = super::rollout_dir(&workflow, args.run.state_dir.as_deref(), "apply")?;
-    let lock = take_lock(&state_dir, "apply")?;
+    let lock = take_lock(&workflow, &state_dir, "apply")?;
     // A selective apply keeps the other nodes' runs as they are, for a later resume: they
     // must have been made with these values, or the resume would count them as done here.
     if !selected.is_empty() {
@@ -99,8 +99,16 @@ pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
 }
 
 /// The state directory's lock, taken before anything is read or decided: two rollouts that
-/// start together must not both decide from the same journals.
-pub fn take_lock(state_dir: &Path, command: &str) -> Result<lock::StateLock, CliError> {
+/// start together must not both decide from the same journals. With the state in a
+/// cluster, the cluster's lock too, and its runs pulled into the folder.
+pub fn take_lock(workflow: &Workflow, state_dir: &Path, command: &str) -> Result<lock::StateLock, CliError> {
+    let mut lock = take_local_lock(state_dir, command)?;
+    lock.cluster = super::remote::take(workflow, state_dir, command)?;
+    Ok(lock)
+}
+
+/// The local folder's lock only.
+pub fn take_local_lock(state_dir: &Path, command: &str) -> Result<lock::StateLock, CliError> {
     lock::acquire(state_dir, command).map_err(|e| match e {
         held @ lock::LockError::Held { .. } => CliError::Locked { message: held.to_string() },
         other => CliError::State { message: other.to_string() },
@@ -264,7 +272,13 @@ pub fn rollout(
     };
     let (run_dir, journal) = Journal::create_run(&state_dir.join("runs"), &run_id, &start)
         .map_err(|e| CliError::State { message: e.to_string() })?;
-    let recorder = JournalRecorder::new(journal, workflow.clone());
+    let mirror = super::remote::mirror(lock, &run_dir, &run_id);
+    let mut recorder = JournalRecorder::new(journal, workflow.clone());
+    if let Some(mirror) = &mirror {
+        // The run is in the cluster before its first step: a takeover can fence it.
+        mirror.push(false).map_err(|message| CliError::State { message })?;
+        recorder = recorder.mirrored(mirror.clone());
+    }
     let recorder = Arc::new(Mutex::new(recorder));
 
     let mode = match args.log_format {
@@ -357,7 +371,8 @@ pub fn rollout(
     let end_recorded = recorder
         .lock()
         .map_err(|_| "the journal writer broke".to_string())
-        .and_then(|mut r| r.append(&end, true));
+        .and_then(|mut r| r.append(&end, true))
+        .and_then(|()| mirror.as_ref().map_or(Ok(()), |m| m.push(true)));
 
     let stopped = summary.failed > 0 || summary.interrupted || summary.deadline_stop || summary.record_failed;
     if mode == ProgressMode::Json {

@@ -6,6 +6,7 @@ mod completions;
 mod fmt;
 mod graph;
 mod plan;
+mod remote;
 mod report;
 mod rollback;
 mod state;
@@ -81,6 +82,10 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), or a subcommand's, e.g. `milepost man | man -l -`.
     Man(completions::ManArgs),
+    /// Who holds a rollout's lock; `--force` takes a cluster lock from a holder that is gone.
+    Unlock(remote::UnlockArgs),
+    /// Move a rollout's runs between the local folder and its cluster state.
+    State(remote::StateCommand),
 }
 
 /// The workflow file and the values that complete it; shared by every command that loads.
@@ -165,7 +170,8 @@ pub fn rollout_dir(
     }
     let root = crate::state::place::root(explicit_root, &workflow.dir);
     migrate(&root)?;
-    Ok(crate::state::place::rollout_dir(&root, &workflow.id, workflow.environment_name()))
+    let dir = crate::state::place::rollout_dir(&root, &workflow.id, workflow.environment_name());
+    remote::folder(workflow, dir, command)
 }
 
 /// Moves a root's runs from the layout before environments, saying so.
@@ -257,7 +263,10 @@ pub fn main() -> ExitCode {
         Command::Fmt(args) => fmt::run(&cx, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+        Command::Unlock(args) => remote::unlock(&cx, args),
+        Command::State(args) => remote::state(&cx, args),
     };
+    remote::views::remove();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -214,10 +214,11 @@ pub(super) fn open_locked(
     command: &str,
 ) -> Result<(StateLock, PathBuf, History, Workflow), CliError> {
     let (dir, workflow) = target(args, explicit_root, command)?;
-    if !dir.join("runs").is_dir() {
+    // A working copy of cluster state has its runs once the lock pulled them.
+    if workflow.state.is_none() && !dir.join("runs").is_dir() {
         return Err(no_run(&dir, &workflow));
     }
-    let lock = take_lock(&dir, command)?;
+    let lock = take_lock(&workflow, &dir, command)?;
     let history = History::from_journals(&journals_of(&dir, &workflow)?);
     Ok((lock, dir, history, workflow))
 }

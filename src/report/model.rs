@@ -337,7 +337,7 @@ pub fn build(
                     info.skipped += 1;
                     skips.insert(node.clone(), reason.to_string());
                 }
-                Record::GatePassed { at, .. } => last_at = at.clone(),
+                Record::GatePassed { at, .. } | Record::LockBroken { at, .. } => last_at = at.clone(),
                 Record::RunEnd { failed, interrupted, deadline, at, .. } => {
                     info.ended_at = Some(at.clone());
                     last_at = at.clone();

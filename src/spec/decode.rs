@@ -8,6 +8,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::diagnostic::{Problem, Problems};
+use super::model::{ClusterState, StateBackend};
 use super::raw::*;
 use super::source::{FileId, Location, Spanned};
 use super::values::{parse_duration, parse_percent};
@@ -29,9 +30,19 @@ const WORKFLOW_CHILDREN: &[&str] = &[
     "on-failure",
     "finally",
     "notify",
+    "state",
 ];
-const ENVIRONMENT_CHILDREN: &[&str] =
-    &["kubernetes", "vars", "vars-file", "secret", "parallelism", "deadline", "on-overrun", "requires"];
+const ENVIRONMENT_CHILDREN: &[&str] = &[
+    "kubernetes",
+    "vars",
+    "vars-file",
+    "secret",
+    "parallelism",
+    "deadline",
+    "on-overrun",
+    "requires",
+    "state",
+];
 const MODULE_CHILDREN: &[&str] = &[
     "number",
     "title",
@@ -951,6 +962,7 @@ impl Cx<'_> {
             on_failure: None,
             finally: Vec::new(),
             notify: Vec::new(),
+            state: None,
         };
         for child in children(node) {
             match child.name().value() {
@@ -1007,6 +1019,7 @@ impl Cx<'_> {
                     }
                 }
                 "kubernetes" => w.kubernetes = Some(self.kubernetes(child)),
+                "state" => w.state = self.state(child),
                 "environment" => w.environments.extend(self.environment(child)),
                 other => self.unknown_node(child, other, "a workflow", WORKFLOW_CHILDREN),
             }
@@ -1035,6 +1048,81 @@ impl Cx<'_> {
             None => Some(name.clone().map(|n| n.to_uppercase())),
         }?;
         Some(RawSecret { name, env })
+    }
+
+    /// `state "kubernetes" namespace="milepost" name="phase-2" [context="…"] [lease="15s"]`
+    /// or `state "local"`.
+    fn state(&mut self, node: &KdlNode) -> Option<Spanned<StateBackend>> {
+        const EXAMPLE: &str = "state \"kubernetes\" namespace=\"milepost\" name=\"phase-2\"";
+        self.check_shape(node, 1, "one backend", &["namespace", "name", "context", "lease"]);
+        self.no_children(node);
+        let Some(kind) = args(node).next() else {
+            self.missing(node, "backend", EXAMPLE);
+            return None;
+        };
+        let kind = self.string(kind, "the state backend")?;
+        let bad = |what: &str, reason: String, help: &str| Problem::BadValue {
+            what: what.to_string(),
+            reason,
+            help: help.to_string(),
+        };
+        match kind.value.as_str() {
+            "local" => {
+                for entry in node.entries().iter().filter(|e| e.name().is_some()) {
+                    let problem = bad(
+                        "`state \"local\"`",
+                        "takes no settings".into(),
+                        "remove them: the local state lives in --state-dir",
+                    );
+                    self.problems.at(problem, self.at(entry.span()));
+                }
+                Some(kind.map(|_| StateBackend::Local))
+            }
+            "kubernetes" => {
+                let named = |key: &str, this: &mut Self| -> Option<Spanned<String>> {
+                    match node.entry(key) {
+                        Some(e) => this.string(e, &format!("`{key}`")),
+                        None => {
+                            this.missing(node, key, EXAMPLE);
+                            None
+                        }
+                    }
+                };
+                let namespace = named("namespace", self);
+                let name = named("name", self);
+                let context = node.entry("context").and_then(|e| self.string(e, "`context`"));
+                let lease = node.entry("lease").and_then(|e| self.duration(e, "`lease`"));
+                for (what, value, limit) in [("namespace", &namespace, 63), ("name", &name, 40)] {
+                    if let Some(v) = value {
+                        if let Err(reason) = dns_label(&v.value, limit) {
+                            let help = "lowercase letters, digits and `-`, starting and ending with a letter or digit";
+                            self.problems.at(bad(&format!("`{what}`"), reason, help), v.at());
+                        }
+                    }
+                }
+                let lease = match lease {
+                    Some(l) if !(1..=3600).contains(&l.value.as_secs()) || l.value.subsec_nanos() != 0 => {
+                        let reason = format!("must be whole seconds from 1s to 1h, found {:?}", l.value);
+                        self.problems.at(bad("`lease`", reason, "e.g. lease=\"15s\""), l.at());
+                        return None;
+                    }
+                    Some(l) => l.value,
+                    None => std::time::Duration::from_secs(15),
+                };
+                let (namespace, name) = (namespace?.value, name?.value);
+                let context = context.map(|c| c.value);
+                Some(kind.map(|_| StateBackend::Kubernetes(ClusterState { namespace, name, context, lease })))
+            }
+            other => {
+                let problem = bad(
+                    "the state backend",
+                    format!("`{other}` is not one: \"kubernetes\" or \"local\""),
+                    EXAMPLE,
+                );
+                self.problems.at(problem, kind.at());
+                None
+            }
+        }
     }
 
     fn kubernetes(&mut self, node: &KdlNode) -> RawKubernetes {
@@ -1070,10 +1158,12 @@ impl Cx<'_> {
             deadline: None,
             on_overrun: None,
             requires: None,
+            state: None,
         };
         for child in children(node) {
             match child.name().value() {
                 "kubernetes" => env.kubernetes = Some(self.kubernetes(child)),
+                "state" => env.state = self.state(child),
                 "vars" => self.vars(child, &mut env.vars),
                 "vars-file" => {
                     if let Some(file) = self
@@ -1691,4 +1781,16 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         let chunks = split_top_level(&text, 64);
         assert_eq!((chunks.len(), chunks[0].clone()), (1, 0..text.len()));
     }
+}
+
+/// A Kubernetes object name part that is a DNS label (RFC 1123) of at most `limit` bytes.
+fn dns_label(text: &str, limit: usize) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if text.is_empty() || text.len() > limit {
+        return Err(format!("must be 1 to {limit} characters, found {}", text.len()));
+    }
+    if !text.chars().all(|c| fine(c) || c == '-') || !text.starts_with(fine) || !text.ends_with(fine) {
+        return Err(format!("`{text}` is not a DNS label"));
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! workflow's. Its vars join the overrides in [`super::load`], before the command line's.
 
 use super::diagnostic::{did_you_mean, Problem, Problems};
-use super::model::{Environment, Phase, Requirement};
+use super::model::{ClusterState, Environment, Phase, Requirement, StateBackend};
 use super::raw::RawWorkflow;
 use super::source::SourceMap;
 
@@ -218,4 +218,47 @@ fn check_cycles(raw: &RawWorkflow, envs: &[Environment], problems: &mut Problems
                 .map(|r| r.environment.as_str());
         }
     }
+}
+
+/// Where the chosen environment's state lives: its own `state`, else the workflow's. One
+/// declaration at the workflow level serves every environment under a name of its own,
+/// the environment's added: staging and prod must never share a lock or journals.
+pub fn state_of(raw: &RawWorkflow, env: Option<usize>) -> Option<ClusterState> {
+    let own = env.and_then(|e| raw.environments[e].state.as_ref());
+    match (own, &raw.state) {
+        (Some(s), _) => match &s.value {
+            StateBackend::Local => None,
+            StateBackend::Kubernetes(c) => Some(c.clone()),
+        },
+        (None, Some(s)) => match &s.value {
+            StateBackend::Local => None,
+            StateBackend::Kubernetes(c) => {
+                let mut c = c.clone();
+                if let Some(e) = env {
+                    c.name = with_environment(&c.name, &raw.environments[e].name.value);
+                }
+                Some(c)
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// `name-env` as a DNS label of at most 63 bytes (a label value's limit): an environment's
+/// name may hold capitals, `_` and `.`, so a name changed to fit gets a hash of the
+/// original, and two environments never map to one name.
+fn with_environment(name: &str, environment: &str) -> String {
+    let plain: String = environment
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let joined = format!("{name}-{}", plain.trim_matches('-'));
+    if plain == environment && joined.len() <= 63 {
+        return joined;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(environment.as_bytes());
+    let hash: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = joined.len().min(63 - 9);
+    format!("{}-{hash}", joined[..keep].trim_end_matches('-'))
 }

@@ -49,6 +49,31 @@ pub struct Workflow {
     /// Index into [`Workflow::environments`] of the one this load is for (`--env`), whose
     /// settings are applied; `None` when none was named.
     pub environment: Option<usize>,
+    /// Where the state of this load's rollout lives: the environment's `state`, else the
+    /// workflow's (docs/state.md §13). `None`: only the local folder.
+    pub state: Option<ClusterState>,
+}
+
+/// `state "kubernetes" …` or `state "local"`, as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum StateBackend {
+    Local,
+    Kubernetes(ClusterState),
+}
+
+/// A rollout whose journals and lock live in a Kubernetes cluster: a Lease named `name` in
+/// `namespace`, and ConfigMaps labelled with it (docs/state.md §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterState {
+    pub namespace: String,
+    /// The rollout's name in the cluster, with the environment's added when the workflow's
+    /// one declaration serves every environment.
+    pub name: String,
+    /// The kubeconfig context; default: the workflow's (environment's) `kubernetes` context.
+    pub context: Option<String>,
+    /// How long the lock outlives its holder's last renewal.
+    #[serde(serialize_with = "secs")]
+    pub lease: Duration,
 }
 
 /// The name of the state folder of a workflow that declares no environments.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::model::StateBackend;
 use super::source::{Location, Spanned};
 use super::values::Percent;
 
@@ -33,6 +34,8 @@ pub struct RawWorkflow {
     /// Steps run after an `apply` or `resume`, whatever its outcome (`finally { … }`).
     pub finally: Vec<RawStep>,
     pub notify: Vec<RawNotify>,
+    /// Where the rollout's state lives (`state "kubernetes" …`); `None`: the local folder.
+    pub state: Option<Spanned<StateBackend>>,
 }
 
 /// A webhook told of a rollout's events: `notify slack { url "{{ secrets.hook }}"; events … }`.
@@ -60,6 +63,8 @@ pub struct RawEnvironment {
     pub deadline: Option<Spanned<Duration>>,
     pub on_overrun: Option<Spanned<OnOverrun>>,
     pub requires: Option<RawRequirement>,
+    /// This environment's state backend, over the workflow's.
+    pub state: Option<Spanned<StateBackend>>,
 }
 
 /// Promotion: `requires staging phase="2A"` — another environment must have passed this

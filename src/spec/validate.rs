@@ -56,6 +56,7 @@ pub fn resolve(
     let mut deps = dependencies(&nodes, &ids, &phases, problems);
     check_cycles(&nodes, &mut deps, problems);
     let environments = super::environments::check(&raw, &phases, sources, problems);
+    let state = super::environments::state_of(&raw, inputs.environment);
 
     let vars = vars(&raw, inputs);
     let var_overrides = inputs.var_overrides.clone();
@@ -227,6 +228,7 @@ pub fn resolve(
             .unwrap_or_default(),
         environments,
         environment: inputs.environment,
+        state,
     })
 }
 

@@ -126,6 +126,18 @@ pub enum Record {
         took_ms: u64,
         at: String,
     },
+    /// The cluster lock of the run's rollout was taken from this run's holder (docs/state.md
+    /// §13): after its lease expired, or by `milepost unlock --force`. Nothing of this run
+    /// is written after it: the holder's later writes are refused.
+    LockBroken {
+        /// Who took the lock.
+        by: String,
+        /// The holder this run had.
+        holder: String,
+        /// `unlock --force` rather than an expired lease.
+        forced: bool,
+        at: String,
+    },
 }
 
 /// Which cluster a run talked to: its API server and the certificate authorities trusted

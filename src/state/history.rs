@@ -515,7 +515,7 @@ impl History {
                         self.skipped_by_condition.insert(node.clone());
                     }
                 }
-                Record::GatePassed { .. } => {}
+                Record::GatePassed { .. } | Record::LockBroken { .. } => {}
                 Record::RunEnd { took_ms, failed, skipped, interrupted, deadline, .. } => {
                     if let Some(r) = run.as_mut() {
                         // The run's own count (docs/state.md, run-end): it includes the nodes

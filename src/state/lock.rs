@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct StateLock {
     _dir: File,
+    /// The cluster's lock, for a rollout whose state is in a cluster (docs/state.md §13).
+    pub cluster: Option<std::sync::Arc<super::cluster::Hold>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,7 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
     if named.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    Ok(StateLock { _dir: dir })
+    Ok(StateLock { _dir: dir, cluster: None })
 }
 
 /// The pid of the process that holds the state directory's lock now, if any, from the

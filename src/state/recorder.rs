@@ -16,6 +16,8 @@ pub struct JournalRecorder {
     workflow: Arc<Workflow>,
     step_hashes: Vec<Vec<String>>,
     node_hashes: Vec<String>,
+    /// Where every flush is pushed too: the cluster's copy of the journal.
+    mirror: Option<Arc<super::cluster::Mirror>>,
 }
 
 impl JournalRecorder {
@@ -23,7 +25,13 @@ impl JournalRecorder {
         let step_hashes =
             workflow.nodes.iter().map(|n| n.steps().map(|(_, s)| step_hash(n, s)).collect()).collect();
         let node_hashes = workflow.nodes.iter().map(node_hash).collect();
-        Self { journal, workflow, step_hashes, node_hashes }
+        Self { journal, workflow, step_hashes, node_hashes, mirror: None }
+    }
+
+    /// Every flush also pushes what it made durable to `mirror`, before it returns.
+    pub fn mirrored(mut self, mirror: Arc<super::cluster::Mirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     pub fn append(&mut self, record: &Record, durable: bool) -> Result<(), String> {
@@ -101,8 +109,12 @@ impl Recorder for JournalRecorder {
     fn syncer(&self) -> Option<crate::exec::Flush> {
         // Without a second handle nothing could be made durable: every sync then fails,
         // and the run stops on the first one, rather than going on without a journal.
+        let mirror = self.mirror.clone();
         Some(match self.journal.sync_handle() {
-            Ok(sync) => std::sync::Arc::new(move || sync().map_err(|e| e.to_string())),
+            Ok(sync) => std::sync::Arc::new(move || {
+                sync().map_err(|e| e.to_string())?;
+                mirror.as_ref().map_or(Ok(()), |m| m.push(false))
+            }),
             Err(e) => {
                 let reason = e.to_string();
                 std::sync::Arc::new(move || Err(reason.clone()))
