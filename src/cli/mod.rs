@@ -266,7 +266,7 @@ pub fn main() -> ExitCode {
         Command::Unlock(args) => remote::unlock(&cx, args),
         Command::State(args) => remote::state(&cx, args),
     };
-    remote::views::remove();
+    crate::state::cluster::views::remove();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

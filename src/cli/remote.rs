@@ -3,7 +3,7 @@
 //! commands reading a fresh copy of their own; `unlock --force`; `state push`/`pull`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
@@ -37,14 +37,12 @@ pub fn folder(workflow: &Workflow, local: PathBuf, command: &str) -> Result<Path
     if LOCKING.contains(&command) {
         return Ok(local);
     }
-    let remote = connect(workflow, state)?;
-    let view = views::make().map_err(|source| CliError::Io {
-        action: "create a folder for the copy of the cluster's runs in",
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    remote.pull(&view).map_err(state_error)?;
-    Ok(view)
+    cluster::view(state, &local).map_err(|e| match e {
+        RemoteError::Api(message) if message.starts_with("the rollout's state is in the cluster") => {
+            CliError::Preflight { message }
+        }
+        other => state_error(other),
+    })
 }
 
 /// After the local lock: the cluster's lock, and the cluster's runs in the working copy.
@@ -252,31 +250,4 @@ pub fn state(_cx: &Cx, args: &StateCommand) -> Result<u8, CliError> {
     drop(hold);
     drop(local_lock);
     Ok(exit::SUCCESS)
-}
-
-/// Folders of the cluster's runs made for one read-only command, removed when it ends.
-pub mod views {
-    use super::*;
-
-    static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-    pub fn make() -> std::io::Result<PathBuf> {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("milepost-state-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        if let Ok(mut made) = MADE.lock() {
-            made.push(dir.clone());
-        }
-        Ok(dir)
-    }
-
-    /// Removes them; called as the command ends.
-    pub fn remove() {
-        if let Ok(mut made) = MADE.lock() {
-            for dir in made.drain(..) {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        }
-    }
 }

@@ -178,6 +178,7 @@ pub fn check(
             name: name.clone(),
             deadline: env.deadline.as_ref().map(|d| d.value),
             requires,
+            state: state_of(raw, Some(i)),
         });
     }
     check_cycles(raw, &out, problems);
@@ -224,6 +225,18 @@ fn check_cycles(raw: &RawWorkflow, envs: &[Environment], problems: &mut Problems
 /// declaration at the workflow level serves every environment under a name of its own,
 /// the environment's added: staging and prod must never share a lock or journals.
 pub fn state_of(raw: &RawWorkflow, env: Option<usize>) -> Option<ClusterState> {
+    let mut state = declared_state(raw, env)?;
+    // The cluster of the environment's (else the workflow's) `kubernetes { context }`, fixed
+    // here so another environment's commands read this one's state where it is.
+    if state.context.is_none() {
+        let own = env.and_then(|e| raw.environments[e].kubernetes.as_ref()).and_then(|k| k.context.as_ref());
+        let workflow = raw.kubernetes.as_ref().and_then(|k| k.context.as_ref());
+        state.context = own.or(workflow).map(|c| c.value.clone());
+    }
+    Some(state)
+}
+
+fn declared_state(raw: &RawWorkflow, env: Option<usize>) -> Option<ClusterState> {
     let own = env.and_then(|e| raw.environments[e].state.as_ref());
     match (own, &raw.state) {
         (Some(s), _) => match &s.value {

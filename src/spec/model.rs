@@ -167,6 +167,9 @@ pub struct Environment {
     #[serde(serialize_with = "opt_secs")]
     pub deadline: Option<Duration>,
     pub requires: Option<Requirement>,
+    /// Where its state lives, for reading it from another environment's commands.
+    #[serde(skip)]
+    pub state: Option<ClusterState>,
 }
 
 /// Promotion: what another environment must have passed, with the same definition, first.

@@ -822,6 +822,46 @@ impl Mirror {
     }
 }
 
+/// A copy of the cluster's runs of `state`, made now for one command, in a folder beside
+/// `local` (the rollout's own folder, which a rollout on this machine may be writing):
+/// what is read beside it (another environment's folder) is where it would be.
+pub fn view(state: &ClusterState, local: &Path) -> Result<PathBuf, RemoteError> {
+    let remote = Remote::connect(state, None)?;
+    let beside = local.parent().unwrap_or(Path::new("."));
+    let leaf = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = views::make(beside, &leaf).map_err(|source| RemoteError::Local { path: beside.to_path_buf(), source })?;
+    remote.pull(&dir)?;
+    Ok(dir)
+}
+
+/// Folders of the cluster's runs made for read-only commands, removed when the command ends.
+pub mod views {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// A new folder in `beside`, hidden from listings of rollout folders (a leading `.`).
+    pub fn make(beside: &Path, leaf: &str) -> std::io::Result<PathBuf> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = beside.join(format!(".view-{}-{nanos}-{leaf}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        if let Ok(mut made) = MADE.lock() {
+            made.push(dir.clone());
+        }
+        Ok(dir)
+    }
+
+    /// Removes them; called as the command ends.
+    pub fn remove() {
+        if let Ok(mut made) = MADE.lock() {
+            for dir in made.drain(..) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 /// Who holds the lock: user, host, process and command, as the Lease names them.
 pub fn holder_identity(command: &str) -> String {
     format!("{}@{} pid {} (milepost {command})", local_user(), super::lock::hostname(), std::process::id())

@@ -84,9 +84,15 @@ fn short_hash<'a>(hashes: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The rollout folder of `environment` beside `rollout_dir` (same root, same workflow).
-pub fn sibling(rollout_dir: &Path, workflow: &Workflow, environment: &str) -> PathBuf {
+pub fn sibling(rollout_dir: &Path, workflow: &Workflow, environment: &str) -> Result<PathBuf, String> {
     let root = rollout_dir.parent().and_then(Path::parent).unwrap_or(Path::new("."));
-    place::rollout_dir(root, &workflow.id, environment)
+    let local = place::rollout_dir(root, &workflow.id, environment);
+    // An environment whose state is in a cluster is read from there.
+    match workflow.environments.iter().find(|e| e.name == environment).and_then(|e| e.state.as_ref()) {
+        None => Ok(local),
+        Some(state) => super::cluster::view(state, &local)
+            .map_err(|e| format!("cannot read the runs of environment `{environment}`: {e}")),
+    }
 }
 
 /// What one node's current run in an environment proves.
@@ -223,7 +229,7 @@ pub fn check_beside(
     workflow: &Workflow,
     requirement: &Requirement,
 ) -> Result<(), String> {
-    let dir = sibling(rollout_dir, workflow, &requirement.environment);
+    let dir = sibling(rollout_dir, workflow, &requirement.environment)?;
     let journals = read_journals(&dir)
         .map_err(|e| format!("cannot read the runs of environment `{}`: {e}", requirement.environment))?;
     check(workflow, requirement, &History::from_journals(&journals), &dir)
@@ -237,8 +243,9 @@ pub fn standings(rollout_dir: &Path, workflow: &Workflow) -> Vec<Standing> {
 
 /// One environment's standing: its runs read from its folder beside `rollout_dir`.
 pub fn standing(rollout_dir: &Path, workflow: &Workflow, env: &Environment) -> Standing {
-    let history =
-        read_journals(&sibling(rollout_dir, workflow, &env.name)).map(|j| History::from_journals(&j));
+    let history = sibling(rollout_dir, workflow, &env.name)
+        .and_then(|dir| read_journals(&dir).map_err(|e| e.to_string()))
+        .map(|j| History::from_journals(&j));
     let passed = history.as_ref().map_or(0, |h| {
         (0..workflow.nodes.len())
             .filter(|&n| matches!(standing_of(workflow, h, n), NodeProof::Passed))
