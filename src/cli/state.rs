@@ -410,7 +410,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     let history = History::from_journals(&journals);
     same_values(&history, &workflow, None, &dir)?;
-    let live = live_run(&dir, &journals);
+    let live = live_run(&dir, &journals, &workflow);
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
     let mut nodes = Vec::new();
@@ -706,25 +706,30 @@ fn refuse_if_different(workflow: &Workflow, dir: &Path, differ: Vec<String>) -> 
 
 /// The last run's id and "now, in …" when it has no end and its milepost still holds the
 /// state directory's lock.
-fn live_run(dir: &Path, journals: &Journals) -> Option<(String, String)> {
+fn live_run(dir: &Path, journals: &Journals, workflow: &Workflow) -> Option<(String, String)> {
     let (_, records) = journals.last()?;
     if records.iter().any(|r| matches!(r, Record::RunEnd { .. })) {
         return None;
     }
-    match records.first() {
-        Some(Record::RunStart { run_id, pid, command, .. }) if lock::holder(dir) == Some(*pid) => {
-            Some((run_id.clone(), format!("now, in `milepost {command}` run {run_id} (pid {pid})")))
-        }
-        _ => None,
-    }
+    let Some(Record::RunStart { run_id, pid, command, host, .. }) = records.first() else { return None };
+    let holding = match &workflow.state {
+        // In a cluster: the Lease names the run's process as its live holder.
+        Some(state) => crate::state::cluster::Remote::connect(state, None)
+            .and_then(|remote| remote.holder())
+            .ok()
+            .flatten()
+            .is_some_and(|(holder, _)| holder.contains(&format!("@{host} pid {pid} "))),
+        None => lock::holder(dir) == Some(*pid),
+    };
+    holding
+        .then(|| (run_id.clone(), format!("now, in `milepost {command}` run {run_id} (pid {pid} on {host})")))
 }
 
 pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
     let (dir, workflow) = target(&args.state, args.state_dir.as_deref(), "history")?;
     let journals = read_journals(&dir).map_err(|e| CliError::State { message: e.to_string() })?;
-    let _ = workflow;
     let history = History::from_journals(&journals);
-    let live = live_run(&dir, &journals).map(|(run, _)| run);
+    let live = live_run(&dir, &journals, &workflow).map(|(run, _)| run);
     let p = cx.out;
     let mut out = String::new();
     if history.runs.is_empty() {

@@ -829,7 +829,8 @@ pub fn view(state: &ClusterState, local: &Path) -> Result<PathBuf, RemoteError> 
     let remote = Remote::connect(state, None)?;
     let beside = local.parent().unwrap_or(Path::new("."));
     let leaf = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let dir = views::make(beside, &leaf).map_err(|source| RemoteError::Local { path: beside.to_path_buf(), source })?;
+    let dir = views::make(beside, &leaf)
+        .map_err(|source| RemoteError::Local { path: beside.to_path_buf(), source })?;
     remote.pull(&dir)?;
     Ok(dir)
 }
@@ -843,7 +844,8 @@ pub mod views {
 
     /// A new folder in `beside`, hidden from listings of rollout folders (a leading `.`).
     pub fn make(beside: &Path, leaf: &str) -> std::io::Result<PathBuf> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = beside.join(format!(".view-{}-{nanos}-{leaf}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         if let Ok(mut made) = MADE.lock() {
