@@ -625,3 +625,154 @@ fn fake_api_partition_cuts_one_client_off() {
     api.start_again();
     assert_eq!(get(link.port, "/version").code, 200);
 }
+
+/// What milepost's cluster state backend will do, through kube-rs as milepost uses it:
+/// Leases as a lock, ConfigMaps listed by label a page at a time, who am I, and a client
+/// cut off by a partition or by a server restart that works again afterwards.
+mod through_kube_rs {
+    use std::path::Path;
+
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+    use serde_json::json;
+
+    use crate::fake_api::{FakeApi, Partition};
+
+    fn client(kubeconfig: &Path, runtime: &tokio::runtime::Runtime) -> kube::Client {
+        runtime.block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            kube::Client::try_from(config).unwrap()
+        })
+    }
+
+    fn code(e: kube::Error) -> u16 {
+        match e {
+            kube::Error::Api(status) => status.code,
+            other => panic!("not an API error: {other}"),
+        }
+    }
+
+    fn lease(holder: &str) -> Lease {
+        Lease {
+            metadata: kube::api::ObjectMeta { name: Some("rollout-lock".into()), ..Default::default() },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(15),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn fake_api_serves_leases_configmaps_and_whoami_to_kube_rs() {
+        let api = FakeApi::start();
+        api.put("namespaces", "", json!({"metadata": {"name": "team"}}));
+        api.add_user("alice-token", "alice", &["ops"]);
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let alice = client(&api.kubeconfig_as(dir.path(), "alice-token"), &runtime);
+        let tester = client(&api.kubeconfig(dir.path()), &runtime);
+        runtime.block_on(async {
+            let whoami = Api::<SelfSubjectReview>::all(alice.clone())
+                .create(&PostParams::default(), &SelfSubjectReview::default())
+                .await
+                .unwrap();
+            let user = whoami.status.unwrap().user_info.unwrap();
+            assert_eq!(user.username.as_deref(), Some("alice"));
+            assert_eq!(user.groups.unwrap(), ["ops", "system:authenticated"]);
+
+            let leases: Api<Lease> = Api::namespaced(alice.clone(), "team");
+            let others: Api<Lease> = Api::namespaced(tester.clone(), "team");
+            assert_eq!(code(leases.get("rollout-lock").await.unwrap_err()), 404);
+            let mine = leases.create(&PostParams::default(), &lease("alice")).await.unwrap();
+            assert_eq!(code(others.create(&PostParams::default(), &lease("bob")).await.unwrap_err()), 409);
+            // A renew with what alice read wins once; bob's, from the same read, loses.
+            let mut renew = mine.clone();
+            renew.spec.as_mut().unwrap().lease_transitions = Some(1);
+            let renewed = leases.replace("rollout-lock", &PostParams::default(), &renew).await.unwrap();
+            assert_ne!(renewed.metadata.resource_version, mine.metadata.resource_version);
+            let mut takeover = mine.clone();
+            takeover.spec = lease("bob").spec;
+            assert_eq!(
+                code(others.replace("rollout-lock", &PostParams::default(), &takeover).await.unwrap_err()),
+                409
+            );
+            // Release only what alice holds.
+            let stale = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: mine.metadata.uid.clone(),
+                    resource_version: mine.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            assert_eq!(code(leases.delete("rollout-lock", &stale).await.unwrap_err()), 409);
+            let current = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: renewed.metadata.uid.clone(),
+                    resource_version: renewed.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            leases.delete("rollout-lock", &current).await.unwrap();
+            assert_eq!(code(leases.get("rollout-lock").await.unwrap_err()), 404);
+
+            // ConfigMaps listed by label, a page at a time.
+            let maps: Api<ConfigMap> = Api::namespaced(alice.clone(), "team");
+            for (name, owner) in [("a", "milepost"), ("b", "other"), ("c", "milepost"), ("d", "milepost")] {
+                let mut map = ConfigMap::default();
+                map.metadata.name = Some(name.into());
+                map.metadata.labels = Some([("owner".to_string(), owner.to_string())].into());
+                maps.create(&PostParams::default(), &map).await.unwrap();
+            }
+            let mut names = Vec::new();
+            let mut params = ListParams::default().labels("owner=milepost").limit(2);
+            loop {
+                let page = maps.list(&params).await.unwrap();
+                names.extend(page.items.iter().map(|m| m.metadata.name.clone().unwrap()));
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+            assert_eq!(names, ["a", "c", "d"]);
+        });
+    }
+
+    #[test]
+    fn fake_api_kube_rs_client_survives_a_partition_and_a_restart() {
+        let api = FakeApi::start();
+        api.put("namespaces", "", json!({"metadata": {"name": "team"}}));
+        let link = Partition::start(api.port);
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cut_off = client(&link.kubeconfig(dir.path()), &runtime);
+        let direct = client(&api.kubeconfig(dir.path()), &runtime);
+        runtime.block_on(async {
+            let through: Api<Lease> = Api::namespaced(cut_off.clone(), "team");
+            let direct: Api<Lease> = Api::namespaced(direct.clone(), "team");
+            through.create(&PostParams::default(), &lease("alice")).await.unwrap();
+            link.cut(true);
+            assert!(matches!(through.get("rollout-lock").await, Err(e) if !matches!(e, kube::Error::Api(_))));
+            assert!(direct.get("rollout-lock").await.is_ok(), "others still reach the server");
+            link.cut(false);
+            assert!(through.get("rollout-lock").await.is_ok(), "restored");
+            api.stop();
+            assert!(direct.get("rollout-lock").await.is_err(), "the server is down");
+            api.start_again();
+            let lease = direct.get("rollout-lock").await.unwrap();
+            assert_eq!(
+                lease.spec.unwrap().holder_identity.as_deref(),
+                Some("alice"),
+                "kept across the restart"
+            );
+            assert!(through.get("rollout-lock").await.is_ok());
+        });
+    }
+}
