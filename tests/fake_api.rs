@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,33 @@ use serde_json::{json, Map, Value};
 
 /// The user the kubeconfig's token stands for, as the server names it in a 403.
 pub const USER: &str = "tester";
+
+/// The token `kubeconfig` writes; it stands for `USER`.
+pub const TOKEN: &str = "t0k3n";
+
+/// The API server's limit on a request body (3 MiB): over it, 413 (recording 140).
+const REQUEST_LIMIT: usize = 3 * 1024 * 1024;
+
+/// A ConfigMap's data or a Secret's decoded data may not exceed 1 MiB (139, 142).
+const OBJECT_DATA_LIMIT: usize = 1024 * 1024;
+
+/// A user a bearer token stands for, as a static token file names it: the server adds
+/// `system:authenticated` to the groups (151). The recording's token file gave user
+/// `limited` the uid `uid-limited`; the fake names every user's uid that way.
+#[derive(Debug, Clone)]
+struct User {
+    token: String,
+    name: String,
+    groups: Vec<String>,
+}
+
+impl User {
+    fn new(token: &str, name: &str, groups: &[&str]) -> Self {
+        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        groups.push("system:authenticated".into());
+        User { token: token.into(), name: name.into(), groups }
+    }
+}
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -118,6 +146,27 @@ impl Kind {
         }
     }
 
+    /// `ConfigMap` for the core group, `Lease.coordination.k8s.io` for others: how a 422
+    /// (109, 139) and a DELETE precondition's 409 (117) name the kind.
+    fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// A PUT without `metadata.resourceVersion` is accepted (last write wins, 133); a Lease
+    /// refuses it (106).
+    fn unconditional_update(&self) -> bool {
+        self.kind != "Lease"
+    }
+
+    /// A PUT of a missing object creates it (a Lease, 123); a ConfigMap's is a 404 (138).
+    fn create_on_update(&self) -> bool {
+        self.kind == "Lease"
+    }
+
     /// The top-level fields its schema declares; `None`: anything goes (custom resources).
     fn top_level_fields(&self) -> Option<&'static [&'static str]> {
         if self.custom {
@@ -128,13 +177,14 @@ impl Kind {
             "Secret" => &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
             "Role" => &["apiVersion", "kind", "metadata", "rules"],
             "RoleBinding" => &["apiVersion", "kind", "metadata", "roleRef", "subjects"],
+            "Lease" => &["apiVersion", "kind", "metadata", "spec"],
             _ => &["apiVersion", "kind", "metadata", "spec", "status"],
         })
     }
 
     /// Kinds whose `status` is a subresource: an apply of the main resource leaves it alone.
     fn has_status(&self) -> bool {
-        !matches!(self.kind.as_str(), "ConfigMap" | "Secret" | "Role" | "RoleBinding")
+        !matches!(self.kind.as_str(), "ConfigMap" | "Secret" | "Role" | "RoleBinding" | "Lease")
     }
 }
 
@@ -163,8 +213,10 @@ struct State {
     objects: HashMap<(String, String, String), Value>,
     rv: u64,
     rules: Vec<Rule>,
-    /// (verb, plural) pairs RBAC refuses.
-    denied: Vec<(String, String)>,
+    /// (user, verb, plural) RBAC refuses; no user: everyone.
+    denied: Vec<(Option<String>, String, String)>,
+    /// Who each bearer token stands for; the first is the default user (`USER`).
+    users: Vec<User>,
     watches: VecDeque<Vec<WatchStep>>,
     seen: Vec<Seen>,
     /// Someone else writes the object just before each JSON patch lands.
@@ -178,6 +230,29 @@ struct State {
 pub struct FakeApi {
     pub port: u16,
     state: Arc<Mutex<State>>,
+    server: Arc<Mutex<Server>>,
+}
+
+/// The listening side, apart from the store so that `stop` and `start_again` keep the store.
+#[derive(Default)]
+struct Server {
+    /// Bumped by `stop`: a connection accepted under an older one is not served.
+    generation: u64,
+    running: bool,
+    accept: Option<std::thread::JoinHandle<()>>,
+    /// The connections open now, to close at `stop`.
+    open: HashMap<u64, TcpStream>,
+    next: u64,
+}
+
+fn write_kubeconfig(path: PathBuf, port: u16, token: &str) -> PathBuf {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: tester\n  user:\n    token: {token}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: tester\n    namespace: from-context\n\
+         current-context: fake\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 pub fn core_kinds() -> Vec<Kind> {
@@ -207,31 +282,109 @@ impl FakeApi {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State { kinds: core_kinds(), rv: 100, ..State::default() }));
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let state = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &state);
-                });
-            }
-        });
-        Self { port, state }
+        let state = Arc::new(Mutex::new(State {
+            kinds: core_kinds(),
+            rv: 100,
+            users: vec![User::new(TOKEN, USER, &[])],
+            ..State::default()
+        }));
+        let api = Self { port, state, server: Arc::new(Mutex::new(Server::default())) };
+        api.listen(listener);
+        api
     }
 
-    /// A kubeconfig for this server, with a namespace on its context.
-    pub fn kubeconfig(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\n\
-             users:\n- name: tester\n  user:\n    token: t0k3n\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: tester\n    namespace: from-context\n\
-             current-context: fake\n",
-            self.port
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+    fn listen(&self, listener: TcpListener) {
+        let state = self.state.clone();
+        let server = self.server.clone();
+        let mut ctl = self.server.lock().unwrap();
+        ctl.running = true;
+        let generation = ctl.generation;
+        ctl.accept = Some(std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let id = {
+                    let mut ctl = server.lock().unwrap();
+                    if ctl.generation != generation {
+                        // `stop`'s wake-up call, or a client racing it: the listener goes.
+                        break;
+                    }
+                    ctl.next += 1;
+                    let id = ctl.next;
+                    if let Ok(clone) = stream.try_clone() {
+                        ctl.open.insert(id, clone);
+                    }
+                    id
+                };
+                let state = state.clone();
+                let server = server.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &state, &server, generation);
+                    server.lock().unwrap().open.remove(&id);
+                });
+            }
+        }));
+    }
+
+    /// The server goes down as a restarted API server does: the port refuses connections and
+    /// every open connection (watches, requests in flight) is closed; requests read before
+    /// and answered after are not served. The stored objects stay for `start_again`.
+    pub fn stop(&self) {
+        let accept = {
+            let mut ctl = self.server.lock().unwrap();
+            if !ctl.running {
+                return;
+            }
+            ctl.running = false;
+            ctl.generation += 1;
+            for (_, conn) in ctl.open.drain() {
+                let _ = conn.shutdown(Shutdown::Both);
+            }
+            ctl.accept.take()
+        };
+        // Wakes the accept loop, which sees the new generation and drops the listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = accept {
+            let _ = accept.join();
+        }
+    }
+
+    /// Listens on the same port again, serving the same store (std sets SO_REUSEADDR).
+    pub fn start_again(&self) {
+        if self.server.lock().unwrap().running {
+            return;
+        }
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(listener) => break listener,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("port {} again: {e}", self.port),
+            }
+        };
+        self.listen(listener);
+    }
+
+    /// A kubeconfig for this server, with a namespace on its context, as user `USER`.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        write_kubeconfig(dir.join("kubeconfig"), self.port, TOKEN)
+    }
+
+    /// A kubeconfig for this server whose token is `token` (see `add_user`), written to
+    /// `dir/kubeconfig-<token>`.
+    pub fn kubeconfig_as(&self, dir: &Path, token: &str) -> PathBuf {
+        write_kubeconfig(dir.join(format!("kubeconfig-{token}")), self.port, token)
+    }
+
+    /// From now on `token` stands for `username` in `groups` (and `system:authenticated`):
+    /// what a SelfSubjectReview answers and whom a 403 names.
+    pub fn add_user(&self, token: &str, username: &str, groups: &[&str]) {
+        let mut state = self.state.lock().unwrap();
+        state.users.retain(|u| u.token != token);
+        state.users.push(User::new(token, username, groups));
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -267,9 +420,15 @@ impl FakeApi {
         self.state.lock().unwrap().write_before_json_patch = on;
     }
 
-    /// RBAC refuses `verb` (get, list, watch, patch, create) on `plural` from now on.
+    /// RBAC refuses `verb` (get, list, watch, patch, create, update, delete) on `plural` to
+    /// every user from now on.
     pub fn deny(&self, verb: &str, plural: &str) {
-        self.state.lock().unwrap().denied.push((verb.into(), plural.into()));
+        self.state.lock().unwrap().denied.push((None, verb.into(), plural.into()));
+    }
+
+    /// RBAC refuses `verb` on `plural` to `username` only, from now on.
+    pub fn deny_user(&self, username: &str, verb: &str, plural: &str) {
+        self.state.lock().unwrap().denied.push((Some(username.into()), verb.into(), plural.into()));
     }
 
     /// RBAC refuses nothing from now on.
@@ -376,7 +535,12 @@ fn write_answer(stream: &mut TcpStream, answer: &Answer) -> std::io::Result<()> 
     stream.flush()
 }
 
-fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()> {
+fn serve(
+    mut stream: TcpStream,
+    state: &Arc<Mutex<State>>,
+    server: &Arc<Mutex<Server>>,
+    generation: u64,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -409,11 +573,19 @@ fn serve(mut stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()
         user_agent: headers.get("user-agent").cloned().unwrap_or_default(),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
+    // Every request, watches and forced answers included, waits the latency.
     let latency = state.lock().unwrap().latency;
     if !latency.is_zero() {
         std::thread::sleep(latency);
     }
-    let (answer, script) = handle(&seen, state);
+    let (answer, script) = {
+        // A request read before `stop` is not served after it (its socket is closed too).
+        let ctl = server.lock().unwrap();
+        if ctl.generation != generation {
+            return stream.shutdown(Shutdown::Both);
+        }
+        handle(&seen, state)
+    };
     if let Some(Answer::Json(0, _)) = answer {
         return stream.shutdown(std::net::Shutdown::Both);
     }
@@ -593,6 +765,18 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
         ));
     }
+    let user = s
+        .users
+        .iter()
+        .find(|u| seen.authorization.strip_prefix("Bearer ") == Some(u.token.as_str()))
+        .unwrap_or(&s.users[0])
+        .clone();
+    if seen.method == "POST" && path == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
+        return Some(self_subject_review(&user));
+    }
+    if seen.method == "POST" && path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+        return Some(self_subject_access_review(seen, s, &user));
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["api", v] => return Some(discovery("", v, s)),
@@ -634,8 +818,19 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
     };
     let listed_name =
         seen.param("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
-    if let Some(refused) = forbidden(s, &kind, &t, verb, listed_name.as_deref()) {
+    if let Some(refused) = forbidden(s, &kind, &t, verb, listed_name.as_deref(), &user.name) {
         return Some(refused);
+    }
+    if seen.body.len() > REQUEST_LIMIT {
+        // The body is read up to the limit and refused: no details (140).
+        let mut body = failure(
+            413,
+            "RequestEntityTooLarge",
+            &format!("Request entity too large: limit is {REQUEST_LIMIT}"),
+            None,
+        );
+        body.as_object_mut().unwrap().remove("details");
+        return Some(Answer::Json(413, body));
     }
     let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
     match (seen.method.as_str(), t.name.is_empty()) {
@@ -645,15 +840,51 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
         }),
         ("GET", true) if seen.is_watch() => None,
         ("GET", true) => {
+            let selector = match seen.param("labelSelector").filter(|l| !l.is_empty()) {
+                Some(text) => match parse_selector(&text) {
+                    Ok(selector) => Some(selector),
+                    // Not recorded: the wording is the fake's.
+                    Err(e) => return Some(status(400, "BadRequest", &e, None)),
+                },
+                None => None,
+            };
+            // A continued list answers from where the token says, at the token's
+            // resourceVersion (163): the fake serves the objects as they are now.
+            let (list_rv, start) = match seen.param("continue").filter(|c| !c.is_empty()) {
+                Some(token) => match decode_continue(&token) {
+                    Ok((rv, start)) => (rv, Some(start)),
+                    Err(e) => {
+                        let mut body =
+                            failure(400, "BadRequest", &format!("invalid continue token: {e}"), None);
+                        body.as_object_mut().unwrap().remove("details");
+                        return Some(Answer::Json(400, body));
+                    }
+                },
+                None => (s.rv, None),
+            };
+            let limit = seen.param("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
             let mut items: Vec<(&String, Value)> = s
                 .objects
                 .iter()
-                .filter(|((p, ns, name), _)| {
-                    *p == t.plural && *ns == t.namespace && listed_name.as_ref().is_none_or(|w| w == name)
+                .filter(|((p, ns, name), o)| {
+                    *p == t.plural
+                        && *ns == t.namespace
+                        && listed_name.as_ref().is_none_or(|w| w == name)
+                        && start.as_ref().is_none_or(|from| name.as_str() >= from.as_str())
+                        && selector.as_ref().is_none_or(|sel| selects(sel, &o["metadata"]["labels"]))
                 })
                 .map(|((_, _, name), o)| (name, o.clone()))
                 .collect();
+            // In etcd's key order, by name.
             items.sort_by(|a, b| a.0.cmp(b.0));
+            let total = items.len();
+            let mut next = None;
+            if let Some(limit) = limit.filter(|l| total > *l) {
+                items.truncate(limit);
+                // The token names the key after the last item (`name` and a NUL).
+                next =
+                    Some((encode_continue(list_rv, &format!("{}\u{0}", items[limit - 1].0)), total - limit));
+            }
             let items: Vec<Value> = items
                 .into_iter()
                 .map(|(_, mut o)| {
@@ -667,9 +898,18 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
                     o
                 })
                 .collect();
-            let mut metadata = json!({"resourceVersion": s.rv.to_string()});
-            if kind.custom {
-                metadata["continue"] = json!("");
+            let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+            match next {
+                Some((token, remaining)) => {
+                    metadata["continue"] = json!(token);
+                    // With a selector the server cannot count what remains, and says nothing.
+                    if selector.is_none() && listed_name.is_none() {
+                        metadata["remainingItemCount"] = json!(remaining);
+                    }
+                }
+                // The last page has neither (164); a custom resource's list says "" (57).
+                None if kind.custom => metadata["continue"] = json!(""),
+                None => {}
             }
             Some(Answer::Json(
                 200,
@@ -678,16 +918,51 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
             ))
         }
         ("PATCH", false) => Some(patch(seen, s, &t, &kind)),
-        ("DELETE", false) => Some(match s.objects.remove(&key) {
-            // Gone at once: no finalizers, no Terminating phase here.
-            Some(mut object) => {
+        ("POST", true) => Some(create(seen, s, &t, &kind)),
+        ("PUT", false) if t.subresource.is_none() => Some(update(seen, s, &t, &kind)),
+        ("DELETE", false) => Some(match s.objects.get(&key).cloned() {
+            Some(stored) => {
+                // DeleteOptions' preconditions: the uid first (117), then the version (118).
+                let options = serde_json::from_str::<Value>(&seen.body).unwrap_or(Value::Null);
+                let conflict = |what: &str, sent: &str, record: &str, might: &str| {
+                    let mut d = details(&kind, Some(&t.name));
+                    d["kind"] = json!(kind.kind);
+                    status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {} \"{}\": the {what} in the precondition ({sent}) does not match the {what} in record ({record}). The object might have been {might}",
+                            kind.qualified_kind(),
+                            t.name
+                        ),
+                        Some(d),
+                    )
+                };
+                let stored_uid = stored["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                let stored_rv = stored["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+                if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
+                    if uid != stored_uid {
+                        return Some(conflict("UID", uid, &stored_uid, "deleted and then recreated"));
+                    }
+                }
+                if let Some(rv) = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+                    if rv != stored_rv {
+                        return Some(conflict("ResourceVersion", rv, &stored_rv, "modified"));
+                    }
+                }
+                // Gone at once: no finalizers, no Terminating phase here.
+                let mut object = s.objects.remove(&key).unwrap();
                 s.rv += 1;
                 object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
                 s.changes.push((s.rv, key.0, key.1, key.2, "DELETED", object));
+                let mut d = details(&kind, Some(&t.name));
+                if !stored_uid.is_empty() {
+                    d["uid"] = json!(stored_uid);
+                }
                 Answer::Json(
                     200,
                     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                           "details": details(&kind, Some(&t.name))}),
+                           "details": d}),
                 )
             }
             None => not_found(&kind, &t.name),
@@ -754,8 +1029,15 @@ fn not_found(kind: &Kind, name: &str) -> Answer {
 }
 
 /// RBAC's refusal, worded as recordings 60–64 and 68 are.
-fn forbidden(s: &State, kind: &Kind, t: &Target, verb: &str, listed: Option<&str>) -> Option<Answer> {
-    let denied = |verb: &str| s.denied.iter().any(|(v, p)| v == verb && *p == kind.plural);
+fn forbidden(
+    s: &State,
+    kind: &Kind,
+    t: &Target,
+    verb: &str,
+    listed: Option<&str>,
+    user: &str,
+) -> Option<Answer> {
+    let denied = |verb: &str| denies(s, user, verb, &kind.plural);
     let mut verb = verb;
     if !denied(verb) {
         // An apply that would create needs `create` too (68).
@@ -777,7 +1059,7 @@ fn forbidden(s: &State, kind: &Kind, t: &Target, verb: &str, listed: Option<&str
         "at the cluster scope".to_string()
     };
     let message = format!(
-        "{subject} is forbidden: User \"{USER}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
+        "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
         kind.plural, kind.group
     );
     Some(status(403, "Forbidden", &message, Some(details(kind, name))))
@@ -798,14 +1080,7 @@ fn patch(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
     }
     if seen.content_type.starts_with("application/merge-patch+json") {
         // Without a fieldManager the server names the manager after the User-Agent (81).
-        let manager = seen.param("fieldManager").unwrap_or_else(|| {
-            let product = seen.user_agent.split('/').next().unwrap_or("");
-            if product.is_empty() {
-                "unknown".to_string()
-            } else {
-                product.to_string()
-            }
-        });
+        let manager = manager_of(seen);
         return merge_patch(s, t, kind, &body, &manager, dry_run);
     }
     if !seen.content_type.starts_with("application/apply-patch") {
@@ -857,16 +1132,7 @@ fn merge_patch(s: &mut State, t: &Target, kind: &Kind, body: &Value, manager: &s
     let Some(previous) = s.objects.get(&key).cloned() else { return not_found(kind, &t.name) };
     if let Some(rv) = body.pointer("/metadata/resourceVersion") {
         if *rv != previous["metadata"]["resourceVersion"] {
-            return status(
-                409,
-                "Conflict",
-                &format!(
-                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                    kind.qualified(),
-                    t.name
-                ),
-                Some(details(kind, Some(&t.name))),
-            );
+            return modified(kind, &t.name);
         }
     }
     let mut object = previous.clone();
@@ -946,6 +1212,9 @@ fn write_owners(object: &mut Value, owners: &[Owner]) {
         object["metadata"].as_object_mut().unwrap().remove("managedFields");
         return;
     }
+    // The server lists Apply entries before Update ones (116); otherwise in the order made.
+    let mut owners = owners.to_vec();
+    owners.sort_by(|a, b| a.operation.cmp(&b.operation));
     object["metadata"]["managedFields"] = Value::Array(
         owners
             .iter()
@@ -1268,6 +1537,15 @@ fn apply(
     }
     let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
     let previous = s.objects.get(&key).cloned();
+    // A resourceVersion in an apply makes it a compare-and-swap on an existing object (114);
+    // on a missing one it is not checked (121).
+    if let (Some(rv), Some(live)) =
+        (body.pointer("/metadata/resourceVersion").and_then(Value::as_str), &previous)
+    {
+        if !rv.is_empty() && live["metadata"]["resourceVersion"].as_str() != Some(rv) {
+            return unwrap(modified(kind, &t.name));
+        }
+    }
     let mut owners = previous.as_ref().map(owners_of).unwrap_or_default();
     let sent = leaves(&body, kind);
     let sent_paths: BTreeSet<FieldPath> = sent.iter().map(|(p, _)| p.clone()).collect();
@@ -1296,6 +1574,8 @@ fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
+        // Listed by manager, then field (115).
+        conflicts.sort();
         let dotted = |p: &FieldPath| format!(".{}", p.join("."));
         let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
         for (who, field) in &conflicts {
@@ -1411,6 +1691,9 @@ fn apply(
     if let Some(me) = owners.iter_mut().find(|o| is_me(o)) {
         me.time = stamp;
     }
+    if let Some(invalid) = validate(kind, &t.name, &object) {
+        return unwrap(invalid);
+    }
     // Nobody owning anything (a Namespace applied with only its name): no managedFields (10).
     write_owners(&mut object, &owners);
     if dry_run {
@@ -1434,8 +1717,10 @@ fn apply(
 
 /// What the server adds to a new object (recordings 10, 30, 51).
 fn defaults(object: &mut Value, kind: &Kind, name: &str) {
+    // A new uid for every object made, so that one deleted and made again differs (123).
+    static UIDS: AtomicU64 = AtomicU64::new(1);
     object["metadata"]["uid"] =
-        json!(format!("00000000-0000-4000-8000-{:012x}", name.len() as u64 * 7919 + 1));
+        json!(format!("00000000-0000-4000-8000-{:012x}", UIDS.fetch_add(1, Ordering::Relaxed)));
     object["metadata"]["creationTimestamp"] = json!(now());
     match kind.kind.as_str() {
         "Namespace" => {
@@ -1443,7 +1728,12 @@ fn defaults(object: &mut Value, kind: &Kind, name: &str) {
             object["spec"] = json!({"finalizers": ["kubernetes"]});
             object["status"] = json!({"phase": "Active"});
         }
-        "ConfigMap" | "Secret" => {}
+        "ConfigMap" | "Lease" => {}
+        "Secret" => {
+            if object.get("type").is_none() {
+                object["type"] = json!("Opaque");
+            }
+        }
         "CustomResourceDefinition" => {
             object["status"] = json!({"conditions": null, "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": []});
         }
@@ -1474,4 +1764,665 @@ fn register_crd(s: &mut State, crd: &Value) {
     {
         s.kinds.push(kind);
     }
+}
+
+/// Whether RBAC refuses `verb` on `plural` to `user`.
+fn denies(s: &State, user: &str, verb: &str, plural: &str) -> bool {
+    s.denied.iter().any(|(who, v, p)| who.as_deref().is_none_or(|w| w == user) && v == verb && p == plural)
+}
+
+/// Who am I (150, 151): the user the token stands for; metadata has only a creation time.
+fn self_subject_review(user: &User) -> Answer {
+    Answer::Json(
+        201,
+        json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"creationTimestamp": now()},
+               "status": {"userInfo": {"username": user.name, "uid": format!("uid-{}", user.name),
+                                       "groups": user.groups}}}),
+    )
+}
+
+/// May I (152, 153): 201 either way, `status: {allowed}` and nothing else; the spec echoed,
+/// with managedFields naming the client (no creationTimestamp).
+fn self_subject_access_review(seen: &Seen, s: &State, user: &User) -> Answer {
+    let body = parse_body(&seen.body).unwrap_or(Value::Null);
+    let spec = body["spec"].clone();
+    let attributes = &spec["resourceAttributes"];
+    let text = |k: &str| attributes[k].as_str().unwrap_or("").to_string();
+    let allowed = !denies(s, &user.name, &text("verb"), &text("resource"));
+    let mut fields = BTreeSet::new();
+    collect_leaves(&json!({"spec": spec}), &mut Vec::new(), &mut fields);
+    let owner = Owner {
+        manager: manager_of(seen),
+        operation: "Update".into(),
+        api_version: "authorization.k8s.io/v1".into(),
+        time: now(),
+        subresource: None,
+        fields,
+    };
+    let mut answer = json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                            "metadata": {}, "spec": spec, "status": {"allowed": allowed}});
+    write_owners(&mut answer, &[owner]);
+    Answer::Json(201, answer)
+}
+
+/// The `fieldManager` parameter, else the User-Agent's product (`curl`, 81, 152).
+fn manager_of(seen: &Seen) -> String {
+    seen.param("fieldManager").unwrap_or_else(|| {
+        let product = seen.user_agent.split('/').next().unwrap_or("");
+        if product.is_empty() {
+            "unknown".to_string()
+        } else {
+            product.to_string()
+        }
+    })
+}
+
+/// A write into a namespace that does not exist names the namespace (17).
+fn missing_namespace(s: &State, kind: &Kind, namespace: &str) -> Option<Answer> {
+    if !kind.namespaced || s.objects.contains_key(&("namespaces".into(), String::new(), namespace.into())) {
+        return None;
+    }
+    Some(status(
+        404,
+        "NotFound",
+        &format!("namespaces \"{namespace}\" not found"),
+        Some(json!({"name": namespace, "kind": "namespaces"})),
+    ))
+}
+
+/// A write carrying a resourceVersion that is not the stored one (105, 114, 132, 134).
+fn modified(kind: &Kind, name: &str) -> Answer {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            kind.qualified()
+        ),
+        Some(details(kind, Some(name))),
+    )
+}
+
+/// A PUT whose uid is not the stored object's (none: the object is gone), worded as the
+/// storage layer does (120).
+fn uid_precondition_failed(kind: &Kind, t: &Target, sent: &str, stored: &str) -> Answer {
+    let key = if kind.namespaced {
+        format!("/registry/{}/{}/{}", kind.plural, t.namespace, t.name)
+    } else {
+        format!("/registry/{}/{}", kind.plural, t.name)
+    };
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {sent}, UID in object meta: {stored}",
+            kind.qualified(),
+            t.name
+        ),
+        Some(details(kind, Some(&t.name))),
+    )
+}
+
+/// Validation of a whole object: the name, a Lease's numbers (109), the 1 MiB of a
+/// ConfigMap's (139) or a Secret's (142) data. Several errors are listed in brackets.
+fn validate(kind: &Kind, name: &str, object: &Value) -> Option<Answer> {
+    let mut errors: Vec<(String, &str, String)> = Vec::new(); // (field, reason, message)
+    if !is_dns_subdomain(name) {
+        errors.push((
+            "metadata.name".into(),
+            "FieldValueInvalid",
+            format!("Invalid value: \"{name}\": {SUBDOMAIN_RULE}"),
+        ));
+    }
+    match kind.kind.as_str() {
+        "Lease" => {
+            if let Some(d) = object.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64) {
+                if d <= 0 {
+                    errors.push((
+                        "spec.leaseDurationSeconds".into(),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {d}: must be greater than 0"),
+                    ));
+                }
+            }
+            if let Some(n) = object.pointer("/spec/leaseTransitions").and_then(Value::as_i64) {
+                if n < 0 {
+                    errors.push((
+                        "spec.leaseTransitions".into(),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {n}: must be greater than or equal to 0"),
+                    ));
+                }
+            }
+        }
+        "ConfigMap" => {
+            // Values count, keys do not; binaryData counts decoded.
+            let text: usize = object["data"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| v.as_str().map_or(0, str::len))
+                .sum();
+            let binary: usize = object["binaryData"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| decoded_len(v.as_str().unwrap_or("")))
+                .sum();
+            if text + binary > OBJECT_DATA_LIMIT {
+                errors.push((
+                    "[]".into(),
+                    "FieldValueTooLong",
+                    format!("Too long: may not be more than {OBJECT_DATA_LIMIT} bytes"),
+                ));
+            }
+        }
+        "Secret" => {
+            let size: usize = object["data"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| decoded_len(v.as_str().unwrap_or("")))
+                .sum();
+            if size > OBJECT_DATA_LIMIT {
+                errors.push((
+                    "data".into(),
+                    "FieldValueTooLong",
+                    format!("Too long: may not be more than {OBJECT_DATA_LIMIT} bytes"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    if errors.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = errors.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
+    let listed = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
+    let causes: Vec<Value> =
+        errors.iter().map(|(f, r, m)| json!({"reason": r, "message": m, "field": f})).collect();
+    let mut d = details(kind, Some(name));
+    d["kind"] = json!(kind.kind);
+    d["causes"] = json!(causes);
+    Some(status(
+        422,
+        "Invalid",
+        &format!("{} \"{name}\" is invalid: {listed}", kind.qualified_kind()),
+        Some(d),
+    ))
+}
+
+/// The bytes a standard base64 text decodes to.
+fn decoded_len(text: &str) -> usize {
+    let pad = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3 + [0, 0, 1, 2][text.len() % 4]).saturating_sub(pad)
+}
+
+/// What a create keeps of the sent object: the server owns uid, resourceVersion,
+/// creationTimestamp, generation and managedFields.
+fn fresh_object(kind: &Kind, namespace: &str, name: &str, body: &Value) -> Value {
+    let mut object = body.clone();
+    object["kind"] = json!(kind.kind);
+    object["apiVersion"] = json!(kind.api_version());
+    let metadata = object["metadata"].as_object_mut().unwrap();
+    for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] {
+        metadata.remove(k);
+    }
+    metadata.insert("name".into(), json!(name));
+    if kind.namespaced {
+        metadata.insert("namespace".into(), json!(namespace));
+    }
+    if kind.has_status() {
+        object.as_object_mut().unwrap().remove("status");
+    }
+    defaults(&mut object, kind, name);
+    object
+}
+
+/// The sent object's fields, owned by `manager`'s Update entry (102, 130).
+fn update_owner(kind: &Kind, manager: &str, fields: BTreeSet<FieldPath>) -> Owner {
+    Owner {
+        manager: manager.into(),
+        operation: "Update".into(),
+        api_version: kind.api_version(),
+        time: now(),
+        subresource: None,
+        fields,
+    }
+}
+
+/// Stores a new object made by POST or by a PUT of a missing Lease: 201.
+fn store_created(
+    s: &mut State,
+    kind: &Kind,
+    key: (String, String, String),
+    mut object: Value,
+    manager: &str,
+    dry_run: bool,
+) -> Answer {
+    if let Some(invalid) = validate(kind, &key.2, &object) {
+        return invalid;
+    }
+    let fields: BTreeSet<FieldPath> = leaves(&object, kind).into_iter().map(|(p, _)| p).collect();
+    write_owners(&mut object, &[update_owner(kind, manager, fields)]);
+    if dry_run {
+        return Answer::Json(201, object);
+    }
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+    s.store(key, object.clone(), true);
+    Answer::Json(201, object)
+}
+
+/// POST: creates, or 409 AlreadyExists (110).
+fn create(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
+    let body = match parse_body(&seen.body) {
+        Ok(v) if v.is_object() => v,
+        _ => return status(400, "BadRequest", "the fake could not decode the object", None),
+    };
+    let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if name.is_empty() {
+        // Not recorded; generateName is not in the fake.
+        return status(
+            422,
+            "Invalid",
+            &format!(
+                "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                kind.kind
+            ),
+            Some(json!({"kind": kind.kind, "causes": [{"reason": "FieldValueRequired",
+                "message": "Required value: name or generateName is required", "field": "metadata.name"}]})),
+        );
+    }
+    if let Some(missing) = missing_namespace(s, kind, &t.namespace) {
+        return missing;
+    }
+    // Validation comes before storage: an invalid object is a 422 even if the name is
+    // taken (142 after 141).
+    let object = fresh_object(kind, &t.namespace, &name, &body);
+    if let Some(invalid) = validate(kind, &name, &object) {
+        return invalid;
+    }
+    let key = (t.plural.clone(), t.namespace.clone(), name.clone());
+    if s.objects.contains_key(&key) {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", kind.qualified()),
+            Some(details(kind, Some(&name))),
+        );
+    }
+    if body.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+        // Not recorded: the storage layer's refusal, an InternalError.
+        return status(
+            500,
+            "InternalError",
+            "resourceVersion should not be set on objects to be created",
+            None,
+        );
+    }
+    let dry_run = seen.param("dryRun").as_deref() == Some("All");
+    store_created(s, kind, key, object, &manager_of(seen), dry_run)
+}
+
+/// PUT: replaces the object if the resourceVersion sent is the stored one (104, 105); a
+/// Lease wants one (106); a missing Lease is created (123) unless a uid is sent (120); a
+/// missing ConfigMap is a 404 (138). An update that changes nothing writes nothing.
+fn update(seen: &Seen, s: &mut State, t: &Target, kind: &Kind) -> Answer {
+    let body = match parse_body(&seen.body) {
+        Ok(v) if v.is_object() => v,
+        _ => return status(400, "BadRequest", "the fake could not decode the object", None),
+    };
+    let sent_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if sent_name != t.name {
+        // Not recorded: the wording is apiserver's.
+        return status(
+            400,
+            "BadRequest",
+            &format!("the name of the object ({sent_name}) does not match the name on the URL ({})", t.name),
+            None,
+        );
+    }
+    let field = |k: &str| {
+        body.pointer(&format!("/metadata/{k}"))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    let (rv, uid) = (field("resourceVersion"), field("uid"));
+    let manager = manager_of(seen);
+    let dry_run = seen.param("dryRun").as_deref() == Some("All");
+    let key = (t.plural.clone(), t.namespace.clone(), t.name.clone());
+    let Some(previous) = s.objects.get(&key).cloned() else {
+        if !kind.create_on_update() {
+            return not_found(kind, &t.name);
+        }
+        if let Some(uid) = uid {
+            return uid_precondition_failed(kind, t, &uid, "");
+        }
+        if let Some(missing) = missing_namespace(s, kind, &t.namespace) {
+            return missing;
+        }
+        // The resourceVersion sent is not checked on this create (123).
+        let object = fresh_object(kind, &t.namespace, &t.name, &body);
+        return store_created(s, kind, key, object, &manager, dry_run);
+    };
+    let stored = |k: &str| previous["metadata"][k].as_str().unwrap_or("").to_string();
+    if let Some(uid) = uid.filter(|u| *u != stored("uid")) {
+        // Not recorded for an object that exists; worded as 120.
+        return uid_precondition_failed(kind, t, &uid, &stored("uid"));
+    }
+    match rv {
+        None if !kind.unconditional_update() => {
+            let invalid = "Invalid value: 0: must be specified for an update";
+            let mut d = details(kind, Some(&t.name));
+            d["causes"] = json!([{"reason": "FieldValueInvalid", "message": invalid, "field": "metadata.resourceVersion"}]);
+            return status(
+                422,
+                "Invalid",
+                &format!(
+                    "{} \"{}\" is invalid: metadata.resourceVersion: {invalid}",
+                    kind.qualified(),
+                    t.name
+                ),
+                Some(d),
+            );
+        }
+        Some(rv) if rv != stored("resourceVersion") => return modified(kind, &t.name),
+        _ => {}
+    }
+    let mut object = body.clone();
+    object["kind"] = json!(kind.kind);
+    object["apiVersion"] = json!(kind.api_version());
+    for k in ["uid", "creationTimestamp", "generation", "resourceVersion", "managedFields"] {
+        match previous["metadata"].get(k) {
+            Some(v) => object["metadata"][k] = v.clone(),
+            None => {
+                object["metadata"].as_object_mut().unwrap().remove(k);
+            }
+        }
+    }
+    if kind.namespaced {
+        object["metadata"]["namespace"] = json!(t.namespace);
+    }
+    if kind.has_status() {
+        // The status is its own subresource: a PUT of the object leaves it.
+        match previous.get("status") {
+            Some(v) => object["status"] = v.clone(),
+            None => {
+                object.as_object_mut().unwrap().remove("status");
+            }
+        }
+    }
+    if let Some(invalid) = validate(kind, &t.name, &object) {
+        return invalid;
+    }
+    if object == previous {
+        // Nothing changes: nothing is written, the resourceVersion stays.
+        return Answer::Json(200, previous);
+    }
+    // Ownership: what changed is this manager's Update entry's; what went is nobody's.
+    let before: Vec<(FieldPath, Value)> = leaves(&previous, kind);
+    let after: Vec<(FieldPath, Value)> = leaves(&object, kind);
+    let changed: BTreeSet<FieldPath> = after
+        .iter()
+        .filter(|(p, v)| !before.iter().any(|(q, w)| q == p && w == v))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let gone: BTreeSet<FieldPath> =
+        before.iter().filter(|(p, _)| !after.iter().any(|(q, _)| q == p)).map(|(p, _)| p.clone()).collect();
+    let mut owners = owners_of(&previous);
+    for o in owners.iter_mut() {
+        o.fields.retain(|f| !changed.iter().chain(&gone).any(|p| overlaps(f, p)));
+    }
+    let is_me = |o: &Owner| o.manager == manager && o.operation == "Update" && o.subresource.is_none();
+    match owners.iter_mut().find(|o| is_me(o)) {
+        Some(me) => {
+            me.fields.extend(changed);
+            me.time = now();
+        }
+        None => owners.push(update_owner(kind, &manager, changed)),
+    }
+    owners.retain(|o| !o.fields.is_empty());
+    write_owners(&mut object, &owners);
+    if previous.get("spec") != object.get("spec") {
+        if let Some(g) = previous.pointer("/metadata/generation").and_then(Value::as_i64) {
+            object["metadata"]["generation"] = json!(g + 1);
+        }
+    }
+    if dry_run {
+        return Answer::Json(200, object);
+    }
+    s.rv += 1;
+    object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+    s.store(key, object.clone(), false);
+    Answer::Json(200, object)
+}
+
+/// One requirement of a label selector.
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    Absent(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+/// `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`, joined by commas.
+fn parse_selector(text: &str) -> Result<Vec<Requirement>, String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut from) = (0, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[from..]);
+    let set = |rest: &str| -> Result<Vec<String>, String> {
+        let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')'));
+        let inner =
+            inner.ok_or_else(|| format!("unable to parse requirement: found '{rest}', expected: '('"))?;
+        Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+    };
+    parts
+        .into_iter()
+        .map(|part| {
+            let part = part.trim();
+            if let Some((k, rest)) = part.split_once(" notin ") {
+                return Ok(Requirement::NotIn(k.trim().into(), set(rest)?));
+            }
+            if let Some((k, rest)) = part.split_once(" in ") {
+                return Ok(Requirement::In(k.trim().into(), set(rest)?));
+            }
+            if let Some(k) = part.strip_prefix('!') {
+                return Ok(Requirement::Absent(k.trim().into()));
+            }
+            if let Some((k, v)) = part.split_once("!=") {
+                return Ok(Requirement::NotEquals(k.trim().into(), v.trim().into()));
+            }
+            if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+                return Ok(Requirement::Equals(k.trim().into(), v.trim().into()));
+            }
+            if part.is_empty() || part.contains(' ') {
+                return Err(format!("unable to parse requirement: {part:?}"));
+            }
+            Ok(Requirement::Exists(part.into()))
+        })
+        .collect()
+}
+
+/// Whether `labels` satisfy every requirement (`!=` and `notin` hold for a missing label).
+fn selects(selector: &[Requirement], labels: &Value) -> bool {
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    selector.iter().all(|r| match r {
+        Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+        Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+        Requirement::Exists(k) => get(k).is_some(),
+        Requirement::Absent(k) => get(k).is_none(),
+        Requirement::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+        Requirement::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+    })
+}
+
+const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The server's continue token: unpadded URL-safe base64 of
+/// `{"v":"meta.k8s.io/v1","rv":…,"start":"<next key>"}` (162, 163 decoded).
+fn encode_continue(rv: u64, start: &str) -> String {
+    let text = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(BASE64_URL[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The token's resourceVersion and start key (a leading `/` dropped: the server's own
+/// tokens have it on later pages, 163), or why it is not one, in the server's words (165).
+fn decode_continue(token: &str) -> Result<(u64, String), String> {
+    let mut bytes = Vec::new();
+    let (mut n, mut bits) = (0u32, 0);
+    for (i, c) in token.bytes().enumerate() {
+        let Some(v) = BASE64_URL.iter().position(|b| *b == c) else {
+            return Err(format!("continue key is not valid: illegal base64 data at input byte {i}"));
+        };
+        n = (n << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((n >> bits) as u8);
+            n &= (1 << bits) - 1;
+        }
+    }
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            // Go's encoding/json names the first character it cannot start a value with.
+            let first = bytes.iter().find(|b| !b" \t\r\n".contains(b)).copied();
+            let message = match first {
+                Some(b) if !b"{[\"-0123456789tfn".contains(&b) => {
+                    let shown = match b {
+                        0x20..=0x7e => (b as char).to_string(),
+                        0x00..=0x1f => format!("\\x{b:02x}"),
+                        _ if b < 0xa0 => format!("\\u{:04x}", b),
+                        _ => char::from(b).to_string(),
+                    };
+                    format!("invalid character '{shown}' looking for beginning of value")
+                }
+                // Not recorded: serde's wording, not Go's.
+                _ => e.to_string(),
+            };
+            return Err(format!("continue key is not valid: {message}"));
+        }
+    };
+    if value["v"] != "meta.k8s.io/v1" {
+        return Err(format!(
+            "continue key is not valid: server does not recognize this encoded version {}",
+            value["v"]
+        ));
+    }
+    let rv = value["rv"].as_u64().unwrap_or(0);
+    let start = value["start"].as_str().unwrap_or("");
+    Ok((rv, start.trim_start_matches('/').to_string()))
+}
+
+/// A TCP proxy between clients and a server, to cut one client off while others still reach
+/// the server: while cut, open connections are closed and new ones are closed at once.
+pub struct Partition {
+    pub port: u16,
+    links: Arc<Mutex<Links>>,
+}
+
+#[derive(Default)]
+struct Links {
+    cut: bool,
+    /// Both sides of every forwarded connection, to close when cut.
+    open: HashMap<u64, (TcpStream, TcpStream)>,
+    next: u64,
+}
+
+impl Partition {
+    /// Forwards `127.0.0.1:<port>` to `127.0.0.1:<target>`.
+    pub fn start(target: u16) -> Partition {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = Arc::new(Mutex::new(Links::default()));
+        let shared = links.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let links = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = forward(client, target, &links);
+                });
+            }
+        });
+        Partition { port, links }
+    }
+
+    /// Cuts the link (true) or restores it (false).
+    pub fn cut(&self, cut: bool) {
+        let mut links = self.links.lock().unwrap();
+        links.cut = cut;
+        if cut {
+            for (_, (a, b)) in links.open.drain() {
+                let _ = a.shutdown(Shutdown::Both);
+                let _ = b.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// A kubeconfig reaching the server through this link, as user `USER`, written to
+    /// `dir/kubeconfig-via-<port>`.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        self.kubeconfig_as(dir, TOKEN)
+    }
+
+    /// The same with another user's token (see `FakeApi::add_user`).
+    pub fn kubeconfig_as(&self, dir: &Path, token: &str) -> PathBuf {
+        write_kubeconfig(dir.join(format!("kubeconfig-via-{}-{token}", self.port)), self.port, token)
+    }
+}
+
+fn forward(client: TcpStream, target: u16, links: &Arc<Mutex<Links>>) -> std::io::Result<()> {
+    if links.lock().unwrap().cut {
+        return client.shutdown(Shutdown::Both);
+    }
+    // The server down: the client's connection is closed.
+    let server = TcpStream::connect(("127.0.0.1", target))?;
+    let id = {
+        let mut l = links.lock().unwrap();
+        if l.cut {
+            let _ = server.shutdown(Shutdown::Both);
+            return client.shutdown(Shutdown::Both);
+        }
+        l.next += 1;
+        let id = l.next;
+        l.open.insert(id, (client.try_clone()?, server.try_clone()?));
+        id
+    };
+    let (mut from_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Write);
+    });
+    let (mut from_server, mut to_client) = (server.try_clone()?, client.try_clone()?);
+    let _ = std::io::copy(&mut from_server, &mut to_client);
+    // The server closed (it answers with `Connection: close`): so does the link.
+    let _ = to_client.shutdown(Shutdown::Both);
+    let _ = up.join();
+    links.lock().unwrap().open.remove(&id);
+    let _ = client.shutdown(Shutdown::Both);
+    server.shutdown(Shutdown::Both)
 }
