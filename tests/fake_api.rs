@@ -484,6 +484,19 @@ impl FakeApi {
         let key = (plural.to_string(), namespace.to_string(), name.to_string());
         self.state.lock().unwrap().objects.get(&key).cloned()
     }
+
+    /// Every stored object of a kind in a namespace, by name.
+    pub fn objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        let state = self.state.lock().unwrap();
+        let mut found: Vec<(&String, &Value)> = state
+            .objects
+            .iter()
+            .filter(|((p, ns, _), _)| p == plural && ns == namespace)
+            .map(|((_, _, name), o)| (name, o))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found.into_iter().map(|(_, o)| o.clone()).collect()
+    }
 }
 
 impl State {

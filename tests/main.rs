@@ -2,6 +2,7 @@
 
 mod apply;
 mod cli;
+mod cluster_state;
 mod conditions;
 mod corpus;
 mod crash;

@@ -461,6 +461,10 @@ fn plain_run_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// How every loss of the lock ends, for people and for tests.
+const LOST: &str = "this run's writes are refused and no further step starts here; `milepost resume` \
+                    continues from what the cluster recorded";
+
 /// A run folder whose journal came from, or went to, the cluster.
 pub const PUSHED_MARK: &str = ".in-cluster";
 
@@ -505,8 +509,7 @@ impl Hold {
         if since + lease / 5 >= lease {
             return Err(RemoteError::Fenced(format!(
                 "the rollout's lock (Lease {}) was last renewed {:.1}s ago and lasts {}s: the API server \
-                 at {} has not answered since, so another operator may take the lock; no further step \
-                 starts here",
+                 at {} has not answered since, so another operator may take the lock: {LOST}",
                 self.remote.spec.name,
                 since.as_secs_f64(),
                 lease.as_secs(),
@@ -573,8 +576,7 @@ impl Hold {
                     Ok(Ok(Some(l))) => l,
                     Ok(Ok(None)) => {
                         self.lose(format!(
-                            "the rollout's lock (Lease {name}) was removed (`milepost unlock --force`): \
-                             this run may not write or start anything more"
+                            "the rollout's lock (Lease {name}) was removed (`milepost unlock --force`): {LOST}"
                         ));
                         return false;
                     }
@@ -587,10 +589,13 @@ impl Hold {
                     }
                     return true;
                 }
+                let now = if by.is_empty() {
+                    "another holder took it and released it since".to_string()
+                } else {
+                    format!("it is held by {by}")
+                };
                 self.lose(format!(
-                    "the rollout's lock (Lease {name}) was taken by {}: this run may not write or start \
-                     anything more",
-                    if by.is_empty() { "nobody (it was released)".to_string() } else { by }
+                    "the rollout's lock (Lease {name}) was taken from this run ({now}): {LOST}"
                 ));
                 false
             }
@@ -792,8 +797,8 @@ impl Mirror {
                 Ok(Ok(rv)) => return Ok(rv),
                 Ok(Err(kube::Error::Api(s))) if matches!(s.code, 409 | 404) => {
                     self.hold.lose(format!(
-                        "run {}'s journal in the cluster was changed by another holder: the rollout's lock \
-                         was taken from this run, and its writes are refused ({} {})",
+                        "run {}'s journal in the cluster was changed by another holder ({} {}): the rollout's \
+                         lock was taken from this run: {LOST}",
                         self.run, s.code, s.reason
                     ));
                     return Err(self.hold.check().err().map(|e| e.to_string()).unwrap_or_default());
