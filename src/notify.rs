@@ -1,8 +1,9 @@
-//! Notifications: webhooks told of a rollout's events (`notify` blocks). Sent by a thread of
-//! their own with retries and backoff, so a slow or failing endpoint never holds or fails the
-//! rollout; what could not be sent is reported at the end. Secrets are masked in every body.
+//! Notifications: webhooks told of a rollout's events (`notify` blocks). Sent by a thread per
+//! endpoint with retries and backoff, in the order the events happened, so a slow or failing
+//! endpoint never holds or fails the rollout nor delays another endpoint; what could not be
+//! sent is reported at the end. Secrets are masked in every body.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,7 +14,8 @@ use crate::spec::{NodeKind, Notify, NotifyEvent, Workflow};
 /// What one notification says; a body template sees these fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
-    /// `run-start`, `run-end`, `gate-passed`, `gate-failed`, `step-failed`, `overrun`.
+    /// `run-start`, `run-end`, `gate-passed`, `gate-failed`, `step-failed`, `overrun`,
+    /// `projected-past-deadline`.
     pub event: String,
     pub workflow: String,
     pub environment: Option<String>,
@@ -62,25 +64,44 @@ pub struct Outcomes {
     pub sent: usize,
     /// Why each notification that could not be sent was not, secrets masked.
     pub failed: Vec<String>,
-    /// Still being sent when the rollout ended and stopped waiting.
+    /// Still being sent (or waiting to be) when the rollout ended and stopped waiting.
     pub unsent: usize,
 }
 
-struct Job {
+/// What one endpoint's sender has done so far; read at the end even if it has not finished,
+/// so the count of what was left unsent names only what really was.
+#[derive(Default)]
+struct Progress {
+    sent: usize,
+    failed: Vec<String>,
+    /// Senders that emptied their queue and ended.
+    finished: usize,
+}
+
+type Shared = Arc<(Mutex<Progress>, Condvar)>;
+
+/// One sender per endpoint: the notifications of one endpoint go out one at a time in the
+/// order the rollout made them, each retried before the next is tried, so retries neither
+/// reorder nor duplicate what the endpoint sees; a hanging endpoint holds only its own queue.
+struct Endpoint {
     hook: Notify,
-    body: String,
+    queue: mpsc::Sender<String>,
 }
 
 /// Sends what [`Notifier::event`] makes of the rollout's events, in the background.
 pub struct Notifier {
-    hooks: Vec<Notify>,
+    endpoints: Vec<Endpoint>,
     workflow: String,
     environment: Option<String>,
     node_names: Vec<(String, NodeKind)>,
     secrets: Vec<String>,
     run_id: String,
-    queue: Option<mpsc::Sender<Job>>,
-    done: mpsc::Receiver<Outcomes>,
+    /// The rollout's deadline, from the dispatcher's start (`--deadline` or the environment's).
+    deadline: Option<Duration>,
+    /// The last projection seen was past the deadline: `projected-past-deadline` was sent for
+    /// this crossing, and is sent again only after a projection back within the deadline.
+    past_deadline: bool,
+    progress: Shared,
     queued: usize,
 }
 
@@ -89,46 +110,67 @@ const TRIES: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(500);
 /// How long one try may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the end of a rollout waits at most for what is still being sent: a slow or hanging
+/// endpoint delays the rollout by this much in total, never more (docs/definitions.md `notify`).
+pub const END_WAIT: Duration = Duration::from_secs(5);
 
 impl Notifier {
-    /// `None` when the workflow has no `notify` block.
-    pub fn start(workflow: &Workflow, run_id: &str) -> Option<Self> {
+    /// `None` when the workflow has no `notify` block. `deadline` is the one the dispatcher
+    /// keeps, measured from its start.
+    pub fn start(workflow: &Workflow, run_id: &str, deadline: Option<Duration>) -> Option<Self> {
         if workflow.notify.is_empty() {
             return None;
         }
         let secrets = workflow.secret_values();
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let (report, done) = mpsc::channel();
-        let masked = secrets.clone();
-        std::thread::spawn(move || {
-            let mut outcomes = Outcomes::default();
-            for job in jobs {
-                match send(&job) {
-                    Ok(()) => outcomes.sent += 1,
-                    Err(reason) => {
-                        let reason = mask(&reason, &masked);
-                        outcomes.failed.push(format!("{} ({}): {reason}", job.hook.name, job.hook.url.shown));
+        let progress: Shared = Arc::default();
+        let endpoints = workflow
+            .notify
+            .iter()
+            .map(|hook| {
+                let (queue, bodies) = mpsc::channel::<String>();
+                let (hook, progress, masked) = (hook.clone(), progress.clone(), secrets.clone());
+                let endpoint = Endpoint { hook: hook.clone(), queue };
+                std::thread::spawn(move || {
+                    for body in bodies {
+                        let result = send(&hook, &body);
+                        let mut p = progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                        match result {
+                            Ok(()) => p.sent += 1,
+                            Err(reason) => {
+                                let reason = mask(&reason, &masked);
+                                p.failed.push(format!("{} ({}): {reason}", hook.name, hook.url.shown));
+                            }
+                        }
                     }
-                }
-            }
-            let _ = report.send(outcomes);
-        });
+                    let mut p = progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                    p.finished += 1;
+                    progress.1.notify_all();
+                });
+                endpoint
+            })
+            .collect();
         Some(Notifier {
-            hooks: workflow.notify.clone(),
+            endpoints,
             workflow: workflow.id.clone(),
             environment: workflow.environment().map(|e| e.name.clone()),
             node_names: workflow.nodes.iter().map(|n| (n.id.clone(), n.kind)).collect(),
             secrets,
             run_id: run_id.to_string(),
-            queue: Some(queue),
-            done,
+            deadline,
+            past_deadline: false,
+            progress,
             queued: 0,
         })
     }
 
     /// Queues the notifications `event` makes; never waits.
     pub fn event(&mut self, event: &ExecEvent) {
-        let Some((kind, node, step, text)) = self.describe(event) else { return };
+        for (kind, node, step, text) in self.describe(event) {
+            self.queue(kind, node, step, &text);
+        }
+    }
+
+    fn queue(&mut self, kind: NotifyEvent, node: Option<String>, step: Option<String>, text: &str) {
         let place = match &self.environment {
             Some(env) => format!("{} ({env})", self.workflow),
             None => self.workflow.clone(),
@@ -146,32 +188,43 @@ impl Notifier {
             step,
             text: mask(&format!("{place}: {text}"), &self.secrets),
         };
-        for hook in self.hooks.iter().filter(|h| h.events.contains(&kind)) {
-            let body = match &hook.template {
+        for endpoint in self.endpoints.iter().filter(|e| e.hook.events.contains(&kind)) {
+            let body = match &endpoint.hook.template {
                 None => serde_json::json!({ "text": message.text }).to_string(),
                 Some(template) => match render(template, &message) {
                     Ok(body) => mask(&body, &self.secrets),
                     Err(_) => continue, // tried at load on every field; cannot fail here
                 },
             };
-            if let Some(queue) = &self.queue {
-                if queue.send(Job { hook: hook.clone(), body }).is_ok() {
-                    self.queued += 1;
-                }
+            if endpoint.queue.send(body).is_ok() {
+                self.queued += 1;
             }
         }
     }
 
-    fn describe(&self, event: &ExecEvent) -> Option<(NotifyEvent, Option<String>, Option<String>, String)> {
+    fn describe(&mut self, event: &ExecEvent) -> Vec<(NotifyEvent, Option<String>, Option<String>, String)> {
         let name = |n: usize| self.node_names.get(n).map(|(id, _)| id.clone());
         let kind_of = |n: usize| self.node_names.get(n).map(|(_, k)| *k);
-        Some(match event {
-            ExecEvent::RunStarted { nodes, .. } => {
-                (NotifyEvent::RunStart, None, None, format!("▶ run {} started, {nodes} node(s)", self.run_id))
+        let one = match event {
+            ExecEvent::RunStarted { nodes, planned_finish, .. } => {
+                let start = (
+                    NotifyEvent::RunStart,
+                    None,
+                    None,
+                    format!("▶ run {} started, {nodes} node(s)", self.run_id),
+                );
+                // The plan itself may not fit: said at once, after the start it belongs to.
+                return [Some(start), self.projection(Duration::ZERO, *planned_finish)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
             }
+            // The dispatcher's forecast, sent with every node end and once a second: the
+            // plan's simulation re-run from what is left, so watching it here costs nothing.
+            ExecEvent::Tick { elapsed, projected_finish, .. } => self.projection(*elapsed, *projected_finish),
             ExecEvent::RunFinished { summary } => {
                 let verdict = if summary.failed > 0 || summary.interrupted { "stopped" } else { "complete" };
-                (
+                Some((
                     NotifyEvent::RunEnd,
                     None,
                     None,
@@ -179,11 +232,10 @@ impl Notifier {
                         "run {} {verdict}: {} passed, {} failed, {} skipped",
                         self.run_id, summary.passed, summary.failed, summary.skipped
                     ),
-                )
+                ))
             }
             ExecEvent::NodeFinished { node, outcome, .. } if kind_of(*node) == Some(NodeKind::Gate) => {
-                let id = name(*node)?;
-                match outcome {
+                name(*node).map(|id| match outcome {
                     Outcome::Passed => {
                         (NotifyEvent::GatePassed, Some(id.clone()), None, format!("✓ gate {id} passed"))
                     }
@@ -193,30 +245,70 @@ impl Notifier {
                         None,
                         format!("✗ gate {id} failed: {}", other.reason().unwrap_or("")),
                     ),
-                }
+                })
             }
             ExecEvent::StepFinished { node, step, outcome, .. } if !outcome.passed() => {
-                let id = name(*node)?;
-                let text = format!("✗ {id} › {step} failed: {}", outcome.reason().unwrap_or(""));
-                (NotifyEvent::StepFailed, Some(id), Some(step.clone()), text)
+                name(*node).map(|id| {
+                    let text = format!("✗ {id} › {step} failed: {}", outcome.reason().unwrap_or(""));
+                    (NotifyEvent::StepFailed, Some(id), Some(step.clone()), text)
+                })
             }
-            ExecEvent::Overrun { node, planned, .. } => {
-                let id = name(*node)?;
+            ExecEvent::Overrun { node, planned, .. } => name(*node).map(|id| {
                 let text = format!("⏱ {id} ran past its planned {}", crate::spec::values::human(*planned));
                 (NotifyEvent::Overrun, Some(id), None, text)
-            }
-            _ => return None,
-        })
+            }),
+            _ => None,
+        };
+        one.into_iter().collect()
+    }
+
+    /// `projected-past-deadline` when the projected finish (from the dispatcher's start) passes
+    /// the deadline: once per crossing, so a forecast that stays late (it is re-made every
+    /// second) says so once, and one that comes back within the deadline and passes it again
+    /// says so again.
+    fn projection(
+        &mut self,
+        elapsed: Duration,
+        projected: Duration,
+    ) -> Option<(NotifyEvent, Option<String>, Option<String>, String)> {
+        let deadline = self.deadline?;
+        let late = projected > deadline;
+        let crossed = late && !self.past_deadline;
+        self.past_deadline = late;
+        if !crossed {
+            return None;
+        }
+        let now = jiff::Timestamp::now();
+        let human = crate::spec::values::human;
+        let text = format!(
+            "⏳ projected to finish at {} ({} after the start), past the deadline {} ({}) by {}",
+            crate::ui::utc_clock_after(now, projected.saturating_sub(elapsed)),
+            human(projected),
+            crate::ui::utc_clock_after(now, deadline.saturating_sub(elapsed)),
+            human(deadline),
+            human(projected - deadline),
+        );
+        Some((NotifyEvent::ProjectedPastDeadline, None, None, text))
     }
 
     /// Stops taking notifications and waits up to `wait` for the queued ones: a slow endpoint
     /// delays the end of a rollout by that much at most.
-    pub fn finish(mut self, wait: Duration) -> Outcomes {
-        self.queue = None;
-        match self.done.recv_timeout(wait) {
-            Ok(outcomes) => outcomes,
-            Err(_) => Outcomes { unsent: self.queued, ..Outcomes::default() },
+    pub fn finish(self, wait: Duration) -> Outcomes {
+        let until = Instant::now() + wait;
+        let senders = self.endpoints.len();
+        // Dropping the queues lets each sender end once it has sent what it holds.
+        drop(self.endpoints);
+        let (lock, ended) = &*self.progress;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while p.finished < senders {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = ended.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
         }
+        let failed = std::mem::take(&mut p.failed);
+        Outcomes { sent: p.sent, unsent: self.queued.saturating_sub(p.sent + failed.len()), failed }
     }
 }
 
@@ -225,7 +317,7 @@ fn mask(text: &str, secrets: &[String]) -> String {
 }
 
 /// One notification, tried [`TRIES`] times with a doubling backoff.
-fn send(job: &Job) -> Result<(), String> {
+fn send(hook: &Notify, body: &str) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -239,15 +331,49 @@ fn send(job: &Job) -> Result<(), String> {
         }
         let request = ureq::http::Request::builder()
             .method("POST")
-            .uri(&job.hook.url.exec)
+            .uri(&hook.url.exec)
             .header("content-type", "application/json")
-            .body(job.body.clone().into_bytes())
+            .body(body.as_bytes().to_vec())
             .map_err(|e| format!("bad request: {e}"))?;
         match agent.run(request) {
             Ok(response) if response.status().is_success() => return Ok(()),
-            Ok(response) => last = format!("answered {}", response.status().as_u16()),
-            Err(e) => last = e.to_string().replace(&job.hook.url.exec, &job.hook.url.shown),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                last = format!("answered {status}");
+                // The endpoint refused this body (a revoked webhook answers 404, a bad one
+                // 400): another try is refused alike. A timeout (408) or throttling (429) is
+                // worth the retry.
+                if (400..500).contains(&status) && !matches!(status, 408 | 429) {
+                    return Err(format!("{last} (not retried)"));
+                }
+            }
+            Err(e) => last = e.to_string().replace(&hook.url.exec, &hook.url.shown),
         }
     }
     Err(format!("{last} ({TRIES} tries in {})", crate::spec::values::human(started.elapsed())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_past_the_deadline_is_told_once_per_crossing() {
+        let workflow = crate::testing::workflow_from(
+            // `approval-needed` is accepted (reserved for approvals), or this would not load.
+            "workflow w { notify chat { url \"http://127.0.0.1:9/x\"; events \"projected-past-deadline\" \"approval-needed\" } }\n\
+             module a { budget \"1m\"; install { run s \"true\" } }\n",
+        );
+        let secs = Duration::from_secs;
+        let mut notifier = Notifier::start(&workflow, "r", Some(secs(100))).unwrap();
+        let mut told =
+            |elapsed: u64, projected: u64| notifier.projection(secs(elapsed), secs(projected)).is_some();
+        assert!(!told(0, 100), "on the deadline is within it");
+        assert!(told(1, 130), "past it: told");
+        assert!(!told(2, 140), "still past it, a second later: told already");
+        assert!(!told(3, 90), "back within it");
+        assert!(told(4, 101), "past it again: told again");
+        let mut none = Notifier::start(&workflow, "r", None).unwrap();
+        assert!(none.projection(secs(0), secs(1_000_000)).is_none(), "no deadline, nothing to pass");
+    }
 }

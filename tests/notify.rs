@@ -7,23 +7,35 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::milepost;
+use crate::support::{milepost, stderr};
 
-/// A webhook endpoint on a free port: answers `status` after `delay` and keeps the bodies.
+/// How a test endpoint answers its `n`th request (from 0): a status, or never (it hangs).
+type Answer = Arc<dyn Fn(usize) -> Option<u16> + Send + Sync>;
+
+/// Each request's body and the status it was answered (`None`: never), in arrival order.
+type Requests = Arc<Mutex<Vec<(String, Option<u16>)>>>;
+
+/// A webhook endpoint on a free port; keeps every request's body with the status it answered
+/// (`None`: not answered), in the order the requests arrived.
 struct Hook {
     port: u16,
-    bodies: Arc<Mutex<Vec<String>>>,
+    requests: Requests,
 }
 
 impl Hook {
+    /// Answers `status` after `delay`.
     fn start(status: u16, delay: Duration) -> Self {
+        Self::answering(delay, Arc::new(move |_| Some(status)))
+    }
+
+    fn answering(delay: Duration, answer: Answer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let kept = bodies.clone();
+        let requests: Requests = Arc::default();
+        let kept = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let kept = kept.clone();
+                let (kept, answer) = (kept.clone(), answer.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut length = 0;
@@ -38,7 +50,19 @@ impl Hook {
                     }
                     let mut body = vec![0; length];
                     let _ = reader.read_exact(&mut body);
-                    kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                    // Numbered and kept under one lock, so the number is the arrival order.
+                    let status = {
+                        let mut kept = kept.lock().unwrap();
+                        let status = answer(kept.len());
+                        kept.push((String::from_utf8_lossy(&body).into_owned(), status));
+                        status
+                    };
+                    let Some(status) = status else {
+                        // Hang: hold the connection open, answer nothing, until the test ends.
+                        std::thread::sleep(Duration::from_secs(3600));
+                        drop(stream);
+                        return;
+                    };
                     std::thread::sleep(delay);
                     let mut stream = stream;
                     let _ = write!(
@@ -48,12 +72,32 @@ impl Hook {
                 });
             }
         });
-        Hook { port, bodies }
+        Hook { port, requests }
     }
 
-    fn bodies(&self) -> Vec<String> {
-        self.bodies.lock().unwrap().clone()
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
     }
+
+    /// Every request's body, answered or not.
+    fn bodies(&self) -> Vec<String> {
+        self.requests.lock().unwrap().iter().map(|(b, _)| b.clone()).collect()
+    }
+
+    /// The `text` of each notification the endpoint accepted (a 2xx answer), in order.
+    fn delivered(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, status)| status.is_some_and(|s| (200..300).contains(&s)))
+            .map(|(b, _)| text_of(b))
+            .collect()
+    }
+}
+
+fn text_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["text"].as_str().unwrap().to_string()
 }
 
 fn workflow(dir: &std::path::Path, events: &str) -> std::path::PathBuf {
@@ -93,10 +137,7 @@ fn a_webhook_is_told_the_events_it_asks_for_with_secrets_masked() {
     assert!(!err.contains("notification not sent"), "{err}");
     let bodies = hook.bodies();
     assert_eq!(bodies.len(), 4, "{bodies:?}");
-    let texts: Vec<String> = bodies
-        .iter()
-        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["text"].as_str().unwrap().to_string())
-        .collect();
+    let texts: Vec<String> = bodies.iter().map(|b| text_of(b)).collect();
     assert!(texts[0].starts_with("w: ▶ run "), "{texts:?}");
     assert!(texts.iter().any(|t| t == "w: ✓ gate g passed"), "{texts:?}");
     assert!(texts.iter().any(|t| t.starts_with("w: ✗ b › s failed")), "{texts:?}");
@@ -175,4 +216,165 @@ fn a_template_shapes_the_body_for_other_chats() {
     let body: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
     assert_eq!(body["title"], "run-end w");
     assert!(body["text"].as_str().unwrap().contains("complete: 1 passed"), "{body}");
+}
+
+/// A rollout whose events follow one another in a known order: one chain, two gates that pass
+/// and a last one whose check fails (a step failure, then the gate's).
+const CHAIN: &str = r#"workflow w {
+    secret hook env="HOOK_URL"
+    notify chat {
+        url "{{ secrets.hook }}"
+        events "run-start" "gate-passed" "gate-failed" "step-failed" "overrun" "run-end"
+    }
+    phase "1" { modules a; gate g1 }
+    phase "2" { modules b; gate g2 }
+    phase "3" { modules c; gate g3 }
+}
+module a { budget "1m"; install { run s "true" } }
+gate g1 { budget "1m"; after a; validate { run v "true" } }
+module b { budget "1m"; after g1; install { run s "true" } }
+gate g2 { budget "1m"; after b; validate { run v "true" } }
+module c { budget "1m"; after g2; install { run s "true" } }
+gate g3 { budget "1m"; after c; validate { run v "exit 3" timeout="1s" interval="200ms" } }
+"#;
+
+#[test]
+fn notify_every_event_is_delivered_once_in_order_through_retries() {
+    // The first two requests fail: the first notification (run-start) is tried three times
+    // while the later ones wait behind it, so they arrive after it and once each.
+    let hook = Hook::answering(Duration::ZERO, Arc::new(|n| Some(if n < 2 { 500 } else { 200 })));
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    let out = milepost().arg("apply").arg(&w).env("HOOK_URL", hook.url()).assert().code(1);
+    let err = stderr(&out);
+    assert!(!err.contains("notification not sent") && !err.contains("still sending"), "{err}");
+    let delivered = hook.delivered();
+    let expected = [
+        "w: ▶ run ",
+        "w: ✓ gate g1 passed",
+        "w: ✓ gate g2 passed",
+        "w: ✗ g3 › v failed",
+        "w: ✗ gate g3 failed",
+        "w: run ",
+    ];
+    assert_eq!(delivered.len(), expected.len(), "{delivered:#?}");
+    for (text, start) in delivered.iter().zip(expected) {
+        assert!(text.starts_with(start), "expected `{start}…`, in order: {delivered:#?}");
+    }
+    assert!(delivered[5].contains("stopped: 5 passed, 1 failed"), "{delivered:#?}");
+    // The two refused tries were of run-start, before anything else was sent.
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), expected.len() + 2, "{bodies:#?}");
+    assert!(bodies[..3].iter().all(|b| text_of(b).starts_with("w: ▶ run ")), "{bodies:#?}");
+}
+
+/// How much later a rollout may end with a hanging endpoint than with a healthy one: the
+/// documented end wait, plus slack for noisy, shared machines. Without the bound, one
+/// notification alone would hold it 3 tries × 5 s + backoff = 16.5 s, and three of them 49.5 s.
+const HANG_BOUND: Duration = Duration::from_secs(5 + 5);
+
+#[test]
+fn notify_a_hanging_webhook_delays_the_rollout_by_the_end_wait_at_most_and_holds_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {
+    secret good env="GOOD_URL"
+    secret other env="OTHER_URL"
+    notify good { url "{{ secrets.good }}"; events "run-start" "gate-passed" "run-end"; }
+    notify other { url "{{ secrets.other }}"; events "run-start" "gate-passed" "run-end"; }
+    phase "1" { modules a; gate g }
+}
+module a { budget "1m"; install { run s "sleep 1" } }
+gate g { budget "1m"; after a; validate { run v "true" } }
+"#,
+    )
+    .unwrap();
+    let run = |good: &Hook, other: &Hook| {
+        let started = Instant::now();
+        let out = milepost()
+            .arg("apply")
+            .arg(&w)
+            .env("GOOD_URL", good.url())
+            .env("OTHER_URL", other.url())
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .success();
+        (started.elapsed(), stderr(&out))
+    };
+    // The same rollout, first with two healthy endpoints, then with the second one hanging.
+    let (good, healthy) = (Hook::start(200, Duration::ZERO), Hook::start(200, Duration::ZERO));
+    let (baseline, err) = run(&good, &healthy);
+    assert!(!err.contains("still sending") && !err.contains("not sent"), "{err}");
+    assert_eq!(good.delivered().len(), 3);
+    let (good, hanging) =
+        (Hook::start(200, Duration::ZERO), Hook::answering(Duration::ZERO, Arc::new(|_| None)));
+    let (slow, err) = run(&good, &hanging);
+    assert!(
+        slow.saturating_sub(baseline) <= HANG_BOUND,
+        "with a hanging endpoint {slow:?}, without {baseline:?}: more than {HANG_BOUND:?} later"
+    );
+    // The hanging endpoint was reached (the timing above measured something) and held only
+    // its own notifications: the healthy one had all three, in order, and only the hanging
+    // one's three are counted as unsent.
+    assert!(!hanging.bodies().is_empty());
+    let delivered = good.delivered();
+    assert_eq!(delivered.len(), 3, "{delivered:#?}");
+    assert!(delivered[0].starts_with("w: ▶ run ") && delivered[2].contains("complete"), "{delivered:#?}");
+    assert!(err.contains("3 notification(s) still sending when the rollout ended"), "{err}");
+}
+
+#[test]
+fn notify_a_webhook_that_refuses_the_body_is_not_tried_again() {
+    // A 404 (a deleted webhook) answers every try alike; a 500 is retried (tested above).
+    let hook = Hook::start(404, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN.replace("exit 3", "true")).unwrap();
+    let out = milepost().arg("apply").arg(&w).env("HOOK_URL", hook.url()).assert().success();
+    let err = stderr(&out);
+    assert!(err.contains("answered 404 (not retried)"), "{err}");
+    assert_eq!(hook.bodies().len(), 5, "one request per notification: {:#?}", hook.bodies());
+}
+
+/// Two nodes of a 1m budget in a chain, the first running 2 s: a plan of 2m, re-projected
+/// with every node end and every second while the first runs.
+const TWO_MINUTES: &str = r#"workflow w {
+    secret hook env="HOOK_URL"
+    notify chat { url "{{ secrets.hook }}"; events "run-start" "projected-past-deadline" "run-end"; }
+}
+module a { budget "1m"; install { run s "sleep 2" } }
+module b { budget "1m"; after a; install { run s "true" } }
+"#;
+
+#[test]
+fn notify_a_projection_past_the_deadline_is_told_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, TWO_MINUTES).unwrap();
+    // 2m of budgets cannot fit 90 s: said at the start, and not again on the later
+    // projections, which stay past it.
+    let hook = Hook::start(200, Duration::ZERO);
+    let out = milepost()
+        .args(["apply", "--deadline", "90s"])
+        .arg(&w)
+        .env("HOOK_URL", hook.url())
+        .assert()
+        .success();
+    let delivered = hook.delivered();
+    assert_eq!(delivered.len(), 3, "{delivered:#?}\n{}", stderr(&out));
+    assert!(delivered[0].starts_with("w: ▶ run "), "{delivered:#?}");
+    let late = &delivered[1];
+    assert!(late.starts_with("w: ⏳ projected to finish at "), "{late}");
+    assert!(late.contains("(2m after the start), past the deadline "), "{late}");
+    assert!(late.contains("(1m30s) by 30s"), "{late}");
+    assert!(delivered[2].contains("complete: 2 passed"), "{delivered:#?}");
+    // An hour fits: nothing said.
+    let hook = Hook::start(200, Duration::ZERO);
+    milepost().args(["apply", "--deadline", "1h"]).arg(&w).env("HOOK_URL", hook.url()).assert().success();
+    let delivered = hook.delivered();
+    assert_eq!(delivered.len(), 2, "{delivered:#?}");
+    assert!(delivered.iter().all(|t| !t.contains("deadline")), "{delivered:#?}");
 }

@@ -320,7 +320,7 @@ pub fn rollout(
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
     // Handlers' runs tell nobody: the rollout they follow does.
     let mut notifier = match plan.command {
-        "apply" | "resume" | "rollback" => crate::notify::Notifier::start(&workflow, &this_run),
+        "apply" | "resume" | "rollback" => crate::notify::Notifier::start(&workflow, &this_run, deadline),
         _ => None,
     };
     let summary = runtime.block_on(async {
@@ -347,7 +347,7 @@ pub fn rollout(
     });
     if let Some(notifier) = notifier {
         // A slow endpoint holds the end of the rollout this long at most.
-        let sent = notifier.finish(std::time::Duration::from_secs(5));
+        let sent = notifier.finish(crate::notify::END_WAIT);
         for failure in &sent.failed {
             errln!("{} notification not sent: {failure}", p.yellow("warning:"));
         }

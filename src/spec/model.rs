@@ -144,6 +144,10 @@ pub enum NotifyEvent {
     GateFailed,
     StepFailed,
     Overrun,
+    /// The projected finish passed the rollout's deadline (see `notify` in definitions.md).
+    ProjectedPastDeadline,
+    /// Reserved for approvals (issue 17): accepted in `events`, not sent yet.
+    ApprovalNeeded,
 }
 
 impl NotifyEvent {
@@ -154,6 +158,8 @@ impl NotifyEvent {
         ("gate-failed", NotifyEvent::GateFailed),
         ("step-failed", NotifyEvent::StepFailed),
         ("overrun", NotifyEvent::Overrun),
+        ("projected-past-deadline", NotifyEvent::ProjectedPastDeadline),
+        ("approval-needed", NotifyEvent::ApprovalNeeded),
     ];
 }
 
