@@ -594,7 +594,7 @@ fn serve(
     }
     match script {
         Some(Watch::Script(steps)) => play_watch(stream, steps),
-        Some(live) => live_watch(stream, state, live),
+        Some(live) => live_watch(stream, state, live, server, generation),
         None => Ok(()),
     }
 }
@@ -620,12 +620,24 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Wat
                     .param("fieldSelector")
                     .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
                 let seconds = seen.param("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(60u64);
+                let kind = s.kinds.iter().find(|k| k.group == t.group && k.plural == t.plural);
+                let bookmark =
+                    kind.filter(|_| seen.param("allowWatchBookmarks").as_deref() == Some("true")).map(|k| {
+                        let mut object =
+                            json!({"kind": k.kind, "apiVersion": k.api_version(), "metadata": {}});
+                        // A Lease's bookmark carries an empty spec too (113).
+                        if k.kind == "Lease" {
+                            object["spec"] = json!({});
+                        }
+                        object
+                    });
                 let watch = Watch::Live {
                     plural: t.plural,
                     namespace: t.namespace,
                     name,
                     from,
                     seconds: seconds.min(60),
+                    bookmark,
                 };
                 (None, Some(watch))
             }
@@ -636,19 +648,41 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Wat
 /// What a watch request gets: a script, or the changes made from its resourceVersion on.
 enum Watch {
     Script(Vec<WatchStep>),
-    Live { plural: String, namespace: String, name: Option<String>, from: u64, seconds: u64 },
+    Live {
+        plural: String,
+        namespace: String,
+        name: Option<String>,
+        from: u64,
+        seconds: u64,
+        /// With allowWatchBookmarks: the bookmark's object, sent once in the last 1.5 s.
+        bookmark: Option<Value>,
+    },
 }
 
 /// Streams the changes to matching objects after `from`, until `seconds` have passed.
-fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) -> std::io::Result<()> {
-    let Watch::Live { plural, namespace, name, mut from, seconds } = watch else { return Ok(()) };
+fn live_watch(
+    mut stream: TcpStream,
+    state: &Arc<Mutex<State>>,
+    watch: Watch,
+    server: &Arc<Mutex<Server>>,
+    generation: u64,
+) -> std::io::Result<()> {
+    let Watch::Live { plural, namespace, name, mut from, seconds, mut bookmark } = watch else {
+        return Ok(());
+    };
     write!(
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )?;
     stream.flush()?;
     let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    // BOOKMARKs came in the last 1–2 s before the server ended the stream (113, 82).
+    let bookmark_at = until - Duration::from_millis(1500).min(Duration::from_secs(seconds));
     while std::time::Instant::now() < until {
+        if server.lock().unwrap().generation != generation {
+            // Stopped: the socket is closed, and this stream ends.
+            return Ok(());
+        }
         let events: Vec<(u64, &'static str, Value)> = {
             let s = state.lock().unwrap();
             s.changes
@@ -664,6 +698,15 @@ fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) ->
             let line = json!({"type": kind, "object": object}).to_string() + "\n";
             write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
             stream.flush()?;
+        }
+        if std::time::Instant::now() >= bookmark_at {
+            if let Some(mut object) = bookmark.take() {
+                // As far as this stream has gone: a later change is not skipped on resume.
+                object["metadata"]["resourceVersion"] = json!(from.to_string());
+                let line = json!({"type": "BOOKMARK", "object": object}).to_string() + "\n";
+                write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
+                stream.flush()?;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

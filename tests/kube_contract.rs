@@ -207,8 +207,14 @@ fn compare(recorded: &Value, got: &Reply) -> Vec<String> {
 
 /// Recordings made after a controller acted (the fake runs none): used as fixtures, not
 /// replayed.
-const NOT_REPLAYED: &[&str] =
-    &["31-deploy-replicas0-get", "35-deploy-replicas2-pending-get", "38-sts-get", "40-ds-get"];
+const NOT_REPLAYED: &[&str] = &[
+    "31-deploy-replicas0-get",
+    "35-deploy-replicas2-pending-get",
+    "38-sts-get",
+    "40-ds-get",
+    // A watch stream: replayed by kube_contract_a_lease_watch_streams_the_renew.
+    "113-lease-watch-stream",
+];
 
 /// The recorded resourceVersions and uids in a request, as the fake's own (`ids`: recorded →
 /// fake, from the answers so far): a PUT, a DELETE precondition or a JSON patch `test`
@@ -775,4 +781,88 @@ mod through_kube_rs {
             assert!(through.get("rollout-lock").await.is_ok());
         });
     }
+}
+
+/// Replays recordings in order, the recorded resourceVersions and uids in requests and
+/// messages as the fake's; every answer as recorded.
+fn replay(api: &FakeApi, names: &[&str], ids: &mut HashMap<String, String>) {
+    for name in names {
+        let mut exchange = recording(name);
+        let reply = send(api, &translate_request(&exchange["request"], ids));
+        if let Some(message) = exchange["response"]["body"]["message"].as_str() {
+            exchange["response"]["body"]["message"] = Value::String(translate_message(message, ids));
+        }
+        let diffs = compare(&exchange["response"], &reply);
+        assert!(diffs.is_empty(), "{name}: {diffs:?}");
+        if !exchange["response"]["body"]["kind"].as_str().unwrap_or("").ends_with("List") {
+            for key in ["resourceVersion", "uid"] {
+                let recorded = exchange["response"]["body"]["metadata"][key].as_str();
+                if let (Some(recorded), Some(fake)) = (recorded, reply.body["metadata"][key].as_str()) {
+                    ids.insert(recorded.to_string(), fake.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The watch on a Lease (111–113): from the list's resourceVersion, the renew arrives as
+/// MODIFIED with kind and apiVersion, then a BOOKMARK (kind, apiVersion, resourceVersion and
+/// an empty spec) before the server ends the stream at timeoutSeconds.
+#[test]
+fn kube_contract_a_lease_watch_streams_the_renew() {
+    let api = FakeApi::start();
+    let mut ids = HashMap::new();
+    replay(
+        &api,
+        &[
+            "100-ns-team-create",
+            "102-lease-create",
+            "104-lease-renew-put",
+            "107-lease-takeover-put",
+            "108-lease-put-transitions-backwards",
+            "111-lease-watch-list",
+        ],
+        &mut ids,
+    );
+    let recorded = recording("113-lease-watch-stream");
+    let query = recorded["request"]["query"].as_str().unwrap();
+    let (head, from) = query.rsplit_once("resourceVersion=").unwrap();
+    let target =
+        format!("{}?{head}resourceVersion={}", recorded["request"]["path"].as_str().unwrap(), ids[from]);
+    let port = api.port;
+    let started = std::time::Instant::now();
+    let watch = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "GET {target} HTTP/1.1\r\nHost: fake\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        let _ = stream.read_to_string(&mut raw);
+        raw
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    replay(&api, &["112-lease-watch-renew"], &mut ids);
+    let raw = watch.join().unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_secs(4) && elapsed < std::time::Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+    let events: Vec<Value> =
+        raw.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want = recorded["response"]["body"].as_array().unwrap();
+    let types = |events: &[Value]| events.iter().map(|e| e["type"].clone()).collect::<Vec<_>>();
+    assert_eq!(types(&events), types(want), "{raw}");
+    for key in ["kind", "apiVersion", "spec"] {
+        assert_eq!(events[0]["object"][key], want[0]["object"][key], "MODIFIED {key}");
+    }
+    let mut bookmark = events[1]["object"].clone();
+    let mut want_bookmark = want[1]["object"].clone();
+    // The same version as the event before it, as recorded.
+    assert_eq!(bookmark["metadata"]["resourceVersion"], events[0]["object"]["metadata"]["resourceVersion"]);
+    bookmark["metadata"]["resourceVersion"] = Value::Null;
+    want_bookmark["metadata"]["resourceVersion"] = Value::Null;
+    assert_eq!(bookmark, want_bookmark);
 }
