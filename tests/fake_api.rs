@@ -5,9 +5,16 @@
 //! with one ownership set per field manager (fields a manager stops sending are removed unless
 //! another owns them; a different value on a field another manager owns is a 409 unless
 //! force), JSON patches with `test`, Status bodies with reason and details as recorded, 403s
-//! naming the verb RBAC refused, and the 500 of a field at the wrong level. Watches are played
-//! from scripts; forced answers (401, …) and a per-request latency are settable. It records
-//! every request so tests assert what milepost sent.
+//! naming the verb RBAC refused, and the 500 of a field at the wrong level. Also what a
+//! cluster state backend uses (recordings 100–166): create (POST), replace (PUT) with
+//! resourceVersion checks (a Lease wants one and is created by a PUT of a missing one),
+//! DELETE preconditions, the 1 MiB data and 3 MiB request limits, SelfSubjectReview and
+//! SelfSubjectAccessReview for the user a bearer token stands for (`add_user`), and lists a
+//! page at a time (`limit`, `continue`) or by label selector. Watches are played from
+//! scripts or live from the writes; forced answers (401, …) and a per-request latency are
+//! settable. The server can be stopped and started again on its port with its objects, and
+//! `Partition` cuts one client off. It records every request so tests assert what milepost
+//! sent.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -866,3 +866,39 @@ fn kube_contract_a_lease_watch_streams_the_renew() {
     want_bookmark["metadata"]["resourceVersion"] = Value::Null;
     assert_eq!(bookmark, want_bookmark);
 }
+
+/// The latency is paid by every kind of request: reads, lists, writes, deletes, reviews,
+/// forced answers and watches (a benchmark sets 2 ms per request). Whatever the answer
+/// (a stale PUT is a 409), it comes after the latency.
+#[test]
+fn fake_api_latency_applies_to_every_request() {
+    let api = FakeApi::start();
+    send(&api, &recording("100-ns-team-create")["request"]);
+    let latency = std::time::Duration::from_millis(150);
+    api.set_latency(latency);
+    api.answer("GET", "/forced", 401, "Unauthorized", "Unauthorized");
+    let mut requests: Vec<Value> = [
+        "102-lease-create",
+        "103-lease-get",
+        "111-lease-watch-list",
+        "104-lease-renew-put",
+        "122-lease-delete",
+        "130-cm-create",
+        "135-cm-merge-patch-current",
+        "137-cm-json-patch-test-passes",
+        "151-selfsubjectreview-limited",
+        "152-selfsubjectaccessreview-limited",
+    ]
+    .iter()
+    .map(|name| recording(name)["request"].clone())
+    .collect();
+    requests.push(json!({"method": "GET", "path": "/apis/x/v1/forced", "query": "", "body": null}));
+    requests.push(json!({"method": "GET", "path": "/api/v1/namespaces/team/configmaps",
+                         "query": "watch=true&timeoutSeconds=1", "body": null}));
+    for request in &requests {
+        let started = std::time::Instant::now();
+        let reply = send(&api, request);
+        assert_ne!(reply.code, 0, "{request}");
+        assert!(started.elapsed() >= latency, "{request}: {}", reply.code);
+    }
+}
