@@ -465,10 +465,14 @@ impl FakeApi {
         state.store(key, object, created);
     }
 
-    /// Stores an object exactly as given, resourceVersion included (a recorded answer).
+    /// Stores an object exactly as given, resourceVersion included (a recorded answer); the
+    /// server's counter goes on from above it, as it would have.
     pub fn put_as_is(&self, plural: &str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        self.state.lock().unwrap().objects.insert((plural.to_string(), namespace.to_string(), name), object);
+        let mut state = self.state.lock().unwrap();
+        let rv = object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        state.rv = state.rv.max(rv);
+        state.objects.insert((plural.to_string(), namespace.to_string(), name), object);
     }
 
     /// Server-side applies `object` as `manager` (with force), as an earlier run would have.
@@ -913,20 +917,27 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
                 None => (s.rv, None),
             };
             let limit = seen.param("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-            let mut items: Vec<(&String, Value)> = s
-                .objects
-                .iter()
-                .filter(|((p, ns, name), o)| {
-                    *p == t.plural
-                        && *ns == t.namespace
-                        && listed_name.as_ref().is_none_or(|w| w == name)
+            // A continued list is the snapshot at the token's version, whatever was written
+            // since (166: the server reads it from its watch cache).
+            let stored: Vec<(String, Value)> = match start {
+                Some(_) => snapshot(s, &t.plural, &t.namespace, list_rv),
+                None => s
+                    .objects
+                    .iter()
+                    .filter(|((p, ns, _), _)| *p == t.plural && *ns == t.namespace)
+                    .map(|((_, _, name), o)| (name.clone(), o.clone()))
+                    .collect(),
+            };
+            let mut items: Vec<(String, Value)> = stored
+                .into_iter()
+                .filter(|(name, o)| {
+                    listed_name.as_ref().is_none_or(|w| w == name)
                         && start.as_ref().is_none_or(|from| name.as_str() >= from.as_str())
                         && selector.as_ref().is_none_or(|sel| selects(sel, &o["metadata"]["labels"]))
                 })
-                .map(|((_, _, name), o)| (name, o.clone()))
                 .collect();
             // In etcd's key order, by name.
-            items.sort_by(|a, b| a.0.cmp(b.0));
+            items.sort_by(|a, b| a.0.cmp(&b.0));
             let total = items.len();
             let mut next = None;
             if let Some(limit) = limit.filter(|l| total > *l) {
@@ -2475,4 +2486,34 @@ fn forward(client: TcpStream, target: u16, links: &Arc<Mutex<Links>>) -> std::io
     links.lock().unwrap().open.remove(&id);
     let _ = client.shutdown(Shutdown::Both);
     server.shutdown(Shutdown::Both)
+}
+
+/// The objects of `plural` in `namespace` as they were at resourceVersion `rv`: each one's
+/// last write at or before it (none if that was a deletion), else the stored object if it is
+/// no newer (one stored by `put_as_is` has no history).
+fn snapshot(s: &State, plural: &str, namespace: &str, rv: u64) -> Vec<(String, Value)> {
+    let mut names: BTreeSet<&String> = BTreeSet::new();
+    names.extend(s.objects.keys().filter(|(p, ns, _)| p == plural && ns == namespace).map(|(_, _, n)| n));
+    names.extend(s.changes.iter().filter(|c| c.1 == plural && c.2 == namespace).map(|c| &c.3));
+    let version = |o: &Value| o["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok());
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let last = s
+                .changes
+                .iter()
+                .rev()
+                .find(|c| c.0 <= rv && c.1 == plural && c.2 == namespace && c.3 == *name);
+            let object = match last {
+                Some((_, _, _, _, "DELETED", _)) => None,
+                Some((_, _, _, _, _, object)) => Some(object.clone()),
+                None => s
+                    .objects
+                    .get(&(plural.to_string(), namespace.to_string(), name.clone()))
+                    .filter(|o| version(o).is_some_and(|v| v <= rv))
+                    .cloned(),
+            };
+            object.map(|o| (name.clone(), o))
+        })
+        .collect()
 }

@@ -902,3 +902,39 @@ fn fake_api_latency_applies_to_every_request() {
         assert!(started.elapsed() >= latency, "{request}: {}", reply.code);
     }
 }
+
+/// A continued list is the snapshot at the first page's version: what was written since
+/// does not show (166 served from the watch cache; not recorded with writes in the same
+/// namespace, which is what this checks).
+#[test]
+fn fake_api_continued_list_is_the_first_page_s_snapshot() {
+    let api = FakeApi::start();
+    api.put("namespaces", "", json!({"metadata": {"name": "team"}}));
+    let map = |name: &str, value: &str| json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": name, "namespace": "team"}, "data": {"v": value}});
+    for name in ["a", "b", "c"] {
+        api.put("configmaps", "team", map(name, "before"));
+    }
+    let list = |query: &str| -> Value {
+        let request = json!({"method": "GET", "path": "/api/v1/namespaces/team/configmaps", "query": query, "body": null});
+        send(&api, &request).body
+    };
+    let first = list("limit=1");
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    api.put("configmaps", "team", map("b", "after"));
+    api.put("configmaps", "team", map("bb", "new"));
+    let delete = json!({"method": "DELETE", "path": "/api/v1/namespaces/team/configmaps/c", "query": "", "body": null});
+    assert_eq!(send(&api, &delete).code, 200);
+    let rest = list(&format!("continue={token}"));
+    let seen: Vec<(Value, Value)> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["metadata"]["name"].clone(), i["data"]["v"].clone()))
+        .collect();
+    assert_eq!(seen, [(json!("b"), json!("before")), (json!("c"), json!("before"))]);
+    assert_eq!(rest["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]);
+    // A new list sees the writes.
+    let now: Vec<Value> =
+        list("")["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
+    assert_eq!(now, [json!("a"), json!("b"), json!("bb")]);
+}
