@@ -364,9 +364,9 @@ impl FakeApi {
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)) {
                 Ok(listener) => break listener,
-                Err(e) if tries < 100 => {
+                // The old socket may linger a moment after `stop`.
+                Err(_) if tries < 100 => {
                     tries += 1;
-                    let _ = e;
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => panic!("port {} again: {e}", self.port),
@@ -788,6 +788,14 @@ fn parse_target(path: &str) -> Option<Target> {
 /// The answer, or `None` for a watch the script plays.
 fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
     let path = seen.path.as_str();
+    // A bearer token nobody stands for is refused before anything else, on every path. No
+    // token at all is the default user here (tests' raw requests), not system:anonymous.
+    let token = seen.authorization.strip_prefix("Bearer ");
+    if token.is_some_and(|t| !s.users.iter().any(|u| u.token == t)) {
+        let mut body = failure(401, "Unauthorized", "Unauthorized", None);
+        body.as_object_mut().unwrap().remove("details");
+        return Some(Answer::Json(401, body));
+    }
     if path == "/version" {
         return Some(Answer::Json(
             200,
@@ -819,12 +827,7 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
         ));
     }
-    let user = s
-        .users
-        .iter()
-        .find(|u| seen.authorization.strip_prefix("Bearer ") == Some(u.token.as_str()))
-        .unwrap_or(&s.users[0])
-        .clone();
+    let user = s.users.iter().find(|u| token == Some(u.token.as_str())).unwrap_or(&s.users[0]).clone();
     if seen.method == "POST" && path == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
         return Some(self_subject_review(&user));
     }

@@ -414,6 +414,11 @@ fn kube_contract_self_subject_review_names_the_token_s_user() {
     assert_eq!(reply.body["status"]["userInfo"]["username"], want["username"]);
     assert_eq!(reply.body["status"]["userInfo"]["groups"], want["groups"]);
 
+    // A token nobody stands for: 401, as a real server answers.
+    let reply = send_to(api.port, &limited["request"], Some("nobody-token"));
+    assert_eq!(reply.code, 401);
+    assert_eq!(reply.body["reason"], "Unauthorized");
+
     // The kubeconfig's token, and no token at all, stand for the default user.
     for token in [Some(TOKEN), None] {
         let reply = send_to(api.port, &limited["request"], token);
