@@ -5,9 +5,16 @@
 //! with one ownership set per field manager (fields a manager stops sending are removed unless
 //! another owns them; a different value on a field another manager owns is a 409 unless
 //! force), JSON patches with `test`, Status bodies with reason and details as recorded, 403s
-//! naming the verb RBAC refused, and the 500 of a field at the wrong level. Watches are played
-//! from scripts; forced answers (401, …) and a per-request latency are settable. It records
-//! every request so tests assert what milepost sent.
+//! naming the verb RBAC refused, and the 500 of a field at the wrong level. Also what a
+//! cluster state backend uses (recordings 100–166): create (POST), replace (PUT) with
+//! resourceVersion checks (a Lease wants one and is created by a PUT of a missing one),
+//! DELETE preconditions, the 1 MiB data and 3 MiB request limits, SelfSubjectReview and
+//! SelfSubjectAccessReview for the user a bearer token stands for (`add_user`), and lists a
+//! page at a time (`limit`, `continue`) or by label selector. Watches are played from
+//! scripts or live from the writes; forced answers (401, …) and a per-request latency are
+//! settable. The server can be stopped and started again on its port with its objects, and
+//! `Partition` cuts one client off. It records every request so tests assert what milepost
+//! sent.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -357,9 +364,9 @@ impl FakeApi {
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)) {
                 Ok(listener) => break listener,
-                Err(e) if tries < 100 => {
+                // The old socket may linger a moment after `stop`.
+                Err(_) if tries < 100 => {
                     tries += 1;
-                    let _ = e;
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => panic!("port {} again: {e}", self.port),
@@ -458,10 +465,14 @@ impl FakeApi {
         state.store(key, object, created);
     }
 
-    /// Stores an object exactly as given, resourceVersion included (a recorded answer).
+    /// Stores an object exactly as given, resourceVersion included (a recorded answer); the
+    /// server's counter goes on from above it, as it would have.
     pub fn put_as_is(&self, plural: &str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
-        self.state.lock().unwrap().objects.insert((plural.to_string(), namespace.to_string(), name), object);
+        let mut state = self.state.lock().unwrap();
+        let rv = object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        state.rv = state.rv.max(rv);
+        state.objects.insert((plural.to_string(), namespace.to_string(), name), object);
     }
 
     /// Server-side applies `object` as `manager` (with force), as an earlier run would have.
@@ -607,7 +618,7 @@ fn serve(
     }
     match script {
         Some(Watch::Script(steps)) => play_watch(stream, steps),
-        Some(live) => live_watch(stream, state, live),
+        Some(live) => live_watch(stream, state, live, server, generation),
         None => Ok(()),
     }
 }
@@ -633,12 +644,24 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Wat
                     .param("fieldSelector")
                     .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
                 let seconds = seen.param("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(60u64);
+                let kind = s.kinds.iter().find(|k| k.group == t.group && k.plural == t.plural);
+                let bookmark =
+                    kind.filter(|_| seen.param("allowWatchBookmarks").as_deref() == Some("true")).map(|k| {
+                        let mut object =
+                            json!({"kind": k.kind, "apiVersion": k.api_version(), "metadata": {}});
+                        // A Lease's bookmark carries an empty spec too (113).
+                        if k.kind == "Lease" {
+                            object["spec"] = json!({});
+                        }
+                        object
+                    });
                 let watch = Watch::Live {
                     plural: t.plural,
                     namespace: t.namespace,
                     name,
                     from,
                     seconds: seconds.min(60),
+                    bookmark,
                 };
                 (None, Some(watch))
             }
@@ -649,19 +672,41 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Wat
 /// What a watch request gets: a script, or the changes made from its resourceVersion on.
 enum Watch {
     Script(Vec<WatchStep>),
-    Live { plural: String, namespace: String, name: Option<String>, from: u64, seconds: u64 },
+    Live {
+        plural: String,
+        namespace: String,
+        name: Option<String>,
+        from: u64,
+        seconds: u64,
+        /// With allowWatchBookmarks: the bookmark's object, sent once in the last 1.5 s.
+        bookmark: Option<Value>,
+    },
 }
 
 /// Streams the changes to matching objects after `from`, until `seconds` have passed.
-fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) -> std::io::Result<()> {
-    let Watch::Live { plural, namespace, name, mut from, seconds } = watch else { return Ok(()) };
+fn live_watch(
+    mut stream: TcpStream,
+    state: &Arc<Mutex<State>>,
+    watch: Watch,
+    server: &Arc<Mutex<Server>>,
+    generation: u64,
+) -> std::io::Result<()> {
+    let Watch::Live { plural, namespace, name, mut from, seconds, mut bookmark } = watch else {
+        return Ok(());
+    };
     write!(
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )?;
     stream.flush()?;
     let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    // BOOKMARKs came in the last 1–2 s before the server ended the stream (113, 82).
+    let bookmark_at = until - Duration::from_millis(1500).min(Duration::from_secs(seconds));
     while std::time::Instant::now() < until {
+        if server.lock().unwrap().generation != generation {
+            // Stopped: the socket is closed, and this stream ends.
+            return Ok(());
+        }
         let events: Vec<(u64, &'static str, Value)> = {
             let s = state.lock().unwrap();
             s.changes
@@ -677,6 +722,15 @@ fn live_watch(mut stream: TcpStream, state: &Arc<Mutex<State>>, watch: Watch) ->
             let line = json!({"type": kind, "object": object}).to_string() + "\n";
             write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
             stream.flush()?;
+        }
+        if std::time::Instant::now() >= bookmark_at {
+            if let Some(mut object) = bookmark.take() {
+                // As far as this stream has gone: a later change is not skipped on resume.
+                object["metadata"]["resourceVersion"] = json!(from.to_string());
+                let line = json!({"type": "BOOKMARK", "object": object}).to_string() + "\n";
+                write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
+                stream.flush()?;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -747,6 +801,14 @@ fn parse_target(path: &str) -> Option<Target> {
 /// The answer, or `None` for a watch the script plays.
 fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
     let path = seen.path.as_str();
+    // A bearer token nobody stands for is refused before anything else, on every path. No
+    // token at all is the default user here (tests' raw requests), not system:anonymous.
+    let token = seen.authorization.strip_prefix("Bearer ");
+    if token.is_some_and(|t| !s.users.iter().any(|u| u.token == t)) {
+        let mut body = failure(401, "Unauthorized", "Unauthorized", None);
+        body.as_object_mut().unwrap().remove("details");
+        return Some(Answer::Json(401, body));
+    }
     if path == "/version" {
         return Some(Answer::Json(
             200,
@@ -778,12 +840,7 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
         ));
     }
-    let user = s
-        .users
-        .iter()
-        .find(|u| seen.authorization.strip_prefix("Bearer ") == Some(u.token.as_str()))
-        .unwrap_or(&s.users[0])
-        .clone();
+    let user = s.users.iter().find(|u| token == Some(u.token.as_str())).unwrap_or(&s.users[0]).clone();
     if seen.method == "POST" && path == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
         return Some(self_subject_review(&user));
     }
@@ -876,20 +933,27 @@ fn route(seen: &Seen, s: &mut State) -> Option<Answer> {
                 None => (s.rv, None),
             };
             let limit = seen.param("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-            let mut items: Vec<(&String, Value)> = s
-                .objects
-                .iter()
-                .filter(|((p, ns, name), o)| {
-                    *p == t.plural
-                        && *ns == t.namespace
-                        && listed_name.as_ref().is_none_or(|w| w == name)
+            // A continued list is the snapshot at the token's version, whatever was written
+            // since (166: the server reads it from its watch cache).
+            let stored: Vec<(String, Value)> = match start {
+                Some(_) => snapshot(s, &t.plural, &t.namespace, list_rv),
+                None => s
+                    .objects
+                    .iter()
+                    .filter(|((p, ns, _), _)| *p == t.plural && *ns == t.namespace)
+                    .map(|((_, _, name), o)| (name.clone(), o.clone()))
+                    .collect(),
+            };
+            let mut items: Vec<(String, Value)> = stored
+                .into_iter()
+                .filter(|(name, o)| {
+                    listed_name.as_ref().is_none_or(|w| w == name)
                         && start.as_ref().is_none_or(|from| name.as_str() >= from.as_str())
                         && selector.as_ref().is_none_or(|sel| selects(sel, &o["metadata"]["labels"]))
                 })
-                .map(|((_, _, name), o)| (name, o.clone()))
                 .collect();
             // In etcd's key order, by name.
-            items.sort_by(|a, b| a.0.cmp(b.0));
+            items.sort_by(|a, b| a.0.cmp(&b.0));
             let total = items.len();
             let mut next = None;
             if let Some(limit) = limit.filter(|l| total > *l) {
@@ -2438,4 +2502,34 @@ fn forward(client: TcpStream, target: u16, links: &Arc<Mutex<Links>>) -> std::io
     links.lock().unwrap().open.remove(&id);
     let _ = client.shutdown(Shutdown::Both);
     server.shutdown(Shutdown::Both)
+}
+
+/// The objects of `plural` in `namespace` as they were at resourceVersion `rv`: each one's
+/// last write at or before it (none if that was a deletion), else the stored object if it is
+/// no newer (one stored by `put_as_is` has no history).
+fn snapshot(s: &State, plural: &str, namespace: &str, rv: u64) -> Vec<(String, Value)> {
+    let mut names: BTreeSet<&String> = BTreeSet::new();
+    names.extend(s.objects.keys().filter(|(p, ns, _)| p == plural && ns == namespace).map(|(_, _, n)| n));
+    names.extend(s.changes.iter().filter(|c| c.1 == plural && c.2 == namespace).map(|c| &c.3));
+    let version = |o: &Value| o["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok());
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let last = s
+                .changes
+                .iter()
+                .rev()
+                .find(|c| c.0 <= rv && c.1 == plural && c.2 == namespace && c.3 == *name);
+            let object = match last {
+                Some((_, _, _, _, "DELETED", _)) => None,
+                Some((_, _, _, _, _, object)) => Some(object.clone()),
+                None => s
+                    .objects
+                    .get(&(plural.to_string(), namespace.to_string(), name.clone()))
+                    .filter(|o| version(o).is_some_and(|v| v <= rv))
+                    .cloned(),
+            };
+            object.map(|o| (name.clone(), o))
+        })
+        .collect()
 }

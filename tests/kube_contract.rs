@@ -207,8 +207,14 @@ fn compare(recorded: &Value, got: &Reply) -> Vec<String> {
 
 /// Recordings made after a controller acted (the fake runs none): used as fixtures, not
 /// replayed.
-const NOT_REPLAYED: &[&str] =
-    &["31-deploy-replicas0-get", "35-deploy-replicas2-pending-get", "38-sts-get", "40-ds-get"];
+const NOT_REPLAYED: &[&str] = &[
+    "31-deploy-replicas0-get",
+    "35-deploy-replicas2-pending-get",
+    "38-sts-get",
+    "40-ds-get",
+    // A watch stream: replayed by kube_contract_a_lease_watch_streams_the_renew.
+    "113-lease-watch-stream",
+];
 
 /// The recorded resourceVersions and uids in a request, as the fake's own (`ids`: recorded →
 /// fake, from the answers so far): a PUT, a DELETE precondition or a JSON patch `test`
@@ -407,6 +413,11 @@ fn kube_contract_self_subject_review_names_the_token_s_user() {
     let want = &admin["response"]["body"]["status"]["userInfo"];
     assert_eq!(reply.body["status"]["userInfo"]["username"], want["username"]);
     assert_eq!(reply.body["status"]["userInfo"]["groups"], want["groups"]);
+
+    // A token nobody stands for: 401, as a real server answers.
+    let reply = send_to(api.port, &limited["request"], Some("nobody-token"));
+    assert_eq!(reply.code, 401);
+    assert_eq!(reply.body["reason"], "Unauthorized");
 
     // The kubeconfig's token, and no token at all, stand for the default user.
     for token in [Some(TOKEN), None] {
@@ -775,4 +786,160 @@ mod through_kube_rs {
             assert!(through.get("rollout-lock").await.is_ok());
         });
     }
+}
+
+/// Replays recordings in order, the recorded resourceVersions and uids in requests and
+/// messages as the fake's; every answer as recorded.
+fn replay(api: &FakeApi, names: &[&str], ids: &mut HashMap<String, String>) {
+    for name in names {
+        let mut exchange = recording(name);
+        let reply = send(api, &translate_request(&exchange["request"], ids));
+        if let Some(message) = exchange["response"]["body"]["message"].as_str() {
+            exchange["response"]["body"]["message"] = Value::String(translate_message(message, ids));
+        }
+        let diffs = compare(&exchange["response"], &reply);
+        assert!(diffs.is_empty(), "{name}: {diffs:?}");
+        if !exchange["response"]["body"]["kind"].as_str().unwrap_or("").ends_with("List") {
+            for key in ["resourceVersion", "uid"] {
+                let recorded = exchange["response"]["body"]["metadata"][key].as_str();
+                if let (Some(recorded), Some(fake)) = (recorded, reply.body["metadata"][key].as_str()) {
+                    ids.insert(recorded.to_string(), fake.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The watch on a Lease (111–113): from the list's resourceVersion, the renew arrives as
+/// MODIFIED with kind and apiVersion, then a BOOKMARK (kind, apiVersion, resourceVersion and
+/// an empty spec) before the server ends the stream at timeoutSeconds.
+#[test]
+fn kube_contract_a_lease_watch_streams_the_renew() {
+    let api = FakeApi::start();
+    let mut ids = HashMap::new();
+    replay(
+        &api,
+        &[
+            "100-ns-team-create",
+            "102-lease-create",
+            "104-lease-renew-put",
+            "107-lease-takeover-put",
+            "108-lease-put-transitions-backwards",
+            "111-lease-watch-list",
+        ],
+        &mut ids,
+    );
+    let recorded = recording("113-lease-watch-stream");
+    let query = recorded["request"]["query"].as_str().unwrap();
+    let (head, from) = query.rsplit_once("resourceVersion=").unwrap();
+    let target =
+        format!("{}?{head}resourceVersion={}", recorded["request"]["path"].as_str().unwrap(), ids[from]);
+    let port = api.port;
+    let started = std::time::Instant::now();
+    let watch = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "GET {target} HTTP/1.1\r\nHost: fake\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        let _ = stream.read_to_string(&mut raw);
+        raw
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    replay(&api, &["112-lease-watch-renew"], &mut ids);
+    let raw = watch.join().unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_secs(4) && elapsed < std::time::Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+    let events: Vec<Value> =
+        raw.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want = recorded["response"]["body"].as_array().unwrap();
+    let types = |events: &[Value]| events.iter().map(|e| e["type"].clone()).collect::<Vec<_>>();
+    assert_eq!(types(&events), types(want), "{raw}");
+    for key in ["kind", "apiVersion", "spec"] {
+        assert_eq!(events[0]["object"][key], want[0]["object"][key], "MODIFIED {key}");
+    }
+    let mut bookmark = events[1]["object"].clone();
+    let mut want_bookmark = want[1]["object"].clone();
+    // The same version as the event before it, as recorded.
+    assert_eq!(bookmark["metadata"]["resourceVersion"], events[0]["object"]["metadata"]["resourceVersion"]);
+    bookmark["metadata"]["resourceVersion"] = Value::Null;
+    want_bookmark["metadata"]["resourceVersion"] = Value::Null;
+    assert_eq!(bookmark, want_bookmark);
+}
+
+/// The latency is paid by every kind of request: reads, lists, writes, deletes, reviews,
+/// forced answers and watches (a benchmark sets 2 ms per request). Whatever the answer
+/// (a stale PUT is a 409), it comes after the latency.
+#[test]
+fn fake_api_latency_applies_to_every_request() {
+    let api = FakeApi::start();
+    send(&api, &recording("100-ns-team-create")["request"]);
+    let latency = std::time::Duration::from_millis(150);
+    api.set_latency(latency);
+    api.answer("GET", "/forced", 401, "Unauthorized", "Unauthorized");
+    let mut requests: Vec<Value> = [
+        "102-lease-create",
+        "103-lease-get",
+        "111-lease-watch-list",
+        "104-lease-renew-put",
+        "122-lease-delete",
+        "130-cm-create",
+        "135-cm-merge-patch-current",
+        "137-cm-json-patch-test-passes",
+        "151-selfsubjectreview-limited",
+        "152-selfsubjectaccessreview-limited",
+    ]
+    .iter()
+    .map(|name| recording(name)["request"].clone())
+    .collect();
+    requests.push(json!({"method": "GET", "path": "/apis/x/v1/forced", "query": "", "body": null}));
+    requests.push(json!({"method": "GET", "path": "/api/v1/namespaces/team/configmaps",
+                         "query": "watch=true&timeoutSeconds=1", "body": null}));
+    for request in &requests {
+        let started = std::time::Instant::now();
+        let reply = send(&api, request);
+        assert_ne!(reply.code, 0, "{request}");
+        assert!(started.elapsed() >= latency, "{request}: {}", reply.code);
+    }
+}
+
+/// A continued list is the snapshot at the first page's version: what was written since
+/// does not show (166 served from the watch cache; not recorded with writes in the same
+/// namespace, which is what this checks).
+#[test]
+fn fake_api_continued_list_is_the_first_page_s_snapshot() {
+    let api = FakeApi::start();
+    api.put("namespaces", "", json!({"metadata": {"name": "team"}}));
+    let map = |name: &str, value: &str| json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": name, "namespace": "team"}, "data": {"v": value}});
+    for name in ["a", "b", "c"] {
+        api.put("configmaps", "team", map(name, "before"));
+    }
+    let list = |query: &str| -> Value {
+        let request = json!({"method": "GET", "path": "/api/v1/namespaces/team/configmaps", "query": query, "body": null});
+        send(&api, &request).body
+    };
+    let first = list("limit=1");
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    api.put("configmaps", "team", map("b", "after"));
+    api.put("configmaps", "team", map("bb", "new"));
+    let delete = json!({"method": "DELETE", "path": "/api/v1/namespaces/team/configmaps/c", "query": "", "body": null});
+    assert_eq!(send(&api, &delete).code, 200);
+    let rest = list(&format!("continue={token}"));
+    let seen: Vec<(Value, Value)> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["metadata"]["name"].clone(), i["data"]["v"].clone()))
+        .collect();
+    assert_eq!(seen, [(json!("b"), json!("before")), (json!("c"), json!("before"))]);
+    assert_eq!(rest["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]);
+    // A new list sees the writes.
+    let now: Vec<Value> =
+        list("")["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
+    assert_eq!(now, [json!("a"), json!("b"), json!("bb")]);
 }
