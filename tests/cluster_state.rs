@@ -173,6 +173,7 @@ fn an_operator_resumes_what_a_killed_one_left_once_its_lease_expires() {
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("fenced") && out.contains("its lease had expired"), "{out}");
     let (code, err) = team.run("carol", "status");
     assert_eq!(code, 0, "{err}");
     let journals = team.api().objects("configmaps", "team");

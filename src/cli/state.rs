@@ -735,8 +735,26 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
     if history.runs.is_empty() {
         out.push_str(&format!("no runs in {}\n", dir.display()));
     }
+    // Runs whose cluster lock was taken from their holder end there (docs/state.md §14).
+    let broken: std::collections::HashMap<&str, String> = journals
+        .iter()
+        .filter_map(|(_, records)| {
+            let Some(Record::RunStart { run_id, .. }) = records.first() else { return None };
+            records.iter().find_map(|r| match r {
+                Record::LockBroken { by, forced, at, .. } => Some((
+                    run_id.as_str(),
+                    format!(
+                        "  its lock was taken by {by} at {at}{}\n",
+                        if *forced { " (unlock --force)" } else { " (its lease had expired)" }
+                    ),
+                )),
+                _ => None,
+            })
+        })
+        .collect();
     for r in &history.runs {
         let verdict = match r.finished {
+            _ if broken.contains_key(r.run_id.as_str()) => p.yellow("fenced  "),
             Some(true) => p.green("complete"),
             Some(false) => p.red("stopped "),
             None if live.as_ref() == Some(&r.run_id) => p.bold("running "),
@@ -752,6 +770,9 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
             r.failed,
             r.skipped
         ));
+        if let Some(why) = broken.get(r.run_id.as_str()) {
+            out.push_str(why);
+        }
     }
     print(&out)?;
     Ok(exit::SUCCESS)

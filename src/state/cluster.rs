@@ -32,6 +32,8 @@ const RUN: &str = "milepost.dev/run";
 const CHUNK: &str = "milepost.dev/chunk";
 const HOLDER: &str = "milepost.dev/holder";
 const FENCED_BY: &str = "milepost.dev/fenced-by";
+/// On the last chunk a fence rewrote: a change of its resourceVersion, not the tombstone.
+const FENCING: &str = "milepost.dev/fencing";
 const CLOSED: &str = "milepost.dev/closed";
 const DATA_KEY: &str = "journal";
 const FIELD_MANAGER: &str = "milepost";
@@ -616,7 +618,7 @@ impl Hold {
             {
                 let Some((rv, notes, text)) = &run.last else { continue };
                 let mut notes = notes.clone();
-                notes.insert(FENCED_BY.into(), self.holder.clone());
+                notes.insert(FENCING.into(), self.holder.clone());
                 let last = run.chunks - 1;
                 // The holder's next replace of its chunk now finds another resourceVersion.
                 match self.remote.write_chunk(id, last, text, Some(rv), notes.clone())? {
@@ -635,6 +637,8 @@ impl Hold {
                     at: now(),
                 };
                 let line = String::from_utf8(super::journal::encode(&broken)).unwrap_or_default();
+                notes.remove(FENCING);
+                notes.insert(FENCED_BY.into(), self.holder.clone());
                 notes.insert(CLOSED.into(), "true".into());
                 match self.remote.write_chunk(id, last + 1, &line, None, notes)? {
                     Ok(_) => {}
