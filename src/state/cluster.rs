@@ -36,6 +36,7 @@ const FENCED_BY: &str = "milepost.dev/fenced-by";
 const FENCING: &str = "milepost.dev/fencing";
 const CLOSED: &str = "milepost.dev/closed";
 const DATA_KEY: &str = "journal";
+const APPROVALS_KEY: &str = "decisions";
 const FIELD_MANAGER: &str = "milepost";
 /// Objects listed per request: a long history comes in pages.
 const PAGE: u32 = 100;
@@ -407,6 +408,74 @@ impl Remote {
             return Ok(None);
         }
         Ok(Some((holder, until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())))
+    }
+
+    /// Who the cluster says this client is (a SelfSubjectReview): the user and groups an
+    /// approval is recorded under, so nobody approves as someone else.
+    pub fn who_am_i(&self) -> Result<(String, Vec<String>), RemoteError> {
+        use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+        let reviews: Api<SelfSubjectReview> = {
+            let _entered = self.runtime.as_ref().expect("runtime until drop").enter();
+            Api::all(self.maps.clone().into_client())
+        };
+        let review = self
+            .call(async move { reviews.create(&PostParams::default(), &SelfSubjectReview::default()).await })?
+            .map_err(|e| self.api_error("ask who this is (create)", "a SelfSubjectReview", &e))?;
+        let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
+        let user = info.username.filter(|u| !u.is_empty()).ok_or_else(|| {
+            RemoteError::Api("the API server did not say who this client is (a SelfSubjectReview without a username)".into())
+        })?;
+        Ok((user, info.groups.unwrap_or_default()))
+    }
+
+    /// The text of the rollout's approvals ConfigMap (`NAME.approvals`), empty without one.
+    pub fn approvals(&self) -> Result<String, RemoteError> {
+        let (maps, name) = (self.maps.clone(), format!("{}.approvals", self.spec.name));
+        let found = self
+            .call(async move { maps.get_opt(&name).await })?
+            .map_err(|e| self.api_error("read", "the rollout's approvals (configmap)", &e))?;
+        Ok(found.and_then(|m| m.data).and_then(|d| d.get(APPROVALS_KEY).cloned()).unwrap_or_default())
+    }
+
+    /// Appends `line` to the approvals ConfigMap: read, append, replace with the
+    /// resourceVersion read (or create), again on a conflict, so two people deciding at once
+    /// both land. Decisions are not fenced by the lock: they are made while a rollout holds it.
+    pub fn add_approval(&self, line: &str) -> Result<(), RemoteError> {
+        let name = format!("{}.approvals", self.spec.name);
+        for _ in 0..20 {
+            let (maps, get) = (self.maps.clone(), name.clone());
+            let found = self
+                .call(async move { maps.get_opt(&get).await })?
+                .map_err(|e| self.api_error("read", "the rollout's approvals (configmap)", &e))?;
+            let create = found.is_none();
+            let mut map = found.unwrap_or_else(|| ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(BTreeMap::from([
+                        ("app.kubernetes.io/managed-by".to_string(), "milepost".to_string()),
+                        ("milepost.dev/approvals".to_string(), self.spec.name.clone()),
+                    ])),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            });
+            map.metadata.managed_fields = None;
+            let data = map.data.get_or_insert_with(BTreeMap::new);
+            data.entry(APPROVALS_KEY.to_string()).or_default().push_str(line);
+            let (maps, put) = (self.maps.clone(), name.clone());
+            let written = self.call(async move {
+                match create {
+                    true => maps.create(&post_params(), &map).await.map(|_| ()),
+                    false => maps.replace(&put, &post_params(), &map).await.map(|_| ()),
+                }
+            })?;
+            match written {
+                Ok(()) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(self.api_error("write", "the rollout's approvals (configmap)", &e)),
+            }
+        }
+        Err(RemoteError::Api("the rollout's approvals kept changing while this decision was added; try again".into()))
     }
 
     /// Writes a chunk: creates it (`rv` None) or replaces it if it is still at `rv`.
