@@ -13,7 +13,8 @@ use crate::spec::{NodeKind, Notify, NotifyEvent, Workflow};
 /// What one notification says; a body template sees these fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
-    /// `run-start`, `run-end`, `gate-passed`, `gate-failed`, `step-failed`, `overrun`.
+    /// `run-start`, `run-end`, `gate-passed`, `gate-failed`, `step-failed`, `overrun`,
+    /// `approval-needed`.
     pub event: String,
     pub workflow: String,
     pub environment: Option<String>,
@@ -78,6 +79,8 @@ pub struct Notifier {
     environment: Option<String>,
     node_names: Vec<(String, NodeKind)>,
     secrets: Vec<String>,
+    /// `milepost approve NODE` is followed by this to decide on this rollout.
+    pub decide_args: String,
     run_id: String,
     queue: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<Outcomes>,
@@ -119,6 +122,7 @@ impl Notifier {
             environment: workflow.environment().map(|e| e.name.clone()),
             node_names: workflow.nodes.iter().map(|n| (n.id.clone(), n.kind)).collect(),
             secrets,
+            decide_args: String::new(),
             run_id: run_id.to_string(),
             queue: Some(queue),
             done,
@@ -199,6 +203,16 @@ impl Notifier {
                 let id = name(*node)?;
                 let text = format!("✗ {id} › {step} failed: {}", outcome.reason().unwrap_or(""));
                 (NotifyEvent::StepFailed, Some(id), Some(step.clone()), text)
+            }
+            ExecEvent::ApprovalRequested { node, approval, .. } => {
+                let id = name(*node)?;
+                let command = format!(
+                    "milepost approve {} {}",
+                    shell_words::quote(&id),
+                    self.decide_args
+                );
+                let text = format!("⏸ {id} needs approval from {}: `{}`", approval.who(), command.trim_end());
+                (NotifyEvent::ApprovalNeeded, Some(id), None, text)
             }
             ExecEvent::Overrun { node, planned, .. } => {
                 let id = name(*node)?;

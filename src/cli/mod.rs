@@ -2,6 +2,7 @@
 //! codes. The only place besides `ui` and `report` that writes to the terminal.
 
 mod apply;
+mod approve;
 mod completions;
 mod fmt;
 mod graph;
@@ -39,6 +40,8 @@ pub mod exit {
     pub const IO: u8 = 5;
     /// Preflight found the rollout could not finish (missing program, secret, cluster); nothing ran.
     pub const PREFLIGHT: u8 = 6;
+    /// A node waits for approval; what does not depend on it ran. `approve`, then `resume`.
+    pub const WAITING: u8 = 7;
     /// Stopped by Ctrl-C or SIGTERM; state is resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -63,6 +66,10 @@ enum Command {
     Rollback(rollback::RollbackArgs),
     /// Re-run only the validate steps of completed modules and gates (a drift audit).
     Verify(state::VerifyArgs),
+    /// Approve a module or gate that waits for approval.
+    Approve(approve::ApproveArgs),
+    /// Reject a module or gate that waits for approval: it fails with your note.
+    Reject(approve::RejectArgs),
     /// Where the last rollout stands: nodes, budgets, gates, metrics.
     Status(state::StatusArgs),
     /// The runs recorded in the state directory.
@@ -185,6 +192,18 @@ pub fn migrate(root: &Path) -> Result<(), CliError> {
     }
 }
 
+/// Where a rollout's approval decisions are kept: the one place a store is chosen, for
+/// `apply`/`resume` (which read it) and `approve`/`reject` (which add to it). A cluster
+/// backend would be picked here.
+pub fn approval_store(rollout_dir: &Path) -> std::sync::Arc<dyn crate::state::approvals::ApprovalStore> {
+    std::sync::Arc::new(crate::state::approvals::FileStore::new(rollout_dir))
+}
+
+/// Who is deciding, for `approve`/`reject`: the OS user, by the one place identity comes from.
+pub fn identity() -> crate::state::approvals::Identity {
+    crate::state::approvals::local_identity()
+}
+
 /// What every command gets: how to paint, where to print.
 pub struct Cx {
     pub out: Palette,
@@ -247,6 +266,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cx, args),
         Command::Resume(args) => state::resume(&cx, args),
         Command::Verify(args) => state::verify(&cx, args),
+        Command::Approve(args) => approve::approve(&cx, args),
+        Command::Reject(args) => approve::reject(&cx, args),
         Command::Rollback(args) => rollback::run(&cx, args),
         Command::Status(args) => state::status(&cx, args),
         Command::History(args) => state::history(&cx, args),

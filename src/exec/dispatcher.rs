@@ -49,6 +49,12 @@ pub struct ApplyOptions {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Stops the steps' process groups if milepost goes away; `None` in library tests.
     pub guard: Option<Arc<super::orphans::Guard>>,
+    /// Where approvals are asked and read; `None`: this run asks for none (`verify`,
+    /// rollbacks, handlers).
+    pub approvals: Option<Arc<dyn super::approval::Approvals>>,
+    /// Wait at a terminal for approvals; otherwise a node that needs one is left waiting and
+    /// the run ends when nothing else can run.
+    pub wait_for_approval: bool,
 }
 
 /// The records a finished sync covers (see `written`), and whether they reached the disk.
@@ -64,6 +70,8 @@ enum State {
     Skipped,
     /// Skipped by its `when`: counts as passed for the order.
     Bypassed,
+    /// Left waiting for approval: not ended; nothing after it starts.
+    AwaitingApproval,
 }
 
 impl State {
@@ -151,7 +159,8 @@ pub async fn execute(
     }
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut running: JoinSet<(NodeId, super::node::Ended)> = JoinSet::new();
     let mut running_since: Vec<Option<Instant>> = vec![None; n];
     let mut in_use = vec![0u32; workflow.resources.len()];
     let mut stopping = false;
@@ -254,6 +263,10 @@ pub async fn execute(
                     .flat_map(|w| w.reads.iter())
                     .filter_map(|id| workflow.node(id).map(|r| (id.clone(), outcome_of[r])))
                     .collect(),
+                approvals: options.approvals.clone(),
+                wait_for_approval: options.wait_for_approval,
+                draining: drain_rx.clone(),
+                run_id: options.run_id.clone(),
             };
             let begun = ExecEvent::NodeBegun { node: i, first_step: run.skip_steps };
             if let Err(reason) = super::record(&options.recorder, &begun) {
@@ -268,12 +281,12 @@ pub async fn execute(
                 break;
             }
             if let Some(reason) = broken {
-                running.spawn(async move { (i, Outcome::Failed { reason }) });
+                running.spawn(async move { (i, Some(Outcome::Failed { reason })) });
                 continue;
             }
             if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
-                running.spawn(async move { (i, Outcome::Failed { reason }) });
+                running.spawn(async move { (i, Some(Outcome::Failed { reason })) });
                 continue;
             }
             running.spawn(async move { (i, run_node(run).await) });
@@ -303,17 +316,28 @@ pub async fn execute(
                         continue;
                     }
                 };
-                let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default();
-                for &r in &workflow.nodes[i].uses {
-                    in_use[r] -= 1;
-                }
-                let mut ended = vec![(i, outcome, took)];
-                while let Some(Ok((more, outcome))) = running.try_join_next() {
-                    let took = running_since[more].take().map(|t| t.elapsed()).unwrap_or_default();
-                    for &r in &workflow.nodes[more].uses {
+                let mut ended = Vec::new();
+                let mut left_waiting = Vec::new();
+                let mut joined = Some((i, outcome));
+                while let Some((i, outcome)) = joined.take() {
+                    let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default();
+                    for &r in &workflow.nodes[i].uses {
                         in_use[r] -= 1;
                     }
-                    ended.push((more, outcome, took));
+                    match outcome {
+                        Some(outcome) => ended.push((i, outcome, took)),
+                        // Not an end: no record, nothing after it starts; a resume goes on.
+                        None => left_waiting.push(i),
+                    }
+                    joined = running.try_join_next().and_then(Result::ok);
+                }
+                for i in left_waiting {
+                    state[i] = State::AwaitingApproval;
+                    summary.waiting += 1;
+                    let _ = events.send(ExecEvent::NodeWaiting { node: i });
+                }
+                if ended.is_empty() {
+                    continue;
                 }
                 // Every node that ended by now is written as one batch; their dependents are
                 // held until a sync covers it.
@@ -416,6 +440,7 @@ pub async fn execute(
                 summary.interrupted = true;
                 stopping = true;
                 if interrupts == 1 {
+                    let _ = drain_tx.send(true);
                     let _ = events.send(ExecEvent::Draining);
                 } else {
                     let _ = cancel_tx.send(true);
@@ -532,6 +557,8 @@ mod tests {
             recorder: Some(Arc::new(Mutex::new(Log(log.clone())))),
             cluster: None,
             guard: None,
+            approvals: None,
+            wait_for_approval: false,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();

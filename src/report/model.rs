@@ -114,6 +114,36 @@ pub struct NodeReport {
     /// Actual time past budget plus buffer.
     pub over_budget: bool,
     pub attempts: Vec<Attempt>,
+    /// Its requests for approval in this rollout, oldest first, with every decision on each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalReport>,
+}
+
+/// One request for approval and what came of it.
+#[derive(Debug, Serialize)]
+pub struct ApprovalReport {
+    /// The run that asked.
+    pub run_id: String,
+    pub requested_at: String,
+    pub required: u32,
+    /// Who may decide; empty: anyone who can write the rollout's state.
+    pub from: Vec<String>,
+    /// `approved`, `rejected`, or `waiting` (no run has seen enough decisions yet).
+    pub outcome: String,
+    /// What the gate's checks showed when it asked.
+    pub evidence: Vec<crate::exec::approval::Evidence>,
+    pub decisions: Vec<DecisionReport>,
+}
+
+/// One person's decision.
+#[derive(Debug, Serialize)]
+pub struct DecisionReport {
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub at: String,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -260,6 +290,7 @@ pub fn build(
     state_dir: &Path,
     run: Option<&str>,
     journals: &Journals,
+    decisions: &[crate::state::approvals::Decision],
 ) -> Result<Report, ReportError> {
     // Log paths in a report are absolute: it is read from anywhere.
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
@@ -272,6 +303,7 @@ pub fn build(
     let plan = Plan::new(workflow, &PlanOptions::default());
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
     let mut skips: HashMap<String, String> = HashMap::new();
+    let mut requests: HashMap<String, Vec<ApprovalReport>> = HashMap::new();
     let mut run_infos = Vec::new();
     let mut offset = 0.0;
     for (dir, records) in runs {
@@ -338,7 +370,37 @@ pub fn build(
                     skips.insert(node.clone(), reason.to_string());
                 }
                 Record::GatePassed { at, .. } => last_at = at.clone(),
-                Record::RunEnd { failed, interrupted, deadline, at, .. } => {
+                Record::ApprovalRequested { node, at, evidence, required, from, .. } => {
+                    last_at = at.clone();
+                    let decided = decisions
+                        .iter()
+                        .filter(|d| d.node == *node && d.request == *run_id)
+                        .map(|d| DecisionReport {
+                            decision: d.decision.to_string(),
+                            user: d.user.clone(),
+                            groups: d.groups.clone(),
+                            at: d.at.clone(),
+                            note: d.note.clone(),
+                        })
+                        .collect();
+                    requests.entry(node.clone()).or_default().push(ApprovalReport {
+                        run_id: run_id.clone(),
+                        requested_at: at.clone(),
+                        required: *required,
+                        from: from.clone(),
+                        outcome: "waiting".into(),
+                        evidence: evidence.clone(),
+                        decisions: decided,
+                    });
+                }
+                Record::ApprovalDecided { node, request, decision, at, .. } => {
+                    last_at = at.clone();
+                    let asked = requests.get_mut(node).and_then(|r| r.iter_mut().rev().find(|r| r.run_id == *request));
+                    if let Some(asked) = asked {
+                        asked.outcome = decision.clone();
+                    }
+                }
+                Record::RunEnd { failed, interrupted, deadline, waiting, at, .. } => {
                     info.ended_at = Some(at.clone());
                     last_at = at.clone();
                     info.outcome = if *interrupted {
@@ -347,6 +409,8 @@ pub fn build(
                         "failed"
                     } else if *deadline {
                         "deadline"
+                    } else if *waiting > 0 {
+                        "waiting"
                     } else {
                         "complete"
                     }
@@ -411,6 +475,11 @@ pub fn build(
                 .collect();
             let (result, reason) = match &s.outcome {
                 Some(o) => (result_of(o).to_string(), o.reason().map(String::from)),
+                // Its steps so far passed and the run left it for a person's decision.
+                None if info.outcome == "waiting" && history.approvals.contains_key(&node_id) => (
+                    "waiting-approval".to_string(),
+                    node.approval.as_ref().map(|a| format!("waits for approval from {}", a.who())),
+                ),
                 None => ("interrupted".to_string(), Some("the run ended while it ran".to_string())),
             };
             attempts.entry(node_id).or_default().push(Attempt {
@@ -457,6 +526,7 @@ pub fn build(
                 (Some(a), _) if a.rollback => "rollback-failed",
                 (Some(a), _) => match a.result.as_str() {
                     "passed" => "passed",
+                    "waiting-approval" => "waiting-approval",
                     "interrupted" | "cancelled" => "interrupted",
                     _ => "failed",
                 },
@@ -481,6 +551,7 @@ pub fn build(
                 actual_secs: actual,
                 over_budget: actual.is_some_and(|a| a > node.planned.as_secs_f64()),
                 attempts: tries,
+                approvals: requests.remove(&node.id).unwrap_or_default(),
             }
         })
         .collect();

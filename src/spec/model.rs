@@ -119,6 +119,8 @@ pub enum NotifyEvent {
     GateFailed,
     StepFailed,
     Overrun,
+    /// A module or gate asks for approval.
+    ApprovalNeeded,
 }
 
 impl NotifyEvent {
@@ -129,6 +131,7 @@ impl NotifyEvent {
         ("gate-failed", NotifyEvent::GateFailed),
         ("step-failed", NotifyEvent::StepFailed),
         ("overrun", NotifyEvent::Overrun),
+        ("approval-needed", NotifyEvent::ApprovalNeeded),
     ];
 }
 
@@ -226,6 +229,11 @@ pub struct Node {
     pub on_failure: OnFailure,
     /// Steps run when it fails, before any rollback: diagnostics (`on-failure { … }`).
     pub handler: Vec<Step>,
+    /// The approval it needs in this load's environment (`approval …`): a gate asks after
+    /// its checks passed, a module before its first install step. Not part of any hash: who
+    /// may approve changes nothing that ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
     /// What it installs and validates as written, before any environment's values: its
@@ -255,6 +263,34 @@ impl Node {
         match self.number {
             Some(n) => format!("#{n} {}", self.id),
             None => self.id.clone(),
+        }
+    }
+}
+
+/// People who must say yes before a node goes on (GitHub environments' required reviewers,
+/// Spinnaker's manual judgment, Argo's `suspend`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// How many distinct people must approve (at least 1).
+    pub required: u32,
+    /// User or group names, any of whom may decide; empty: anyone who can write the
+    /// rollout's state.
+    pub from: Vec<String>,
+}
+
+impl Approval {
+    /// "one of sre-leads, alice" / "2 of …" / "anyone who can write the rollout's state".
+    pub fn who(&self) -> String {
+        let people = if self.from.is_empty() {
+            "anyone who can write the rollout's state".to_string()
+        } else {
+            self.from.join(", ")
+        };
+        match (self.required, self.from.is_empty()) {
+            (1, true) => people,
+            (1, false) => format!("one of {people}"),
+            (n, true) => format!("{n} distinct people: {people}"),
+            (n, false) => format!("{n} distinct people of {people}"),
         }
     }
 }
