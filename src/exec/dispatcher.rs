@@ -456,10 +456,22 @@ pub async fn execute(
             }
         }
     }
+    // What waits behind a node left for approval says so; the rest was stopped.
+    let mut behind: Vec<Option<NodeId>> = vec![None; n];
+    for &i in graph.order() {
+        behind[i] = graph.deps(i).find_map(|d| match state[d] {
+            State::AwaitingApproval => Some(d),
+            _ => behind[d],
+        });
+    }
     for (i, s) in state.iter_mut().enumerate() {
         if matches!(s, State::Waiting | State::Ready) {
             *s = State::Skipped;
-            let _ = events.send(ExecEvent::NodeSkipped { node: i, reason: SkipReason::Stopped });
+            let reason = match behind[i] {
+                Some(d) => SkipReason::AwaitsApproval { upstream: workflow.nodes[d].id.clone() },
+                None => SkipReason::Stopped,
+            };
+            let _ = events.send(ExecEvent::NodeSkipped { node: i, reason });
         }
     }
     summary.skipped = state.iter().filter(|s| matches!(s, State::Skipped | State::Bypassed)).count();
@@ -598,6 +610,116 @@ mod tests {
         assert!(after_a > Duration::from_secs(10) && after_a < Duration::from_secs(11), "{after_a:?}");
         let (after_b, _) = projected(ends[1]);
         assert!(after_b < Duration::from_secs(1), "{after_b:?} for {}", workflow.id);
+    }
+
+    /// Approvals that say "not yet" `polls` times, then `then`; counts the polls.
+    struct Delayed {
+        polls: std::sync::atomic::AtomicU32,
+        not_yet: u32,
+        then: crate::exec::approval::Verdict,
+    }
+
+    impl crate::exec::approval::Approvals for Delayed {
+        fn standing(&self, _: &crate::spec::Node) -> crate::exec::approval::Standing {
+            Default::default()
+        }
+
+        fn verdict(
+            &self,
+            _: &crate::exec::approval::Request,
+            _: &crate::spec::Node,
+        ) -> Result<crate::exec::approval::Verdict, String> {
+            let n = self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(match n < self.not_yet {
+                true => crate::exec::approval::Verdict::Waiting { approved_by: Vec::new() },
+                false => self.then.clone(),
+            })
+        }
+    }
+
+    /// A gate `g` that needs approval, `after` it `b`, and `c` beside them, run with
+    /// `approvals` and waiting or not; the summary, the events and the steps that ran.
+    fn run_gated(approvals: Arc<Delayed>, wait: bool) -> (RunSummary, Vec<ExecEvent>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.kdl");
+        let text = r#"workflow w { phase p { modules a; gate g } }
+            module a { budget "1m"; install { run a "echo a >> ledger" } }
+            gate g { budget "1m"; approval; validate { run check "echo check >> ledger" } }
+            module b { budget "1m"; after g; install { run b "echo b >> ledger" } }
+            module c { budget "1m"; install { run c "echo c >> ledger" } }"#;
+        std::fs::write(&file, text).unwrap();
+        let workflow = Arc::new(crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap().workflow);
+        let options = ApplyOptions {
+            parallelism: 2,
+            keep_going: false,
+            selected: Vec::new(),
+            done: Vec::new(),
+            deadline: None,
+            run_dir: dir.path().to_path_buf(),
+            run_id: "test".into(),
+            skip_steps: Vec::new(),
+            recorder: None,
+            cluster: None,
+            guard: None,
+            approvals: Some(approvals),
+            wait_for_approval: wait,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let summary = runtime.block_on(execute(workflow, options, tx));
+        let mut events = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        let ledger = std::fs::read_to_string(dir.path().join("ledger")).unwrap_or_default();
+        (summary, events, ledger.lines().map(String::from).collect())
+    }
+
+    fn delayed(not_yet: u32, then: crate::exec::approval::Verdict) -> Arc<Delayed> {
+        Arc::new(Delayed { polls: Default::default(), not_yet, then })
+    }
+
+    /// At a terminal the gate waits, polling, until the approval arrives, then goes on.
+    #[test]
+    fn a_waiting_gate_goes_on_when_the_approval_arrives() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(2, Verdict::Approved { by: vec!["alice".into()] });
+        let (summary, events, ledger) = run_gated(approvals.clone(), true);
+        assert_eq!((summary.passed, summary.failed, summary.waiting), (4, 0, 0), "{summary:?}");
+        assert_eq!(approvals.polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // b ran after the approval, never before; the check ran once.
+        assert_eq!(ledger.iter().filter(|l| *l == "check").count(), 1, "{ledger:?}");
+        assert_eq!(ledger.last().map(String::as_str), Some("b"), "{ledger:?}");
+        let told = events.iter().filter(|e| matches!(e, ExecEvent::ApprovalWaiting { waits: true, .. })).count();
+        assert_eq!(told, 1, "who can approve is said once, not at every poll");
+    }
+
+    /// A rejection ends the gate failed with who and why; what follows it is skipped.
+    #[test]
+    fn a_rejected_approval_fails_the_gate_with_the_note() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(1, Verdict::Rejected { by: "bob".into(), note: "error budget burnt".into() });
+        let (summary, events, ledger) = run_gated(approvals, true);
+        assert_eq!((summary.failed, summary.waiting), (1, 0), "{summary:?}");
+        let reason = events.iter().find_map(|e| match e {
+            ExecEvent::NodeFinished { outcome, .. } if !outcome.passed() => outcome.reason().map(String::from),
+            _ => None,
+        });
+        assert_eq!(reason.as_deref(), Some("rejected by bob: error budget burnt"));
+        assert!(!ledger.contains(&"b".to_string()), "{ledger:?}");
+    }
+
+    /// Without a terminal the gate is left waiting: not failed, b not started, c ran.
+    #[test]
+    fn without_waiting_an_approval_gate_is_left_waiting_and_independent_nodes_finish() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(u32::MAX, Verdict::Approved { by: Vec::new() });
+        let (summary, events, ledger) = run_gated(approvals.clone(), false);
+        assert_eq!((summary.passed, summary.failed, summary.waiting), (2, 0, 1), "{summary:?}");
+        assert_eq!(approvals.polls.load(std::sync::atomic::Ordering::SeqCst), 1, "read once, not polled");
+        assert!(ledger.contains(&"c".to_string()) && !ledger.contains(&"b".to_string()), "{ledger:?}");
+        assert!(events.iter().any(|e| matches!(e, ExecEvent::NodeWaiting { .. })));
+        assert!(!events.iter().any(|e| matches!(e, ExecEvent::NodeFinished { node: 1, .. })), "g did not end");
     }
 
     /// Whether a flush began after entry `from` and before entry `to`.

@@ -67,6 +67,8 @@ pub enum SkipReason {
     AlreadyDone,
     /// Its `when` condition is false (decided at load, or when it would have started).
     Condition { when: String },
+    /// A node it depends on waits for approval (not recorded: a resume runs it).
+    AwaitsApproval { upstream: String },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -78,6 +80,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NotSelected => f.write_str("not selected"),
             SkipReason::AlreadyDone => f.write_str("done in an earlier run"),
             SkipReason::Condition { when } => write!(f, "when {when} is false"),
+            SkipReason::AwaitsApproval { upstream } => write!(f, "`{upstream}` waits for approval"),
         }
     }
 }

@@ -79,6 +79,10 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
                 status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
                 skip_steps: kept,
             },
+            // Left for a person's decision: it goes on from where it asked.
+            None if history.approvals.contains_key(&node.id) => {
+                Decision { status: NodeStatus::Rerun("waiting for approval".into()), skip_steps: kept }
+            }
             None => Decision { status: NodeStatus::Rerun("interrupted in flight".into()), skip_steps: kept },
         };
     }
