@@ -250,6 +250,32 @@ pub fn rollout(
         errln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
+    // Only what installs asks for approval: `verify` re-checks what was approved, and undo,
+    // handler and `finally` runs serve a rollout that was approved or stopped.
+    let approvals = match plan.command {
+        "apply" | "resume" if workflow.nodes.iter().any(|n| n.approval.is_some()) => {
+            let mut history = crate::state::history::History::load(state_dir)
+                .map_err(|e| CliError::State { message: e.to_string() })?;
+            // Nodes this run starts anew ask anew: an earlier rollout's request is not theirs.
+            let anew: Vec<String> = match (&plan.restart, plan.command) {
+                (Some(ids), _) => ids.clone(),
+                (None, "apply") => workflow.nodes.iter().map(|n| n.id.clone()).collect(),
+                (None, _) => Vec::new(),
+            };
+            for id in &anew {
+                history.approvals.remove(id);
+                if let Some(a) = history.attempts.get_mut(id) {
+                    a.evidence.clear();
+                }
+            }
+            let store = super::approval_store(state_dir);
+            // A store that cannot be read stops the run before anything runs, naming it.
+            store.decisions().map_err(|e| CliError::State { message: e.to_string() })?;
+            Some(Arc::new(crate::state::approvals::StoreApprovals::new(store, &history))
+                as Arc<dyn exec::approval::Approvals>)
+        }
+        _ => None,
+    };
     let previous_run = crate::state::history::run_dirs(state_dir)
         .last()
         .and_then(|dir| dir.file_name())
@@ -281,30 +307,6 @@ pub fn rollout(
         .map_err(|e| CliError::State { message: e.to_string() })?;
     let recorder = JournalRecorder::new(journal, workflow.clone());
     let recorder = Arc::new(Mutex::new(recorder));
-    // Only what installs asks for approval: `verify` re-checks what was approved, and undo,
-    // handler and `finally` runs serve a rollout that was approved or stopped.
-    let approvals = match plan.command {
-        "apply" | "resume" if workflow.nodes.iter().any(|n| n.approval.is_some()) => {
-            let mut history = crate::state::history::History::load(state_dir)
-                .map_err(|e| CliError::State { message: e.to_string() })?;
-            // Nodes this run starts anew ask anew: an earlier rollout's request is not theirs.
-            let anew: Vec<String> = match (&plan.restart, plan.command) {
-                (Some(ids), _) => ids.clone(),
-                (None, "apply") => workflow.nodes.iter().map(|n| n.id.clone()).collect(),
-                (None, _) => Vec::new(),
-            };
-            for id in &anew {
-                history.approvals.remove(id);
-                if let Some(a) = history.attempts.get_mut(id) {
-                    a.evidence.clear();
-                }
-            }
-            let store = super::approval_store(state_dir);
-            Some(Arc::new(crate::state::approvals::StoreApprovals::new(store, &history))
-                as Arc<dyn exec::approval::Approvals>)
-        }
-        _ => None,
-    };
 
     let mode = match args.log_format {
         LogFormat::Json => ProgressMode::Json,

@@ -64,7 +64,7 @@ pub trait Approvals: Send + Sync {
     /// The decisions on `request` so far, tallied against what `node` requires.
     ///
     /// # Errors
-    /// The decisions could not be read (a damaged store): the node fails with this reason.
+    /// The decisions could not be read (a damaged store): the node is left waiting.
     fn verdict(&self, request: &Request, node: &Node) -> Result<Verdict, String>;
 }
 
@@ -116,7 +116,13 @@ pub async fn ask(run: &NodeRun, mut stop: watch::Receiver<bool>) -> Asked {
     loop {
         let verdict = match approvals.verdict(&request, node) {
             Ok(verdict) => verdict,
-            Err(reason) => return Asked::Ended(Outcome::Failed { reason }),
+            // milepost's own trouble, not the node's: it is not failed (that would start its
+            // on-failure handlers), only left waiting until the decisions can be read.
+            Err(reason) => {
+                let message = format!("cannot read the decisions: {reason}; left waiting");
+                let _ = run.events.send(ExecEvent::ApprovalNote { node: run.node, message });
+                return Asked::Waiting;
+            }
         };
         match verdict {
             Verdict::Approved { by } => {
