@@ -206,11 +206,7 @@ impl Notifier {
             }
             ExecEvent::ApprovalRequested { node, approval, .. } => {
                 let id = name(*node)?;
-                let command = format!(
-                    "milepost approve {} {}",
-                    shell_words::quote(&id),
-                    self.decide_args
-                );
+                let command = format!("milepost approve {} {}", shell_words::quote(&id), self.decide_args);
                 let text = format!("⏸ {id} needs approval from {}: `{}`", approval.who(), command.trim_end());
                 (NotifyEvent::ApprovalNeeded, Some(id), None, text)
             }

@@ -83,15 +83,21 @@ fn apply_waits_at_the_gate_approve_then_resume_runs_nothing_twice() {
     assert!(err.contains("rollout waiting for approval: 2 passed, 0 failed, 1 skipped, 1 waiting"), "{err}");
     // Who can approve and the exact command, for the person reading a CI log.
     assert!(err.contains("g waits for approval from anyone who can write the rollout's state"), "{err}");
-    assert!(err.contains(&format!("approve: milepost approve g {} --env prod", f.path("w.kdl").display())), "{err}");
+    assert!(
+        err.contains(&format!("approve: milepost approve g {} --env prod", f.path("w.kdl").display())),
+        "{err}"
+    );
     assert!(err.contains("b skipped: `g` waits for approval"), "{err}");
     // The independent node ran to its end; nothing behind the gate started.
     let mut ran = f.steps_run();
     ran.sort();
     assert_eq!(ran, ["a", "c", "check"]);
-    let status = stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    let status =
+        stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
     assert!(status.contains("waiting-approval") && status.contains("milepost approve g"), "{status}");
-    let json = stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).assert().success());
+    let json = stdout(
+        &milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).assert().success(),
+    );
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     let g = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "g").unwrap();
     assert_eq!(g["status"], "waiting-approval");
@@ -107,7 +113,8 @@ fn apply_waits_at_the_gate_approve_then_resume_runs_nothing_twice() {
     }
     assert_eq!(started_steps(&newest_run(&f)), ["b/b"]);
     // The history lists the request and who decided, with the note.
-    let history = stdout(&milepost().arg("history").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    let history =
+        stdout(&milepost().arg("history").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
     assert!(history.contains("g asked in run") && history.contains("approved by"), "{history}");
     assert!(history.contains("dashboards are green"), "{history}");
     // Staging has no approval line: it never waits.
@@ -128,7 +135,11 @@ fn reject_fails_the_rollout_with_the_note_in_the_reports() {
     let out = f.decide("approve", "g", &[]).code(2);
     assert!(stderr(&out).contains("rejected already"), "{}", stderr(&out));
     let out = f.resume_prod().code(1);
-    assert!(stderr(&out).contains("rejected by") && stderr(&out).contains("p99 latency doubled"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rejected by") && stderr(&out).contains("p99 latency doubled"),
+        "{}",
+        stderr(&out)
+    );
 
     let report = |format: &str| {
         stdout(
@@ -183,7 +194,9 @@ fn an_approval_for_an_older_definition_does_not_count() {
 /// its checks are not run again.
 #[test]
 fn required_two_with_the_same_person_twice_still_waits() {
-    let f = Fixture::new(&GATED.replace("approval environment=\"prod\"", "approval required=2 environment=\"prod\""));
+    let f = Fixture::new(
+        &GATED.replace("approval environment=\"prod\"", "approval required=2 environment=\"prod\""),
+    );
     f.apply(&["--env", "prod"]).code(7);
     let first = f.decide("approve", "g", &[]).success();
     assert!(stderr(&first).contains("1 of 2"), "{}", stderr(&first));

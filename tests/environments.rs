@@ -220,7 +220,11 @@ fn the_local_example_promotes_staging_to_prod() {
     // Prod's last gate asks for approval once its checks passed (issue 17): no terminal here,
     // so the rollout is left waiting (exit 7) until someone approves and it resumes.
     let out = prod("apply").args(["--progress", "plain"]).assert().code(7);
-    assert!(stderr(&out).contains("8 passed, 0 failed, 0 skipped, 1 waiting for approval"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("8 passed, 0 failed, 0 skipped, 1 waiting for approval"),
+        "{}",
+        stderr(&out)
+    );
     milepost()
         .args(["approve", "production-readiness"])
         .arg(local.workflow())

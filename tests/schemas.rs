@@ -180,7 +180,8 @@ fn approvals_in_status_and_report_json_match_their_schemas() {
     let w = f.path("w.kdl");
     let json = |args: &[&str]| json_of(milepost().args(args).arg(&w).assert().success());
     let status = json(&["status", "--json"]);
-    let statuses: Vec<&str> = status["nodes"].as_array().unwrap().iter().map(|n| n["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        status["nodes"].as_array().unwrap().iter().map(|n| n["status"].as_str().unwrap()).collect();
     assert!(statuses.contains(&"waiting-approval"), "{statuses:?}");
     assert_valid(&schema("status"), &status, "status of a rollout waiting for approval");
     let waiting = json(&["report", "--format", "json"]);

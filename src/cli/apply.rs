@@ -625,7 +625,10 @@ fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
 /// What follows `milepost approve NODE` (or `reject`) to decide on this rollout from any
 /// folder: the workflow's path and the values and places that make it this rollout.
 fn decide_args(workflow: &Workflow, args: &RunArgs) -> String {
-    let mut words = vec![std::path::absolute(&workflow.file).unwrap_or_else(|_| workflow.file.clone()).display().to_string()];
+    let mut words = vec![std::path::absolute(&workflow.file)
+        .unwrap_or_else(|_| workflow.file.clone())
+        .display()
+        .to_string()];
     if let Some(env) = workflow.environment() {
         words.extend(["--env".to_string(), env.name.clone()]);
     }

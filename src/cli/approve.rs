@@ -82,7 +82,9 @@ fn refused(message: String) -> CliError {
 fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
     let note = what.note.map(str::trim).filter(|n| !n.is_empty());
     if what.choice == Choice::Rejected && note.is_none() {
-        return Err(refused("a rejection needs a reason: --note \"what is wrong\" (the node fails with it)".into()));
+        return Err(refused(
+            "a rejection needs a reason: --note \"what is wrong\" (the node fails with it)".into(),
+        ));
     }
     if let Some(note) = note.filter(|n| n.len() > NOTE_LIMIT) {
         return Err(refused(format!(
@@ -124,8 +126,10 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
             _ if history.rejected.contains(&node.id) => {
                 format!("its request was rejected; `{resume}` runs its checks again and asks anew")
             }
-            _ => "no run has asked for its approval yet: `milepost apply` or `resume` asks when it gets there"
-                .to_string(),
+            _ => {
+                "no run has asked for its approval yet: `milepost apply` or `resume` asks when it gets there"
+                    .to_string()
+            }
         };
         return Err(refused(format!("`{}` is not waiting for approval{in_env}: {why}", node.id)));
     };
@@ -166,7 +170,9 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
             );
             return Ok(exit::SUCCESS);
         }
-        Verdict::Waiting { approved_by } if what.choice == Choice::Approved && approved_by.contains(&me.user) => {
+        Verdict::Waiting { approved_by }
+            if what.choice == Choice::Approved && approved_by.contains(&me.user) =>
+        {
             // Counts once per person: saying it again is not a second approval.
             errln!(
                 "{} you ({}) approved this request of `{}` already; an approval counts once per person: {} of {} so far",
@@ -214,7 +220,9 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
             if done {
                 errln!(
                     "{}",
-                    p.dim(&format!("an `apply` waiting at a terminal goes on by itself; otherwise `{resume}`"))
+                    p.dim(&format!(
+                        "an `apply` waiting at a terminal goes on by itself; otherwise `{resume}`"
+                    ))
                 );
             } else {
                 errln!("{}", p.dim("it waits for more: approvals count once per person"));

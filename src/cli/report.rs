@@ -39,10 +39,11 @@ pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
     // Who decided on the rollout's requests for approval: in the store beside its runs.
     let decisions =
         super::approval_store(&dir).decisions().map_err(|e| CliError::State { message: e.to_string() })?;
-    let report = report::build(&workflow, &dir, args.run.as_deref(), &journals, &decisions).map_err(|e| match e {
-        ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
-        other => CliError::State { message: other.to_string() },
-    })?;
+    let report =
+        report::build(&workflow, &dir, args.run.as_deref(), &journals, &decisions).map_err(|e| match e {
+            ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
+            other => CliError::State { message: other.to_string() },
+        })?;
     let text = match args.format {
         ReportFormat::Html => report::html::render(&report).map_err(|message| CliError::State { message })?,
         ReportFormat::Junit => report::junit::render(&report),

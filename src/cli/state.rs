@@ -416,7 +416,9 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     // Who decided so far on the requests that stand; read only when one does.
     let approved = match history.approvals.is_empty() {
         true => Vec::new(),
-        false => super::approval_store(&dir).decisions().map_err(|e| CliError::State { message: e.to_string() })?,
+        false => {
+            super::approval_store(&dir).decisions().map_err(|e| CliError::State { message: e.to_string() })?
+        }
     };
     for &n in graph.order() {
         let node = &workflow.nodes[n];
@@ -592,11 +594,16 @@ fn waiting_reason(
         crate::exec::approval::Verdict::Waiting { approved_by } if !approved_by.is_empty() => {
             format!(" ({} of {} so far: {})", approved_by.len(), approval.required, approved_by.join(", "))
         }
-        crate::exec::approval::Verdict::Approved { by } => format!(" (approved by {}: resume goes on)", by.join(", ")),
-        crate::exec::approval::Verdict::Rejected { by, note } => format!(" (rejected by {by}: {note}; resume records it)"),
+        crate::exec::approval::Verdict::Approved { by } => {
+            format!(" (approved by {}: resume goes on)", by.join(", "))
+        }
+        crate::exec::approval::Verdict::Rejected { by, note } => {
+            format!(" (rejected by {by}: {note}; resume records it)")
+        }
         _ => String::new(),
     };
-    let stale = if request.source_hash != node.source_hash { "; its steps changed since it asked" } else { "" };
+    let stale =
+        if request.source_hash != node.source_hash { "; its steps changed since it asked" } else { "" };
     let mut words = vec![
         "milepost".to_string(),
         "approve".to_string(),
@@ -804,8 +811,9 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
     }
     // Requests for approval and the decisions on each, oldest first.
     if !history.requests.is_empty() {
-        let decisions =
-            super::approval_store(&dir).decisions().map_err(|e| CliError::State { message: e.to_string() })?;
+        let decisions = super::approval_store(&dir)
+            .decisions()
+            .map_err(|e| CliError::State { message: e.to_string() })?;
         out.push_str(&format!("\n{}\n", p.bold("Approvals")));
         for request in &history.requests {
             let who = match request.from.as_slice() {
@@ -819,7 +827,8 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
             ));
             for d in decisions.iter().filter(|d| d.node == request.node && d.request == request.run_id) {
                 let note = d.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
-                let stale = if d.source_hash != request.source_hash { " (for another definition)" } else { "" };
+                let stale =
+                    if d.source_hash != request.source_hash { " (for another definition)" } else { "" };
                 out.push_str(&format!(
                     "    {} by {} (groups {}) at {}{stale}{note}\n",
                     d.decision,

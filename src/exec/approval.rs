@@ -126,7 +126,8 @@ pub async fn ask(run: &NodeRun, mut stop: watch::Receiver<bool>) -> Asked {
         };
         match verdict {
             Verdict::Approved { by } => {
-                let event = ExecEvent::ApprovalDecided { node: run.node, request: request.run_id, by, note: None };
+                let event =
+                    ExecEvent::ApprovalDecided { node: run.node, request: request.run_id, by, note: None };
                 return match super::record(&run.recorder, &event) {
                     Ok(()) => {
                         let _ = run.events.send(event);

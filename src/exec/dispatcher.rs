@@ -281,12 +281,12 @@ pub async fn execute(
                 break;
             }
             if let Some(reason) = broken {
-                running.spawn(async move { (i, Some(Outcome::Failed { reason })) });
+                running.spawn(async move { (i, (Some(Outcome::Failed { reason }), Duration::ZERO)) });
                 continue;
             }
             if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
-                running.spawn(async move { (i, Some(Outcome::Failed { reason })) });
+                running.spawn(async move { (i, (Some(Outcome::Failed { reason }), Duration::ZERO)) });
                 continue;
             }
             running.spawn(async move { (i, run_node(run).await) });
@@ -319,8 +319,10 @@ pub async fn execute(
                 let mut ended = Vec::new();
                 let mut left_waiting = Vec::new();
                 let mut joined = Some((i, outcome));
-                while let Some((i, outcome)) = joined.take() {
-                    let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default();
+                while let Some((i, (outcome, waited))) = joined.take() {
+                    // A person's time deciding is not the node's: budgets, reports and
+                    // `plan --calibrate` measure the work.
+                    let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default().saturating_sub(waited);
                     for &r in &workflow.nodes[i].uses {
                         in_use[r] -= 1;
                     }
@@ -648,7 +650,9 @@ mod tests {
             module b { budget "1m"; after g; install { run b "echo b >> ledger" } }
             module c { budget "1m"; install { run c "echo c >> ledger" } }"#;
         std::fs::write(&file, text).unwrap();
-        let workflow = Arc::new(crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap().workflow);
+        let workflow = Arc::new(
+            crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap().workflow,
+        );
         let options = ApplyOptions {
             parallelism: 2,
             keep_going: false,
@@ -690,7 +694,8 @@ mod tests {
         // b ran after the approval, never before; the check ran once.
         assert_eq!(ledger.iter().filter(|l| *l == "check").count(), 1, "{ledger:?}");
         assert_eq!(ledger.last().map(String::as_str), Some("b"), "{ledger:?}");
-        let told = events.iter().filter(|e| matches!(e, ExecEvent::ApprovalWaiting { waits: true, .. })).count();
+        let told =
+            events.iter().filter(|e| matches!(e, ExecEvent::ApprovalWaiting { waits: true, .. })).count();
         assert_eq!(told, 1, "who can approve is said once, not at every poll");
     }
 
@@ -702,7 +707,9 @@ mod tests {
         let (summary, events, ledger) = run_gated(approvals, true);
         assert_eq!((summary.failed, summary.waiting), (1, 0), "{summary:?}");
         let reason = events.iter().find_map(|e| match e {
-            ExecEvent::NodeFinished { outcome, .. } if !outcome.passed() => outcome.reason().map(String::from),
+            ExecEvent::NodeFinished { outcome, .. } if !outcome.passed() => {
+                outcome.reason().map(String::from)
+            }
             _ => None,
         });
         assert_eq!(reason.as_deref(), Some("rejected by bob: error budget burnt"));
@@ -719,7 +726,10 @@ mod tests {
         assert_eq!(approvals.polls.load(std::sync::atomic::Ordering::SeqCst), 1, "read once, not polled");
         assert!(ledger.contains(&"c".to_string()) && !ledger.contains(&"b".to_string()), "{ledger:?}");
         assert!(events.iter().any(|e| matches!(e, ExecEvent::NodeWaiting { .. })));
-        assert!(!events.iter().any(|e| matches!(e, ExecEvent::NodeFinished { node: 1, .. })), "g did not end");
+        assert!(
+            !events.iter().any(|e| matches!(e, ExecEvent::NodeFinished { node: 1, .. })),
+            "g did not end"
+        );
     }
 
     /// Whether a flush began after entry `from` and before entry `to`.

@@ -37,8 +37,9 @@ pub struct NodeRun {
     pub run_id: String,
 }
 
-/// How a node's run ended: with an outcome, or waiting for approval.
-pub type Ended = Option<Outcome>;
+/// How a node's run ended: with an outcome (`None`: left waiting for approval), and how long
+/// of it was spent waiting for a person, which is not the node's time.
+pub type Ended = (Option<Outcome>, Duration);
 
 /// Runs the node to its end and returns how it ended; `None`: it waits for approval.
 ///
@@ -52,22 +53,29 @@ pub async fn run_node(run: NodeRun) -> Ended {
     let _ = run
         .events
         .send(ExecEvent::NodeStarted { node: run.node, steps: node.install.len() + node.validate.len() });
-    let decided = |asked: Asked| match asked {
-        Asked::GoOn => None,
-        Asked::Ended(outcome) => Some(Some(outcome)),
-        Asked::Waiting => Some(None),
+    let mut waited = Duration::ZERO;
+    let mut asking = async || {
+        let since = Instant::now();
+        let asked = ask(&run, stop_waiting(&run)).await;
+        waited += since.elapsed();
+        match asked {
+            Asked::GoOn => None,
+            Asked::Ended(outcome) => Some(Some(outcome)),
+            Asked::Waiting => Some(None),
+        }
     };
     let module_asks = node.approval.is_some() && node.kind == crate::spec::NodeKind::Module;
     if module_asks {
-        if let Some(ended) = decided(ask(&run, stop_waiting(&run)).await) {
-            return ended;
+        if let Some(ended) = asking().await {
+            return (ended, waited);
         }
     }
     let outcome = budgeted_steps(&run).await;
     if module_asks || node.approval.is_none() || !outcome.passed() {
-        return Some(outcome);
+        return (Some(outcome), waited);
     }
-    decided(ask(&run, stop_waiting(&run)).await).unwrap_or(Some(Outcome::Passed))
+    let ended = asking().await.unwrap_or(Some(Outcome::Passed));
+    (ended, waited)
 }
 
 /// Set on the first Ctrl-C (draining) or a cancel: a wait for approval stops at either,

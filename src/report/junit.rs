@@ -72,7 +72,10 @@ fn cases(node: &NodeReport) -> Vec<Case<'_>> {
             ),
             // Not a failure: its checks passed and a person has yet to decide.
             "waiting-approval" => Verdict::Skipped(
-                node.attempts.last().and_then(|a| a.reason.clone()).unwrap_or_else(|| "waits for approval".into()),
+                node.attempts
+                    .last()
+                    .and_then(|a| a.reason.clone())
+                    .unwrap_or_else(|| "waits for approval".into()),
             ),
             other => Verdict::Failed {
                 kind: "gate",

@@ -395,7 +395,9 @@ pub fn build(
                 }
                 Record::ApprovalDecided { node, request, decision, at, .. } => {
                     last_at = at.clone();
-                    let asked = requests.get_mut(node).and_then(|r| r.iter_mut().rev().find(|r| r.run_id == *request));
+                    let asked = requests
+                        .get_mut(node)
+                        .and_then(|r| r.iter_mut().rev().find(|r| r.run_id == *request));
                     if let Some(asked) = asked {
                         asked.outcome = decision.clone();
                     }

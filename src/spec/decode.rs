@@ -919,19 +919,17 @@ impl Cx<'_> {
         const EXAMPLE: &str = "approval required=1 from=\"sre-leads\" \"alice\" environment=\"prod\"";
         self.check_shape(node, usize::MAX, "user or group names", &["required", "from", "environment"]);
         self.no_children(node);
-        let mut approval = RawApproval {
-            at: self.name_at(node),
-            required: None,
-            from: Vec::new(),
-            environment: None,
-        };
+        let mut approval =
+            RawApproval { at: self.name_at(node), required: None, from: Vec::new(), environment: None };
         for entry in node.entries() {
             let key = entry.name().map(|k| k.value());
             match key {
                 Some("required") => approval.required = self.required_approvals(entry, EXAMPLE),
                 Some("environment") => approval.environment = self.string(entry, "`environment`"),
                 Some("from") | None => {
-                    let Some(name) = self.string(entry, "an approver (a user or group name)") else { continue };
+                    let Some(name) = self.string(entry, "an approver (a user or group name)") else {
+                        continue;
+                    };
                     if let Some(reason) = approver_flaw(&name.value) {
                         let problem = Problem::BadValue {
                             what: format!("approver `{}`", name.value.escape_debug()),

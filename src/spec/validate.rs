@@ -569,7 +569,7 @@ fn approval(
                     help: "write one `approval` line per environment (and at most one without `environment`)"
                         .into(),
                 },
-                a.at.clone(),
+                a.at,
             );
         }
         seen.push(env);

@@ -160,12 +160,8 @@ impl ApprovalStore for FileStore {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(self.io("create the folder of"))?;
         }
-        let mut file = File::options()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(self.io("open"))?;
+        let mut file =
+            File::options().create(true).read(true).append(true).open(&self.path).map_err(self.io("open"))?;
         // Two people approving at once each append a whole line, one after the other.
         file.lock().map_err(self.io("lock"))?;
         // A torn last line (a crash mid-append, never acknowledged) is cut off first, or it
@@ -259,7 +255,8 @@ impl Approvals for StoreApprovals {
             return Standing { request: None, notes: Vec::new(), evidence };
         };
         if pending.source_hash == node.source_hash {
-            let request = Request { run_id: pending.run_id.clone(), source_hash: pending.source_hash.clone() };
+            let request =
+                Request { run_id: pending.run_id.clone(), source_hash: pending.source_hash.clone() };
             return Standing { request: Some(request), notes: Vec::new(), evidence };
         }
         // Asked for another definition: what was decided on it says nothing of this one.
@@ -318,10 +315,13 @@ mod tests {
         Request { run_id: "r1".into(), source_hash: "h1".into() }
     }
 
+    /// Decisions as (user, choice, request, source hash).
+    type Given<'a> = &'a [(&'a str, Choice, &'a str, &'a str)];
+
     #[test]
     fn only_distinct_people_on_this_request_and_definition_count() {
         use Choice::*;
-        let table: &[(&[(&str, Choice, &str, &str)], u32, Verdict)] = &[
+        let table: &[(Given, u32, Verdict)] = &[
             (&[], 1, Verdict::Waiting { approved_by: vec![] }),
             (&[("alice", Approved, "r1", "h1")], 1, Verdict::Approved { by: vec!["alice".into()] }),
             // The same person twice is one approval.
@@ -379,7 +379,9 @@ mod tests {
                 let dir = dir.path().to_path_buf();
                 // A store each, as separate processes would have: the flock orders them.
                 std::thread::spawn(move || {
-                    FileStore::new(&dir).add(&decision(&format!("user{i}"), Choice::Approved, "r1", "h1")).unwrap()
+                    FileStore::new(&dir)
+                        .add(&decision(&format!("user{i}"), Choice::Approved, "r1", "h1"))
+                        .unwrap()
                 })
             })
             .collect();
@@ -391,7 +393,10 @@ mod tests {
         users.sort();
         users.dedup();
         assert_eq!(users.len(), 16, "{users:?}");
-        assert_eq!(tally("g", &request(), 16, &all), Verdict::Approved { by: all.iter().map(|d| d.user.clone()).collect() });
+        assert_eq!(
+            tally("g", &request(), 16, &all),
+            Verdict::Approved { by: all.iter().map(|d| d.user.clone()).collect() }
+        );
     }
 
     #[test]

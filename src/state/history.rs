@@ -466,7 +466,8 @@ impl History {
                         attempt.steps.insert(*index, step_hash.clone());
                         attempt.failure = None;
                         if let Some(text) = evidence {
-                            let shown = crate::exec::approval::Evidence { step: step.clone(), text: text.clone() };
+                            let shown =
+                                crate::exec::approval::Evidence { step: step.clone(), text: text.clone() };
                             attempt.evidence.insert(*index, shown);
                         }
                     } else {
@@ -583,8 +584,15 @@ impl History {
                     self.approvals.insert(node.clone(), request);
                 }
                 Record::ApprovalDecided { node, at, request, decision, by, note } => {
-                    let decided = Decided { decision: decision.clone(), by: by.clone(), note: note.clone(), at: at.clone() };
-                    if let Some(r) = self.requests.iter_mut().rev().find(|r| r.node == *node && r.run_id == *request) {
+                    let decided = Decided {
+                        decision: decision.clone(),
+                        by: by.clone(),
+                        note: note.clone(),
+                        at: at.clone(),
+                    };
+                    if let Some(r) =
+                        self.requests.iter_mut().rev().find(|r| r.node == *node && r.run_id == *request)
+                    {
                         r.decided = Some(decided.clone());
                     }
                     if let Some(r) = self.approvals.get_mut(node).filter(|r| r.run_id == *request) {

@@ -58,7 +58,8 @@ impl Recorder for JournalRecorder {
                     let shown = self.evidence.entry(*node).or_default();
                     shown.retain(|e| e.step != *step);
                     if let Some(text) = &evidence {
-                        shown.push(crate::exec::approval::Evidence { step: step.clone(), text: text.clone() });
+                        shown
+                            .push(crate::exec::approval::Evidence { step: step.clone(), text: text.clone() });
                     }
                 }
                 Record::StepEnd {

@@ -323,7 +323,12 @@ impl<'w> Reporter<'w> {
                 ));
             }
             ExecEvent::ApprovalDecided { node, by, note, .. } => match note {
-                None => self.line(format!("  {} {} approved by {}", p.green("✓"), self.name(*node), by.join(", "))),
+                None => self.line(format!(
+                    "  {} {} approved by {}",
+                    p.green("✓"),
+                    self.name(*node),
+                    by.join(", ")
+                )),
                 Some(note) => self.line(format!(
                     "  {} {} rejected by {}: {note}",
                     p.red("✗"),
