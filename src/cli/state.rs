@@ -675,6 +675,7 @@ pub(super) fn environment_rows(standings: &[promotion::Standing], p: crate::ui::
             Some(r) => {
                 let verdict = match r.finished {
                     Some(true) => "complete",
+                    Some(false) if r.waiting > 0 => "waiting for approval",
                     Some(false) => "stopped",
                     None => "no end",
                 };
