@@ -421,6 +421,9 @@ pub fn rollout(
                 errln!("  {} {line}", p.dim("│"));
             }
         }
+        for (node, by, note) in &reporter.rejected {
+            errln!("\n{} {} rejected by {by}: {note}", p.red("✗"), workflow.nodes[*node].id);
+        }
         let what = match plan.command {
             "rollback" => "rollback",
             "on-failure" => "on-failure handlers",
@@ -458,7 +461,9 @@ pub fn rollout(
         let resume = resume_command(&workflow, args);
         // Nodes the operator stopped count as failed, but there is no cause to fix.
         let caused = reporter.failures.iter().any(|f| !f.cancelled) || summary.record_failed;
-        let hint = if caused {
+        let hint = if !reporter.rejected.is_empty() && !caused {
+            format!("act on the rejection, then `{resume}` runs the checks again and asks anew")
+        } else if caused {
             format!("fix the cause, then `{resume}` continues from the failed step")
         } else {
             format!("`{resume}` continues where it stopped")

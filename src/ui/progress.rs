@@ -57,6 +57,8 @@ pub struct Reporter<'w> {
     pub decide_args: String,
     /// Nodes left waiting for approval, in the order they stopped.
     pub waiting: Vec<usize>,
+    /// Nodes whose approval was rejected: who, and their note.
+    pub rejected: Vec<(usize, String, String)>,
 }
 
 impl Drop for Reporter<'_> {
@@ -103,6 +105,7 @@ impl<'w> Reporter<'w> {
             stamp: std::cell::RefCell::new((i64::MIN, String::new())),
             decide_args: String::new(),
             waiting: Vec::new(),
+            rejected: Vec::new(),
         }
     }
 
@@ -329,12 +332,15 @@ impl<'w> Reporter<'w> {
                     self.name(*node),
                     by.join(", ")
                 )),
-                Some(note) => self.line(format!(
-                    "  {} {} rejected by {}: {note}",
-                    p.red("✗"),
-                    self.name(*node),
-                    by.join(", ")
-                )),
+                Some(note) => {
+                    self.rejected.push((*node, by.join(", "), note.clone()));
+                    self.line(format!(
+                        "  {} {} rejected by {}: {note}",
+                        p.red("✗"),
+                        self.name(*node),
+                        by.join(", ")
+                    ))
+                }
             },
             ExecEvent::ApprovalNote { node, message } => {
                 self.line(format!("  {} {}: {message}", p.yellow("⚠"), self.name(*node)));
