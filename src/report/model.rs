@@ -309,6 +309,10 @@ pub fn build(
     for (dir, records) in runs {
         let Some(Record::RunStart { run_id, command, started_at, .. }) = records.first() else { continue };
         let mut seen: Vec<(String, NodeSeen)> = Vec::new();
+        // Waits for a person, per node in this run: when it began (its node's start or its
+        // request) and how long they took in all. Not the node's time.
+        let mut wait_from: HashMap<String, String> = HashMap::new();
+        let mut waited: HashMap<String, f64> = HashMap::new();
         let mut last_at = started_at.clone();
         let mut info = RunInfo {
             run_id: run_id.clone(),
@@ -372,6 +376,7 @@ pub fn build(
                 Record::GatePassed { at, .. } => last_at = at.clone(),
                 Record::ApprovalRequested { node, at, evidence, required, from, .. } => {
                     last_at = at.clone();
+                    wait_from.insert(node.clone(), at.clone());
                     let decided = decisions
                         .iter()
                         .filter(|d| d.node == *node && d.request == *run_id)
@@ -395,6 +400,9 @@ pub fn build(
                 }
                 Record::ApprovalDecided { node, request, decision, at, .. } => {
                     last_at = at.clone();
+                    if let Some(from) = wait_from.remove(node) {
+                        *waited.entry(node.clone()).or_default() += seconds_between(&from, at);
+                    }
                     let asked = requests
                         .get_mut(node)
                         .and_then(|r| r.iter_mut().rev().find(|r| r.run_id == *request));
@@ -418,7 +426,10 @@ pub fn build(
                     }
                     .into();
                 }
-                Record::RunStart { .. } | Record::NodeStart { .. } => {}
+                Record::NodeStart { node, at, .. } => {
+                    wait_from.insert(node.clone(), at.clone());
+                }
+                Record::RunStart { .. } => {}
             }
         }
         info.took_secs = seconds_between(started_at, &last_at);
@@ -484,6 +495,8 @@ pub fn build(
                 ),
                 None => ("interrupted".to_string(), Some("the run ended while it ran".to_string())),
             };
+            // A person's time deciding is not the node's: budgets compare the work.
+            let person = waited.get(&node_id).copied().unwrap_or(0.0);
             attempts.entry(node_id).or_default().push(Attempt {
                 rollback: undoing,
                 run_id: run_id.clone(),
@@ -491,7 +504,7 @@ pub fn build(
                 ended_at: s.ended_at.clone(),
                 start_secs,
                 end_secs,
-                took_secs: super::to_ms(end_secs - start_secs),
+                took_secs: super::to_ms((end_secs - start_secs - person).max(0.0)),
                 result,
                 reason,
                 steps,
