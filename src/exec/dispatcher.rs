@@ -378,6 +378,9 @@ pub async fn execute(
                     summary.failed += 1;
                     if !options.keep_going {
                         failure_stop = true;
+                        // Nothing new starts: a node waiting for a person would only hold the
+                        // end of a failed run. It stays waiting, for the resume.
+                        let _ = drain_tx.send(true);
                     }
                     // Dependents are skipped, and theirs in turn, but for those whose
                     // condition reads the outcome: they wait for their other dependencies.
@@ -642,13 +645,23 @@ mod tests {
     /// A gate `g` that needs approval, `after` it `b`, and `c` beside them, run with
     /// `approvals` and waiting or not; the summary, the events and the steps that ran.
     fn run_gated(approvals: Arc<Delayed>, wait: bool) -> (RunSummary, Vec<ExecEvent>, Vec<String>) {
+        run_gated_with(approvals, wait, "echo c >> ledger")
+    }
+
+    /// [`run_gated`] with `c` running `c_runs`.
+    fn run_gated_with(
+        approvals: Arc<Delayed>,
+        wait: bool,
+        c_runs: &str,
+    ) -> (RunSummary, Vec<ExecEvent>, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("w.kdl");
         let text = r#"workflow w { phase p { modules a; gate g } }
             module a { budget "1m"; install { run a "echo a >> ledger" } }
             gate g { budget "1m"; approval; validate { run check "echo check >> ledger" } }
             module b { budget "1m"; after g; install { run b "echo b >> ledger" } }
-            module c { budget "1m"; install { run c "echo c >> ledger" } }"#;
+            module c { budget "1m"; install { run c "C" } }"#
+            .replace("\"C\"", &format!("{c_runs:?}"));
         std::fs::write(&file, text).unwrap();
         let workflow = Arc::new(
             crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap().workflow,
@@ -670,7 +683,12 @@ mod tests {
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let summary = runtime.block_on(execute(workflow, options, tx));
+        // Bounded: a wait that never ends is the bug these tests look for, not a hang.
+        let summary = runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), execute(workflow, options, tx)).await
+            })
+            .expect("the run ended within 30 s");
         let mut events = Vec::new();
         while let Ok(event) = rx.try_recv() {
             events.push(event);
@@ -730,6 +748,17 @@ mod tests {
             !events.iter().any(|e| matches!(e, ExecEvent::NodeFinished { node: 1, .. })),
             "g did not end"
         );
+    }
+
+    /// A failure elsewhere stops new starts: a gate waiting for a person at a terminal stops
+    /// waiting (left waiting, for the resume) instead of holding the end of a failed run.
+    #[test]
+    fn a_failure_elsewhere_ends_a_wait_for_approval() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(u32::MAX, Verdict::Approved { by: Vec::new() });
+        let (summary, _, ledger) = run_gated_with(approvals, true, "sleep 0.5; exit 1");
+        assert_eq!((summary.failed, summary.waiting), (1, 1), "{summary:?}");
+        assert!(!ledger.contains(&"b".to_string()), "{ledger:?}");
     }
 
     /// Whether a flush began after entry `from` and before entry `to`.

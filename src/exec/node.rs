@@ -31,8 +31,9 @@ pub struct NodeRun {
     pub approvals: Option<Arc<dyn super::approval::Approvals>>,
     /// Wait for a decision (a person at a terminal), or leave the node waiting.
     pub wait_for_approval: bool,
-    /// Set by the dispatcher on the first Ctrl-C: a wait for approval ends (the node stays
-    /// waiting, resumable), where running steps go on to their end.
+    /// Set by the dispatcher on the first Ctrl-C, or when a failure stops new starts: a wait
+    /// for approval ends (the node stays waiting, resumable), where running steps go on to
+    /// their end.
     pub draining: watch::Receiver<bool>,
     pub run_id: String,
 }
