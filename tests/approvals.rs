@@ -375,3 +375,70 @@ module c { budget "1m"; approval environment="prod"; approval environment="prod"
         milepost().arg("validate").arg(&path).assert().code(3);
     }
 }
+
+/// At a terminal `apply` waits, holding the rollout's lock; `approve` from another process
+/// decides meanwhile and the waiting run goes on by itself. `script` (util-linux) gives the
+/// run its terminal; CI must have it, elsewhere the test says it was skipped.
+#[test]
+fn at_a_terminal_apply_waits_holding_the_lock_until_approved() {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        assert!(std::env::var_os("CI").is_none(), "CI must have `script` (util-linux)");
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let f = Fixture::new(GATED);
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = shell_words::join([
+        bin.display().to_string(),
+        "apply".into(),
+        f.path("w.kdl").display().to_string(),
+        "--env".into(),
+        "prod".into(),
+        "--progress".into(),
+        "plain".into(),
+    ]);
+    let mut waiting = std::process::Command::new("script")
+        .args(["-qfec", &apply, "/dev/null"])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let g_is = |s: &serde_json::Value, what: &str| {
+        s["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == what))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !g_is(&status(), "waiting-approval") {
+        assert!(std::time::Instant::now() < deadline, "g never asked: {}", status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still running and holding the lock: another rollout is refused.
+    assert!(waiting.try_wait().unwrap().is_none(), "apply did not wait at the terminal");
+    f.resume_prod().code(4);
+    f.decide("approve", "g", &[]).success();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = waiting.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = waiting.kill();
+            panic!("the waiting apply did not go on after the approval");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+    assert_eq!(count(&f.steps_run(), "check"), 1);
+    // One run did it all: no resume was needed.
+    assert_eq!(std::fs::read_dir(rollout_dir(&f.path("")).join("runs")).unwrap().count(), 1);
+}
