@@ -458,7 +458,11 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             // Its last run failed, whatever else makes it run again now (a gate whose phase
             // was rolled back after it failed).
             NodeStatus::Rerun(_) if history.nodes.get(&node.id).is_some_and(|end| !end.outcome.passed()) => {
-                let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
+                // No step failed when it ended otherwise (a rejected approval, an overrun).
+                let detail = history
+                    .failure(&node.id)
+                    .map(|(step, r)| format!("{step}: {r}"))
+                    .or_else(|| last.and_then(|end| end.outcome.reason().map(String::from)));
                 ("failed".into(), detail)
             }
             NodeStatus::Rerun(why) if why.starts_with("failed") => {
