@@ -140,6 +140,10 @@ fn reject_fails_the_rollout_with_the_note_in_the_reports() {
         "{}",
         stderr(&out)
     );
+    let status =
+        stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    let g = status.lines().find(|l| l.contains(" g ")).unwrap_or_default();
+    assert!(g.contains("failed") && g.contains("p99 latency doubled"), "{status}");
 
     let report = |format: &str| {
         stdout(
