@@ -119,6 +119,9 @@ fn apply_waits_at_the_gate_approve_then_resume_runs_nothing_twice() {
     assert!(history.contains("dashboards are green"), "{history}");
     // Staging has no approval line: it never waits.
     f.apply(&["--env", "staging"]).success();
+    // A new rollout of prod asks anew: the approval let one rollout through, not every one.
+    let out = f.apply(&["--env", "prod"]).code(7);
+    assert!(stderr(&out).contains("g asks for approval"), "{}", stderr(&out));
 }
 
 /// A rejection ends the rollout failed (exit 1), with the note in the JSON and Markdown
@@ -248,7 +251,7 @@ fn approve_of_a_node_not_waiting_is_refused() {
 fn a_module_asks_before_its_install_runs() {
     let f = Fixture::new(
         r#"workflow w {}
-        module m { budget "1m"; approval; install { run one "echo one >> ledger"; run two "echo two >> ledger" } }
+        module m { budget "1m"; approval; install { run one "echo one >> ledger"; run two "test -f ok && echo two >> ledger" } }
         module after-m { budget "1m"; after m; install { run x "echo x >> ledger" } }
         "#,
     );
@@ -256,8 +259,21 @@ fn a_module_asks_before_its_install_runs() {
     assert!(stderr(&out).contains("m needs approval"), "{}", stderr(&out));
     assert!(f.steps_run().is_empty(), "ran before approval: {:?}", f.steps_run());
     milepost().arg("approve").arg("m").arg(f.path("w.kdl")).assert().success();
-    milepost().arg("resume").arg(f.path("w.kdl")).assert().success();
+    // Its second install step fails until `ok` exists: the approval stands for the resume
+    // that continues the same attempt, which does not ask again.
+    milepost().arg("resume").arg(f.path("w.kdl")).assert().code(1);
+    assert_eq!(f.steps_run(), ["one"]);
+    std::fs::write(f.path("ok"), "").unwrap();
+    let out = milepost().arg("resume").arg(f.path("w.kdl")).assert().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("m approved by"), "{}", stderr(&out));
     assert_eq!(f.steps_run(), ["one", "two", "x"]);
+    let requests = crate::support::walk(&f.path(".milepost"))
+        .iter()
+        .filter(|p| p.ends_with("journal.jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap().matches("\"approval-requested\"").count())
+        .sum::<usize>();
+    assert_eq!(requests, 1, "asked once for the whole attempt");
 }
 
 /// Two people approving at the same moment: every process succeeds and the store stays
