@@ -279,7 +279,8 @@ pub struct Approval {
 }
 
 impl Approval {
-    /// "one of sre-leads, alice" / "2 of …" / "anyone who can write the rollout's state".
+    /// Who may decide, for messages: "one of sre-leads, alice", "2 distinct people of …",
+    /// "anyone who can write the rollout's state".
     pub fn who(&self) -> String {
         let people = if self.from.is_empty() {
             "anyone who can write the rollout's state".to_string()
@@ -289,7 +290,7 @@ impl Approval {
         match (self.required, self.from.is_empty()) {
             (1, true) => people,
             (1, false) => format!("one of {people}"),
-            (n, true) => format!("{n} distinct people: {people}"),
+            (n, true) => format!("{n} distinct people who can write the rollout's state"),
             (n, false) => format!("{n} distinct people of {people}"),
         }
     }
