@@ -15,7 +15,7 @@ use crate::spec::{NodeKind, Notify, NotifyEvent, Workflow};
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
     /// `run-start`, `run-end`, `gate-passed`, `gate-failed`, `step-failed`, `overrun`,
-    /// `projected-past-deadline`.
+    /// `projected-past-deadline`, `approval-needed`.
     pub event: String,
     pub workflow: String,
     pub environment: Option<String>,
@@ -95,6 +95,8 @@ pub struct Notifier {
     environment: Option<String>,
     node_names: Vec<(String, NodeKind)>,
     secrets: Vec<String>,
+    /// `milepost approve NODE` is followed by this to decide on this rollout.
+    pub decide_args: String,
     run_id: String,
     /// The rollout's deadline, from the dispatcher's start (`--deadline` or the environment's).
     deadline: Option<Duration>,
@@ -155,6 +157,7 @@ impl Notifier {
             environment: workflow.environment().map(|e| e.name.clone()),
             node_names: workflow.nodes.iter().map(|n| (n.id.clone(), n.kind)).collect(),
             secrets,
+            decide_args: String::new(),
             run_id: run_id.to_string(),
             deadline,
             past_deadline: false,
@@ -253,6 +256,11 @@ impl Notifier {
                     (NotifyEvent::StepFailed, Some(id), Some(step.clone()), text)
                 })
             }
+            ExecEvent::ApprovalRequested { node, approval, .. } => name(*node).map(|id| {
+                let command = format!("milepost approve {} {}", shell_words::quote(&id), self.decide_args);
+                let text = format!("⏸ {id} needs approval from {}: `{}`", approval.who(), command.trim_end());
+                (NotifyEvent::ApprovalNeeded, Some(id), None, text)
+            }),
             ExecEvent::Overrun { node, planned, .. } => name(*node).map(|id| {
                 let text = format!("⏱ {id} ran past its planned {}", crate::spec::values::human(*planned));
                 (NotifyEvent::Overrun, Some(id), None, text)

@@ -112,6 +112,9 @@ pub fn finally_workflow(workflow: &Workflow) -> Option<Workflow> {
 fn run_node(mut node: Node, steps: Vec<Step>, deps: Vec<NodeId>, budget: std::time::Duration) -> Node {
     node.install = steps;
     node.validate = Vec::new();
+    // An undo, a handler or `finally` goes on whatever anyone says: the rollout they serve
+    // was approved, or stopped.
+    node.approval = None;
     node.deps = deps;
     node.uses = Vec::new();
     node.budget = budget;

@@ -421,3 +421,49 @@ fn two_operators_against_a_real_cluster() {
         let _ = leases.delete(&name, &DeleteParams::default()).await;
     });
 }
+
+/// Approvals with the state in a cluster: decisions are kept in the cluster and made as the
+/// Kubernetes user the API server says the caller is (a SelfSubjectReview), so group
+/// membership is the cluster's and nobody approves as someone else.
+#[test]
+fn approvals_in_the_cluster_are_made_as_the_cluster_user() {
+    let team = Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    phase "1" {{ modules a; gate g }}
+}}
+module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
+gate g {{ budget "1m"; approval required=2 from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
+module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
+"#
+            )
+        },
+        "10s",
+    );
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    api.add_user("bob-token", "bob", &["sre-leads"]);
+    api.add_user("mallory-token", "mallory", &["developers"]);
+    let as_user = |token: &str| api.kubeconfig_as(team.dir.path(), token);
+
+    let (code, err) = team.run_with("alice", "apply", &as_user("alice-token"));
+    assert_eq!(code, 7, "waiting for approval: {err}");
+    let (code, err) = team.run_with("mallory", "approve g", &as_user("mallory-token"));
+    assert_eq!(code, 2, "mallory is not in sre-leads in the cluster: {err}");
+    assert!(err.contains("mallory") && err.contains("sre-leads"), "{err}");
+    let (code, err) = team.run_with("alice", "approve g", &as_user("alice-token"));
+    assert_eq!(code, 0, "{err}");
+    // On another machine, as bob: the second approval; the decisions are in the cluster.
+    let (code, err) = team.run_with("bob", "approve g", &as_user("bob-token"));
+    assert_eq!(code, 0, "{err}");
+    let decisions = api.object("configmaps", "team", "rollout.approvals").expect("the approvals configmap");
+    let text = decisions["data"]["decisions"].as_str().unwrap_or_default();
+    assert!(text.contains("\"user\":\"alice\"") && text.contains("\"user\":\"bob\""), "{text}");
+    assert!(!text.contains("mallory"), "{text}");
+    // Carol resumes from a third machine: the checks are not run again, b runs.
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "checked", "b"], "{err}");
+}

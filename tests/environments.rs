@@ -217,14 +217,28 @@ fn the_local_example_promotes_staging_to_prod() {
     assert!(!local.dir.path().join(".work/prod").exists(), "prod ran a step");
 
     local.run("apply", false).success();
-    let out = prod("apply").args(["--progress", "plain"]).assert().success();
-    assert!(stderr(&out).contains("9 passed, 0 failed"), "{}", stderr(&out));
+    // Prod's last gate asks for approval once its checks passed (issue 17): no terminal here,
+    // so the rollout is left waiting (exit 7) until someone approves and it resumes.
+    let out = prod("apply").args(["--progress", "plain"]).assert().code(7);
+    assert!(
+        stderr(&out).contains("8 passed, 0 failed, 0 skipped, 1 waiting for approval"),
+        "{}",
+        stderr(&out)
+    );
+    milepost()
+        .args(["approve", "production-readiness"])
+        .arg(local.workflow())
+        .args(["--env", "prod"])
+        .assert()
+        .success();
+    let out = prod("resume").assert().success();
+    assert!(stderr(&out).contains("1 passed, 0 failed"), "{}", stderr(&out));
     // Both environments' rollouts ran every step, each in its own folder.
-    for env in ["staging", "prod"] {
+    for (env, runs) in [("staging", 1), ("prod", 2)] {
         let data = local.dir.path().join(format!(".work/{env}/data/record-5.txt"));
         assert!(data.exists(), "{env} did not run");
-        let runs = local.dir.path().join(format!(".milepost/local-phase-2/{env}/runs"));
-        assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 1, "{env}");
+        let folder = local.dir.path().join(format!(".milepost/local-phase-2/{env}/runs"));
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), runs, "{env}");
     }
     let overview =
         stdout(&milepost().arg("status").arg(local.workflow()).env_remove("MILEPOST_ENV").assert().success());
@@ -260,9 +274,9 @@ fn the_local_example_promotes_staging_to_prod() {
     let err = stderr(&out);
     assert!(err.contains("it last passed with definition"), "{err}");
     assert!(err.contains("1 module changed since: autoscaling"), "{err}");
-    // Once staging has passed it, prod may.
+    // Once staging has passed it, prod may (and asks for approval again: a new rollout).
     local.run("apply", false).success();
-    prod("apply").assert().success();
+    prod("apply").assert().code(7);
 }
 
 /// An environment's settings apply: its parallelism and deadline, its Kubernetes context, and

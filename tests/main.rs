@@ -1,6 +1,7 @@
 //! One integration test binary: topic files below.
 
 mod apply;
+mod approvals;
 mod cli;
 mod cluster_state;
 mod conditions;

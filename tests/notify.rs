@@ -378,3 +378,37 @@ fn notify_a_projection_past_the_deadline_is_told_once() {
     assert_eq!(delivered.len(), 2, "{delivered:#?}");
     assert!(delivered.iter().all(|t| !t.contains("deadline")), "{delivered:#?}");
 }
+
+/// Approvals (issue 17): a gate that asks sends `approval-needed`, saying who can approve
+/// and the command to run.
+#[test]
+fn an_approval_request_is_announced_with_who_and_the_command() {
+    let hook = Hook::start(200, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {
+    secret hook env="HOOK_URL"
+    phase "1" { modules a; gate g }
+    notify chat { url "{{ secrets.hook }}"; events "approval-needed" }
+}
+module a { budget "1m"; install { run s "true" } }
+gate g { budget "1m"; approval from="sre-leads"; validate { run v "echo checked" } }
+"#,
+    )
+    .unwrap();
+    milepost()
+        .arg("apply")
+        .arg(&w)
+        .env("HOOK_URL", hook.url())
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(7);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let text: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let text = text["text"].as_str().unwrap();
+    assert!(text.contains("g needs approval from one of sre-leads"), "{text}");
+    assert!(text.contains(&format!("milepost approve g {}", w.display())), "{text}");
+}

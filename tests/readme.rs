@@ -2,7 +2,7 @@
 //! stay true to the code). Every `cargo run -- …` line of its shell blocks runs against the
 //! built binary in a private copy of the repository's examples and workflows, with free
 //! ports in place of the example's fixed ones; the exit code its comment promises ("refused",
-//! "fails") and the figures the text quotes are checked.
+//! "fails", "waits for approval") and the figures the text quotes are checked.
 
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +32,8 @@ fn expected_code(line: &str) -> i32 {
         6
     } else if comment.contains("fails") {
         1
+    } else if comment.contains("waits for approval") {
+        7
     } else {
         0
     }
@@ -108,6 +110,12 @@ fn the_readme_commands_do_what_their_comments_say() {
             Some(expected_code(&line)),
             "README line `{line}`\nstdout:\n{stdout}\nstderr:\n{stderr}"
         );
+        if line.contains("waits for approval at the end") {
+            assert!(stderr.contains("production-readiness waits for approval"), "{stderr}");
+        }
+        if line.contains("its checks are not run again") {
+            assert!(stderr.contains("production-readiness approved by"), "{stderr}");
+        }
         if line.contains("refused: names autoscaling") {
             assert!(stderr.contains("1 module changed since: autoscaling"), "{stderr}");
         }

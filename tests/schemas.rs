@@ -164,3 +164,36 @@ fn conditions_in_plan_and_status_json_match_their_schemas() {
     let step = &node("diagnostics")["steps"]["install"][1];
     assert_eq!(step["when"], "{{ vars.profile == 'prod' and nodes.ha-dr.outcome != 'passed' }}");
 }
+
+/// Approvals (issue 17): a node waiting for approval, then a rejection with its note, in
+/// status and report JSON.
+#[test]
+fn approvals_in_status_and_report_json_match_their_schemas() {
+    let f = crate::support::Fixture::new(
+        r#"workflow w { phase p { modules a; gate g } }
+        module a { budget "1m"; install { run a "true" } }
+        gate g { budget "1m"; approval required=1 from="nobody-else"; validate { run check "echo fine" } }
+        module m { budget "1m"; approval; install { run m "true" } }
+        "#,
+    );
+    f.apply(&[]).code(7);
+    let w = f.path("w.kdl");
+    let json = |args: &[&str]| json_of(milepost().args(args).arg(&w).assert().success());
+    let status = json(&["status", "--json"]);
+    let statuses: Vec<&str> =
+        status["nodes"].as_array().unwrap().iter().map(|n| n["status"].as_str().unwrap()).collect();
+    assert!(statuses.contains(&"waiting-approval"), "{statuses:?}");
+    assert_valid(&schema("status"), &status, "status of a rollout waiting for approval");
+    let waiting = json(&["report", "--format", "json"]);
+    assert_eq!(waiting["outcome"], "waiting");
+    assert_valid(&schema("report"), &waiting, "the report of a rollout waiting for approval");
+
+    // The module's `from` is anyone: rejecting it records the note.
+    milepost().args(["reject", "m"]).arg(&w).args(["--note", "not today"]).assert().success();
+    // A failure outranks a wait: g still waits, m failed.
+    milepost().arg("resume").arg(&w).assert().code(1);
+    let rejected = json(&["report", "--format", "json"]);
+    let m = rejected["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "m").unwrap();
+    assert_eq!(m["approvals"][0]["decisions"][0]["note"], "not today");
+    assert_valid(&schema("report"), &rejected, "the report of a rejected approval");
+}

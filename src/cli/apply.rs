@@ -69,6 +69,21 @@ pub struct RunArgs {
     /// `kubernetes { context }`, else the kubeconfig's current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// Do not wait at a terminal for approvals: leave a node that needs one waiting, run
+    /// what does not depend on it, and end with exit code 7 (as without a terminal, or in CI).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl RunArgs {
+    /// Whether a node that needs approval is waited for here: a person at a terminal (stdin
+    /// and stderr), not CI, not `--no-wait`. Otherwise nobody could answer, or nobody watches.
+    pub fn waits_for_approval(&self) -> bool {
+        !self.no_wait
+            && std::env::var_os("CI").is_none()
+            && std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal()
+    }
 }
 
 pub fn run(cx: &Cx, args: &ApplyArgs) -> Result<u8, CliError> {
@@ -243,6 +258,32 @@ pub fn rollout(
         errln!("{} preflight found {} problem(s); nothing was run", p.red("error:"), found.errors.len());
         return Ok(exit::PREFLIGHT);
     }
+    // Only what installs asks for approval: `verify` re-checks what was approved, and undo,
+    // handler and `finally` runs serve a rollout that was approved or stopped.
+    let approvals = match plan.command {
+        "apply" | "resume" if workflow.nodes.iter().any(|n| n.approval.is_some()) => {
+            let mut history = crate::state::history::History::load(state_dir)
+                .map_err(|e| CliError::State { message: e.to_string() })?;
+            // Nodes this run starts anew ask anew: an earlier rollout's request is not theirs.
+            let anew: Vec<String> = match (&plan.restart, plan.command) {
+                (Some(ids), _) => ids.clone(),
+                (None, "apply") => workflow.nodes.iter().map(|n| n.id.clone()).collect(),
+                (None, _) => Vec::new(),
+            };
+            for id in &anew {
+                history.approvals.remove(id);
+                if let Some(a) = history.attempts.get_mut(id) {
+                    a.evidence.clear();
+                }
+            }
+            let store = super::approval_store(&workflow, state_dir);
+            // A store that cannot be read stops the run before anything runs, naming it.
+            store.decisions().map_err(|e| CliError::State { message: e.to_string() })?;
+            Some(Arc::new(crate::state::approvals::StoreApprovals::new(store, &history))
+                as Arc<dyn exec::approval::Approvals>)
+        }
+        _ => None,
+    };
     let previous_run = crate::state::history::run_dirs(state_dir)
         .last()
         .and_then(|dir| dir.file_name())
@@ -307,6 +348,8 @@ pub fn rollout(
         recorder: Some(recorder.clone() as SharedRecorder),
         cluster,
         guard: Some(Arc::new(exec::orphans::Guard::start(&run_dir))),
+        approvals,
+        wait_for_approval: args.waits_for_approval(),
     };
     if let Some(window) = deadline {
         // The dispatcher measures the window from its start, a moment from now.
@@ -318,11 +361,15 @@ pub fn rollout(
         }
     }
     let mut reporter = Reporter::new(&workflow, p, mode, std::io::stderr().is_terminal());
+    reporter.decide_args = decide_args(&workflow, args);
     // Handlers' runs tell nobody: the rollout they follow does.
     let mut notifier = match plan.command {
         "apply" | "resume" | "rollback" => crate::notify::Notifier::start(&workflow, &this_run, deadline),
         _ => None,
     };
+    if let Some(n) = notifier.as_mut() {
+        n.decide_args = reporter.decide_args.clone();
+    }
     let summary = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let run = tokio::spawn(exec::execute(workflow.clone(), options, tx));
@@ -365,6 +412,7 @@ pub fn rollout(
         skipped: summary.skipped,
         interrupted: summary.interrupted,
         deadline: summary.deadline_stop,
+        waiting: summary.waiting,
         took_ms: summary.took.as_millis() as u64,
         at: now(),
     };
@@ -388,30 +436,49 @@ pub fn rollout(
                 errln!("  {} {line}", p.dim("│"));
             }
         }
+        for (node, by, note) in &reporter.rejected {
+            errln!("\n{} {} rejected by {by}: {note}", p.red("✗"), workflow.nodes[*node].id);
+        }
         let what = match plan.command {
             "rollback" => "rollback",
             "on-failure" => "on-failure handlers",
             "finally" => "finally",
             _ => "rollout",
         };
-        let verdict = match stopped {
-            true => p.red(&format!("{what} stopped")),
-            false => p.green(&format!("{what} complete")),
+        let verdict = match (stopped, summary.waiting > 0) {
+            (true, _) => p.red(&format!("{what} stopped")),
+            (false, true) => p.yellow(&format!("{what} waiting for approval")),
+            (false, false) => p.green(&format!("{what} complete")),
+        };
+        let waiting = match summary.waiting {
+            0 => String::new(),
+            n => format!(", {n} waiting for approval"),
         };
         errln!(
-            "\n{verdict}: {} passed, {} failed, {} skipped in {}",
+            "\n{verdict}: {} passed, {} failed, {} skipped{waiting} in {}",
             summary.passed,
             summary.failed,
             summary.skipped,
             human(summary.took)
         );
+        for &node in &reporter.waiting {
+            let (approve, reject) = reporter.decide_commands(node);
+            let who = workflow.nodes[node].approval.as_ref().map(|a| a.who()).unwrap_or_default();
+            errln!("{} {} waits for approval from {who}", p.yellow("⏸"), workflow.nodes[node].id);
+            errln!("    approve: {approve}\n    reject:  {reject}");
+        }
+        if !stopped && summary.waiting > 0 {
+            errln!("{}", p.dim(&format!("once decided, `{}` goes on", resume_command(&workflow, args))));
+        }
         if summary.deadline_stop {
             errln!("the next node would end after the deadline; the rollout stopped before it");
         }
         let resume = resume_command(&workflow, args);
         // Nodes the operator stopped count as failed, but there is no cause to fix.
         let caused = reporter.failures.iter().any(|f| !f.cancelled) || summary.record_failed;
-        let hint = if caused {
+        let hint = if !reporter.rejected.is_empty() && !caused {
+            format!("act on the rejection, then `{resume}` runs the checks again and asks anew")
+        } else if caused {
             format!("fix the cause, then `{resume}` continues from the failed step")
         } else {
             format!("`{resume}` continues where it stopped")
@@ -447,8 +514,10 @@ pub fn rollout(
                 == Some(exit::INTERRUPTED);
         }
     }
-    // `finally`: whatever the outcome, but for an operator's stop.
-    if matches!(plan.command, "apply" | "resume") && !summary.interrupted && !stopped_later {
+    // `finally`: whatever the outcome, but for an operator's stop; a rollout that waits for
+    // approval has not ended (its resume runs it).
+    let waits = summary.waiting > 0 && !stopped;
+    if matches!(plan.command, "apply" | "resume") && !summary.interrupted && !stopped_later && !waits {
         if let Some(finally) = crate::rollback::finally_workflow(&workflow) {
             errln!("\n{} finally", p.bold("▸"));
             let run = Rollout::anew("finally", Vec::new());
@@ -465,6 +534,8 @@ pub fn rollout(
     } else if stopped || handlers_failed {
         // A handler's failure is reported where it happened; it never replaces the rollout's.
         exit::FAILED
+    } else if summary.waiting > 0 {
+        exit::WAITING
     } else {
         exit::SUCCESS
     })
@@ -567,6 +638,26 @@ fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
     }
     if let Some(context) = &args.context {
         words.extend(["--context".to_string(), context.clone()]);
+    }
+    shell_words::join(words)
+}
+
+/// What follows `milepost approve NODE` (or `reject`) to decide on this rollout from any
+/// folder: the workflow's path and the values and places that make it this rollout.
+fn decide_args(workflow: &Workflow, args: &RunArgs) -> String {
+    let mut words = vec![std::path::absolute(&workflow.file)
+        .unwrap_or_else(|_| workflow.file.clone())
+        .display()
+        .to_string()];
+    if let Some(env) = workflow.environment() {
+        words.extend(["--env".to_string(), env.name.clone()]);
+    }
+    for (name, value) in &workflow.var_overrides {
+        words.extend(["--var".to_string(), format!("{name}={value}")]);
+    }
+    if let Some(dir) = &args.state_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        words.extend(["--state-dir".to_string(), dir.display().to_string()]);
     }
     shell_words::join(words)
 }

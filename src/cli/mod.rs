@@ -2,6 +2,7 @@
 //! codes. The only place besides `ui` and `report` that writes to the terminal.
 
 mod apply;
+mod approve;
 mod completions;
 mod fmt;
 mod graph;
@@ -40,6 +41,8 @@ pub mod exit {
     pub const IO: u8 = 5;
     /// Preflight found the rollout could not finish (missing program, secret, cluster); nothing ran.
     pub const PREFLIGHT: u8 = 6;
+    /// A node waits for approval; what does not depend on it ran. `approve`, then `resume`.
+    pub const WAITING: u8 = 7;
     /// Stopped by Ctrl-C or SIGTERM; state is resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -64,6 +67,10 @@ enum Command {
     Rollback(rollback::RollbackArgs),
     /// Re-run only the validate steps of completed modules and gates (a drift audit).
     Verify(state::VerifyArgs),
+    /// Approve a module or gate that waits for approval.
+    Approve(approve::ApproveArgs),
+    /// Reject a module or gate that waits for approval: it fails with your note.
+    Reject(approve::RejectArgs),
     /// Where the last rollout stands: nodes, budgets, gates, metrics.
     Status(state::StatusArgs),
     /// The runs recorded in the state directory.
@@ -191,6 +198,37 @@ pub fn migrate(root: &Path) -> Result<(), CliError> {
     }
 }
 
+/// Where a rollout's approval decisions are kept: the one place a store is chosen, for
+/// `apply`/`resume` (which read it) and `approve`/`reject` (which add to it): beside the runs,
+/// or in the cluster that keeps the rollout's state.
+pub fn approval_store(
+    workflow: &Workflow,
+    rollout_dir: &Path,
+) -> std::sync::Arc<dyn crate::state::approvals::ApprovalStore> {
+    use crate::state::approvals::{ClusterStore, FileStore};
+    match &workflow.state {
+        None => std::sync::Arc::new(FileStore::new(rollout_dir)),
+        Some(state) => {
+            let remote = crate::state::cluster::Remote::connect(state, None)
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string());
+            std::sync::Arc::new(ClusterStore::new(remote))
+        }
+    }
+}
+
+/// Who is deciding, for `approve`/`reject`: the OS user, or, with the state in a cluster,
+/// the user the API server says the kubeconfig's credentials are (a SelfSubjectReview).
+pub fn identity(workflow: &Workflow) -> Result<crate::state::approvals::Identity, CliError> {
+    match &workflow.state {
+        None => Ok(crate::state::approvals::local_identity()),
+        Some(state) => crate::state::cluster::Remote::connect(state, None)
+            .map_err(|e| e.to_string())
+            .and_then(|remote| crate::state::approvals::cluster_identity(&remote))
+            .map_err(|message| CliError::Preflight { message }),
+    }
+}
+
 /// What every command gets: how to paint, where to print.
 pub struct Cx {
     pub out: Palette,
@@ -253,6 +291,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cx, args),
         Command::Resume(args) => state::resume(&cx, args),
         Command::Verify(args) => state::verify(&cx, args),
+        Command::Approve(args) => approve::approve(&cx, args),
+        Command::Reject(args) => approve::reject(&cx, args),
         Command::Rollback(args) => rollback::run(&cx, args),
         Command::Status(args) => state::status(&cx, args),
         Command::History(args) => state::history(&cx, args),

@@ -36,10 +36,15 @@ pub struct ReportArgs {
 
 pub fn run(cx: &Cx, args: &ReportArgs) -> Result<u8, CliError> {
     let (dir, journals, workflow) = open_journals(&args.state, args.state_dir.as_deref(), "report")?;
-    let report = report::build(&workflow, &dir, args.run.as_deref(), &journals).map_err(|e| match e {
-        ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
-        other => CliError::State { message: other.to_string() },
-    })?;
+    // Who decided on the rollout's requests for approval: in the store beside its runs.
+    let decisions = super::approval_store(&workflow, &dir)
+        .decisions()
+        .map_err(|e| CliError::State { message: e.to_string() })?;
+    let report =
+        report::build(&workflow, &dir, args.run.as_deref(), &journals, &decisions).map_err(|e| match e {
+            ReportError::UnknownRun { .. } => CliError::Usage { message: e.to_string() },
+            other => CliError::State { message: other.to_string() },
+        })?;
     let text = match args.format {
         ReportFormat::Html => report::html::render(&report).map_err(|message| CliError::State { message })?,
         ReportFormat::Junit => report::junit::render(&report),

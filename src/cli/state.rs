@@ -414,6 +414,13 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     let graph = PlanGraph::new(&workflow);
     let decisions = decide(&workflow, &graph, &history);
     let mut nodes = Vec::new();
+    // Who decided so far on the requests that stand; read only when one does.
+    let approved = match history.approvals.is_empty() {
+        true => Vec::new(),
+        false => super::approval_store(&workflow, &dir)
+            .decisions()
+            .map_err(|e| CliError::State { message: e.to_string() })?,
+    };
     for &n in graph.order() {
         let node = &workflow.nodes[n];
         let last = history.nodes.get(&node.id);
@@ -452,12 +459,19 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             // Its last run failed, whatever else makes it run again now (a gate whose phase
             // was rolled back after it failed).
             NodeStatus::Rerun(_) if history.nodes.get(&node.id).is_some_and(|end| !end.outcome.passed()) => {
-                let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
+                // No step failed when it ended otherwise (a rejected approval, an overrun).
+                let detail = history
+                    .failure(&node.id)
+                    .map(|(step, r)| format!("{step}: {r}"))
+                    .or_else(|| last.and_then(|end| end.outcome.reason().map(String::from)));
                 ("failed".into(), detail)
             }
             NodeStatus::Rerun(why) if why.starts_with("failed") => {
                 let detail = history.failure(&node.id).map(|(step, r)| format!("{step}: {r}"));
                 ("failed".into(), detail.or(Some(why.clone())))
+            }
+            NodeStatus::Rerun(_) if history.approvals.contains_key(&node.id) && node.approval.is_some() => {
+                ("waiting-approval".into(), Some(waiting_reason(&workflow, n, &history, &approved, args)))
             }
             NodeStatus::Rerun(_)
                 if live.as_ref().is_some_and(|(run, _)| {
@@ -525,6 +539,7 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
             "interrupted" | "changed" => p.yellow("↻"),
             "rolled-back" | "rolling-back" => p.yellow("↩"),
             "running" => p.bold("▶"),
+            "waiting-approval" => p.yellow("⏸"),
             "skipped" => p.dim("–"),
             _ => p.dim("·"),
         };
@@ -562,6 +577,56 @@ pub fn status(cx: &Cx, args: &StatusArgs) -> Result<u8, CliError> {
     }
     print(&out)?;
     Ok(exit::SUCCESS)
+}
+
+/// Who can approve a waiting node, who did so far, and the command to run.
+fn waiting_reason(
+    workflow: &Workflow,
+    n: usize,
+    history: &History,
+    decisions: &[crate::state::approvals::Decision],
+    args: &StatusArgs,
+) -> String {
+    let node = &workflow.nodes[n];
+    let (Some(approval), Some(request)) = (&node.approval, history.approvals.get(&node.id)) else {
+        return String::new();
+    };
+    let asked = crate::exec::approval::Request {
+        run_id: request.run_id.clone(),
+        source_hash: request.source_hash.clone(),
+    };
+    let so_far = match crate::state::approvals::tally(&node.id, &asked, approval.required, decisions) {
+        crate::exec::approval::Verdict::Waiting { approved_by } if !approved_by.is_empty() => {
+            format!(" ({} of {} so far: {})", approved_by.len(), approval.required, approved_by.join(", "))
+        }
+        crate::exec::approval::Verdict::Approved { by } => {
+            format!(" (approved by {}: resume goes on)", by.join(", "))
+        }
+        crate::exec::approval::Verdict::Rejected { by, note } => {
+            format!(" (rejected by {by}: {note}; resume records it)")
+        }
+        _ => String::new(),
+    };
+    let stale =
+        if request.source_hash != node.source_hash { "; its steps changed since it asked" } else { "" };
+    let mut words = vec![
+        "milepost".to_string(),
+        "approve".to_string(),
+        node.id.clone(),
+        workflow.file.display().to_string(),
+    ];
+    if let Some(env) = workflow.environment() {
+        words.extend(["--env".to_string(), env.name.clone()]);
+    }
+    if let Some(dir) = &args.state_dir {
+        words.extend(["--state-dir".to_string(), dir.display().to_string()]);
+    }
+    format!(
+        "needs approval from {}{so_far}{stale} (request of run {}): {}",
+        approval.who(),
+        request.run_id,
+        shell_words::join(words)
+    )
 }
 
 /// `status <workflow>` without `--env` for a workflow with environments: one row each.
@@ -615,6 +680,7 @@ pub(super) fn environment_rows(standings: &[promotion::Standing], p: crate::ui::
             Some(r) => {
                 let verdict = match r.finished {
                     Some(true) => "complete",
+                    Some(false) if r.waiting > 0 => "waiting for approval",
                     Some(false) => "stopped",
                     None => "no end",
                 };
@@ -756,6 +822,7 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
         let verdict = match r.finished {
             _ if broken.contains_key(r.run_id.as_str()) => p.yellow("fenced  "),
             Some(true) => p.green("complete"),
+            Some(false) if r.waiting > 0 => p.yellow("waiting "),
             Some(false) => p.red("stopped "),
             None if live.as_ref() == Some(&r.run_id) => p.bold("running "),
             None => p.yellow("killed? "),
@@ -772,6 +839,36 @@ pub fn history(cx: &Cx, args: &HistoryArgs) -> Result<u8, CliError> {
         ));
         if let Some(why) = broken.get(r.run_id.as_str()) {
             out.push_str(why);
+        }
+    }
+    // Requests for approval and the decisions on each, oldest first.
+    if !history.requests.is_empty() {
+        let decisions = super::approval_store(&workflow, &dir)
+            .decisions()
+            .map_err(|e| CliError::State { message: e.to_string() })?;
+        out.push_str(&format!("\n{}\n", p.bold("Approvals")));
+        for request in &history.requests {
+            let who = match request.from.as_slice() {
+                [] => "anyone".to_string(),
+                from => from.join(", "),
+            };
+            let outcome = request.decided.as_ref().map_or("waiting", |d| d.decision.as_str());
+            out.push_str(&format!(
+                "  {} asked in run {} at {}: {} of {who} · {outcome}\n",
+                request.node, request.run_id, request.at, request.required
+            ));
+            for d in decisions.iter().filter(|d| d.node == request.node && d.request == request.run_id) {
+                let note = d.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+                let stale =
+                    if d.source_hash != request.source_hash { " (for another definition)" } else { "" };
+                out.push_str(&format!(
+                    "    {} by {} (groups {}) at {}{stale}{note}\n",
+                    d.decision,
+                    d.user,
+                    d.groups.join(", "),
+                    d.at
+                ));
+            }
         }
     }
     print(&out)?;

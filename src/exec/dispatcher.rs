@@ -49,6 +49,12 @@ pub struct ApplyOptions {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Stops the steps' process groups if milepost goes away; `None` in library tests.
     pub guard: Option<Arc<super::orphans::Guard>>,
+    /// Where approvals are asked and read; `None`: this run asks for none (`verify`,
+    /// rollbacks, handlers).
+    pub approvals: Option<Arc<dyn super::approval::Approvals>>,
+    /// Wait at a terminal for approvals; otherwise a node that needs one is left waiting and
+    /// the run ends when nothing else can run.
+    pub wait_for_approval: bool,
 }
 
 /// The records a finished sync covers (see `written`), and whether they reached the disk.
@@ -64,6 +70,8 @@ enum State {
     Skipped,
     /// Skipped by its `when`: counts as passed for the order.
     Bypassed,
+    /// Left waiting for approval: not ended; nothing after it starts.
+    AwaitingApproval,
 }
 
 impl State {
@@ -151,7 +159,8 @@ pub async fn execute(
     }
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut running: JoinSet<(NodeId, super::node::Ended)> = JoinSet::new();
     let mut running_since: Vec<Option<Instant>> = vec![None; n];
     let mut in_use = vec![0u32; workflow.resources.len()];
     let mut stopping = false;
@@ -254,6 +263,10 @@ pub async fn execute(
                     .flat_map(|w| w.reads.iter())
                     .filter_map(|id| workflow.node(id).map(|r| (id.clone(), outcome_of[r])))
                     .collect(),
+                approvals: options.approvals.clone(),
+                wait_for_approval: options.wait_for_approval,
+                draining: drain_rx.clone(),
+                run_id: options.run_id.clone(),
             };
             let begun = ExecEvent::NodeBegun { node: i, first_step: run.skip_steps };
             if let Err(reason) = super::record(&options.recorder, &begun) {
@@ -268,12 +281,12 @@ pub async fn execute(
                 break;
             }
             if let Some(reason) = broken {
-                running.spawn(async move { (i, Outcome::Failed { reason }) });
+                running.spawn(async move { (i, (Some(Outcome::Failed { reason }), Duration::ZERO)) });
                 continue;
             }
             if let Err(e) = &log_dir {
                 let reason = format!("cannot create the log folder {}: {e}", run.log_dir.display());
-                running.spawn(async move { (i, Outcome::Failed { reason }) });
+                running.spawn(async move { (i, (Some(Outcome::Failed { reason }), Duration::ZERO)) });
                 continue;
             }
             running.spawn(async move { (i, run_node(run).await) });
@@ -303,17 +316,30 @@ pub async fn execute(
                         continue;
                     }
                 };
-                let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default();
-                for &r in &workflow.nodes[i].uses {
-                    in_use[r] -= 1;
-                }
-                let mut ended = vec![(i, outcome, took)];
-                while let Some(Ok((more, outcome))) = running.try_join_next() {
-                    let took = running_since[more].take().map(|t| t.elapsed()).unwrap_or_default();
-                    for &r in &workflow.nodes[more].uses {
+                let mut ended = Vec::new();
+                let mut left_waiting = Vec::new();
+                let mut joined = Some((i, outcome));
+                while let Some((i, (outcome, waited))) = joined.take() {
+                    // A person's time deciding is not the node's: budgets, reports and
+                    // `plan --calibrate` measure the work.
+                    let took = running_since[i].take().map(|t| t.elapsed()).unwrap_or_default().saturating_sub(waited);
+                    for &r in &workflow.nodes[i].uses {
                         in_use[r] -= 1;
                     }
-                    ended.push((more, outcome, took));
+                    match outcome {
+                        Some(outcome) => ended.push((i, outcome, took)),
+                        // Not an end: no record, nothing after it starts; a resume goes on.
+                        None => left_waiting.push(i),
+                    }
+                    joined = running.try_join_next().and_then(Result::ok);
+                }
+                for i in left_waiting {
+                    state[i] = State::AwaitingApproval;
+                    summary.waiting += 1;
+                    let _ = events.send(ExecEvent::NodeWaiting { node: i });
+                }
+                if ended.is_empty() {
+                    continue;
                 }
                 // Every node that ended by now is written as one batch; their dependents are
                 // held until a sync covers it.
@@ -352,6 +378,9 @@ pub async fn execute(
                     summary.failed += 1;
                     if !options.keep_going {
                         failure_stop = true;
+                        // Nothing new starts: a node waiting for a person would only hold the
+                        // end of a failed run. It stays waiting, for the resume.
+                        let _ = drain_tx.send(true);
                     }
                     // Dependents are skipped, and theirs in turn, but for those whose
                     // condition reads the outcome: they wait for their other dependencies.
@@ -416,6 +445,7 @@ pub async fn execute(
                 summary.interrupted = true;
                 stopping = true;
                 if interrupts == 1 {
+                    let _ = drain_tx.send(true);
                     let _ = events.send(ExecEvent::Draining);
                 } else {
                     let _ = cancel_tx.send(true);
@@ -431,10 +461,22 @@ pub async fn execute(
             }
         }
     }
+    // What waits behind a node left for approval says so; the rest was stopped.
+    let mut behind: Vec<Option<NodeId>> = vec![None; n];
+    for &i in graph.order() {
+        behind[i] = graph.deps(i).find_map(|d| match state[d] {
+            State::AwaitingApproval => Some(d),
+            _ => behind[d],
+        });
+    }
     for (i, s) in state.iter_mut().enumerate() {
         if matches!(s, State::Waiting | State::Ready) {
             *s = State::Skipped;
-            let _ = events.send(ExecEvent::NodeSkipped { node: i, reason: SkipReason::Stopped });
+            let reason = match behind[i] {
+                Some(d) => SkipReason::AwaitsApproval { upstream: workflow.nodes[d].id.clone() },
+                None => SkipReason::Stopped,
+            };
+            let _ = events.send(ExecEvent::NodeSkipped { node: i, reason });
         }
     }
     summary.skipped = state.iter().filter(|s| matches!(s, State::Skipped | State::Bypassed)).count();
@@ -532,6 +574,8 @@ mod tests {
             recorder: Some(Arc::new(Mutex::new(Log(log.clone())))),
             cluster: None,
             guard: None,
+            approvals: None,
+            wait_for_approval: false,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -571,6 +615,150 @@ mod tests {
         assert!(after_a > Duration::from_secs(10) && after_a < Duration::from_secs(11), "{after_a:?}");
         let (after_b, _) = projected(ends[1]);
         assert!(after_b < Duration::from_secs(1), "{after_b:?} for {}", workflow.id);
+    }
+
+    /// Approvals that say "not yet" `polls` times, then `then`; counts the polls.
+    struct Delayed {
+        polls: std::sync::atomic::AtomicU32,
+        not_yet: u32,
+        then: crate::exec::approval::Verdict,
+    }
+
+    impl crate::exec::approval::Approvals for Delayed {
+        fn standing(&self, _: &crate::spec::Node) -> crate::exec::approval::Standing {
+            Default::default()
+        }
+
+        fn verdict(
+            &self,
+            _: &crate::exec::approval::Request,
+            _: &crate::spec::Node,
+        ) -> Result<crate::exec::approval::Verdict, String> {
+            let n = self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(match n < self.not_yet {
+                true => crate::exec::approval::Verdict::Waiting { approved_by: Vec::new() },
+                false => self.then.clone(),
+            })
+        }
+    }
+
+    /// A gate `g` that needs approval, `after` it `b`, and `c` beside them, run with
+    /// `approvals` and waiting or not; the summary, the events and the steps that ran.
+    fn run_gated(approvals: Arc<Delayed>, wait: bool) -> (RunSummary, Vec<ExecEvent>, Vec<String>) {
+        run_gated_with(approvals, wait, "echo c >> ledger")
+    }
+
+    /// [`run_gated`] with `c` running `c_runs`.
+    fn run_gated_with(
+        approvals: Arc<Delayed>,
+        wait: bool,
+        c_runs: &str,
+    ) -> (RunSummary, Vec<ExecEvent>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.kdl");
+        let text = r#"workflow w { phase p { modules a; gate g } }
+            module a { budget "1m"; install { run a "echo a >> ledger" } }
+            gate g { budget "1m"; approval; validate { run check "echo check >> ledger" } }
+            module b { budget "1m"; after g; install { run b "echo b >> ledger" } }
+            module c { budget "1m"; install { run c "C" } }"#
+            .replace("\"C\"", &format!("{c_runs:?}"));
+        std::fs::write(&file, text).unwrap();
+        let workflow = Arc::new(
+            crate::spec::load(&file, &Default::default()).map_err(|e| format!("{e:?}")).unwrap().workflow,
+        );
+        let options = ApplyOptions {
+            parallelism: 2,
+            keep_going: false,
+            selected: Vec::new(),
+            done: Vec::new(),
+            deadline: None,
+            run_dir: dir.path().to_path_buf(),
+            run_id: "test".into(),
+            skip_steps: Vec::new(),
+            recorder: None,
+            cluster: None,
+            guard: None,
+            approvals: Some(approvals),
+            wait_for_approval: wait,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Bounded: a wait that never ends is the bug these tests look for, not a hang.
+        let summary = runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), execute(workflow, options, tx)).await
+            })
+            .expect("the run ended within 30 s");
+        let mut events = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        let ledger = std::fs::read_to_string(dir.path().join("ledger")).unwrap_or_default();
+        (summary, events, ledger.lines().map(String::from).collect())
+    }
+
+    fn delayed(not_yet: u32, then: crate::exec::approval::Verdict) -> Arc<Delayed> {
+        Arc::new(Delayed { polls: Default::default(), not_yet, then })
+    }
+
+    /// At a terminal the gate waits, polling, until the approval arrives, then goes on.
+    #[test]
+    fn a_waiting_gate_goes_on_when_the_approval_arrives() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(2, Verdict::Approved { by: vec!["alice".into()] });
+        let (summary, events, ledger) = run_gated(approvals.clone(), true);
+        assert_eq!((summary.passed, summary.failed, summary.waiting), (4, 0, 0), "{summary:?}");
+        assert_eq!(approvals.polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // b ran after the approval, never before; the check ran once.
+        assert_eq!(ledger.iter().filter(|l| *l == "check").count(), 1, "{ledger:?}");
+        assert_eq!(ledger.last().map(String::as_str), Some("b"), "{ledger:?}");
+        let told =
+            events.iter().filter(|e| matches!(e, ExecEvent::ApprovalWaiting { waits: true, .. })).count();
+        assert_eq!(told, 1, "who can approve is said once, not at every poll");
+    }
+
+    /// A rejection ends the gate failed with who and why; what follows it is skipped.
+    #[test]
+    fn a_rejected_approval_fails_the_gate_with_the_note() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(1, Verdict::Rejected { by: "bob".into(), note: "error budget burnt".into() });
+        let (summary, events, ledger) = run_gated(approvals, true);
+        assert_eq!((summary.failed, summary.waiting), (1, 0), "{summary:?}");
+        let reason = events.iter().find_map(|e| match e {
+            ExecEvent::NodeFinished { outcome, .. } if !outcome.passed() => {
+                outcome.reason().map(String::from)
+            }
+            _ => None,
+        });
+        assert_eq!(reason.as_deref(), Some("rejected by bob: error budget burnt"));
+        assert!(!ledger.contains(&"b".to_string()), "{ledger:?}");
+    }
+
+    /// Without a terminal the gate is left waiting: not failed, b not started, c ran.
+    #[test]
+    fn without_waiting_an_approval_gate_is_left_waiting_and_independent_nodes_finish() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(u32::MAX, Verdict::Approved { by: Vec::new() });
+        let (summary, events, ledger) = run_gated(approvals.clone(), false);
+        assert_eq!((summary.passed, summary.failed, summary.waiting), (2, 0, 1), "{summary:?}");
+        assert_eq!(approvals.polls.load(std::sync::atomic::Ordering::SeqCst), 1, "read once, not polled");
+        assert!(ledger.contains(&"c".to_string()) && !ledger.contains(&"b".to_string()), "{ledger:?}");
+        assert!(events.iter().any(|e| matches!(e, ExecEvent::NodeWaiting { .. })));
+        assert!(
+            !events.iter().any(|e| matches!(e, ExecEvent::NodeFinished { node: 1, .. })),
+            "g did not end"
+        );
+    }
+
+    /// A failure elsewhere stops new starts: a gate waiting for a person at a terminal stops
+    /// waiting (left waiting, for the resume) instead of holding the end of a failed run.
+    #[test]
+    fn a_failure_elsewhere_ends_a_wait_for_approval() {
+        use crate::exec::approval::Verdict;
+        let approvals = delayed(u32::MAX, Verdict::Approved { by: Vec::new() });
+        let (summary, _, ledger) = run_gated_with(approvals, true, "sleep 0.5; exit 1");
+        assert_eq!((summary.failed, summary.waiting), (1, 1), "{summary:?}");
+        assert!(!ledger.contains(&"b".to_string()), "{ledger:?}");
     }
 
     /// Whether a flush began after entry `from` and before entry `to`.

@@ -67,6 +67,8 @@ pub enum SkipReason {
     AlreadyDone,
     /// Its `when` condition is false (decided at load, or when it would have started).
     Condition { when: String },
+    /// A node it depends on waits for approval (not recorded: a resume runs it).
+    AwaitsApproval { upstream: String },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -78,6 +80,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NotSelected => f.write_str("not selected"),
             SkipReason::AlreadyDone => f.write_str("done in an earlier run"),
             SkipReason::Condition { when } => write!(f, "when {when} is false"),
+            SkipReason::AwaitsApproval { upstream } => write!(f, "`{upstream}` waits for approval"),
         }
     }
 }
@@ -170,6 +173,40 @@ pub enum ExecEvent {
     RunFinished {
         summary: RunSummary,
     },
+    /// A node asks for approval (a new request, journaled): who may decide, and what its
+    /// checks showed.
+    ApprovalRequested {
+        node: NodeId,
+        approval: crate::spec::Approval,
+        evidence: Vec<super::approval::Evidence>,
+    },
+    /// A node waits for approval: said once per run of it, with who approved so far, and
+    /// whether this run waits (a terminal) or leaves it waiting.
+    ApprovalWaiting {
+        node: NodeId,
+        approval: crate::spec::Approval,
+        approved_by: Vec<String>,
+        waits: bool,
+    },
+    /// Decided: approved by `by` (no note), or rejected by `by[0]` with `note`.
+    ApprovalDecided {
+        node: NodeId,
+        /// The run whose request this answers.
+        request: String,
+        by: Vec<String>,
+        note: Option<String>,
+    },
+    /// Something a person should know about a node's approval (an approval that no longer
+    /// counts).
+    ApprovalNote {
+        node: NodeId,
+        message: String,
+    },
+    /// The node's steps so far passed and it waits for approval: not ended, not failed;
+    /// nothing after it starts.
+    NodeWaiting {
+        node: NodeId,
+    },
 }
 
 /// The end of a run, for the last lines and the exit code.
@@ -183,4 +220,6 @@ pub struct RunSummary {
     pub deadline_stop: bool,
     /// The journal could not be written; the run stopped.
     pub record_failed: bool,
+    /// Nodes left waiting for approval.
+    pub waiting: usize,
 }

@@ -1,6 +1,7 @@
 //! Execution: the dispatcher, node runs and step kinds. Emits [`events::ExecEvent`]s and
 //! never prints; `ui` shows them and `state` records them.
 
+pub mod approval;
 pub mod dispatcher;
 pub mod events;
 pub mod kubernetes;

@@ -27,14 +27,77 @@ pub struct NodeRun {
     pub guard: Option<Arc<super::orphans::Guard>>,
     /// The outcomes, when the node started, of the nodes its steps' conditions read.
     pub outcomes: std::collections::HashMap<String, &'static str>,
+    /// Where approvals are asked and read; `None`: this run asks for none (`verify`).
+    pub approvals: Option<Arc<dyn super::approval::Approvals>>,
+    /// Wait for a decision (a person at a terminal), or leave the node waiting.
+    pub wait_for_approval: bool,
+    /// Set by the dispatcher on the first Ctrl-C, or when a failure stops new starts: a wait
+    /// for approval ends (the node stays waiting, resumable), where running steps go on to
+    /// their end.
+    pub draining: watch::Receiver<bool>,
+    pub run_id: String,
 }
 
-/// Runs the node to its end and returns how it ended.
-pub async fn run_node(run: NodeRun) -> Outcome {
+/// How a node's run ended: with an outcome (`None`: left waiting for approval), and how long
+/// of it was spent waiting for a person, which is not the node's time.
+pub type Ended = (Option<Outcome>, Duration);
+
+/// Runs the node to its end and returns how it ended; `None`: it waits for approval.
+///
+/// Its approval is asked where it belongs: a module's before its first install step, a
+/// gate's after its checks passed. The wait for a person is outside the node's budget: a
+/// budget plans the work, and nobody's lunch break is an overrun. A module resumed past its
+/// first step asks too, and finds the standing request that let it through.
+pub async fn run_node(run: NodeRun) -> Ended {
+    use super::approval::{ask, Asked};
     let node = &run.workflow.nodes[run.node];
     let _ = run
         .events
         .send(ExecEvent::NodeStarted { node: run.node, steps: node.install.len() + node.validate.len() });
+    let mut waited = Duration::ZERO;
+    let mut asking = async || {
+        let since = Instant::now();
+        let asked = ask(&run, stop_waiting(&run)).await;
+        waited += since.elapsed();
+        match asked {
+            Asked::GoOn => None,
+            Asked::Ended(outcome) => Some(Some(outcome)),
+            Asked::Waiting => Some(None),
+        }
+    };
+    let module_asks = node.approval.is_some() && node.kind == crate::spec::NodeKind::Module;
+    if module_asks {
+        if let Some(ended) = asking().await {
+            return (ended, waited);
+        }
+    }
+    let outcome = budgeted_steps(&run).await;
+    if module_asks || node.approval.is_none() || !outcome.passed() {
+        return (Some(outcome), waited);
+    }
+    let ended = asking().await.unwrap_or(Some(Outcome::Passed));
+    (ended, waited)
+}
+
+/// Set on the first Ctrl-C (draining) or a cancel: a wait for approval stops at either,
+/// where running steps stop only at a cancel.
+fn stop_waiting(run: &NodeRun) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let (mut draining, mut cancel) = (run.draining.clone(), run.cancel.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = step::wait_cancelled(&mut draining) => {}
+            _ = step::wait_cancelled(&mut cancel) => {}
+            _ = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// The node's steps against its budget.
+async fn budgeted_steps(run: &NodeRun) -> Outcome {
+    let node = &run.workflow.nodes[run.node];
     // The node's own cancel: the operator's, or a fatal overrun.
     let (local_cancel, local_rx) = watch::channel(false);
     let mut global = run.cancel.clone();
@@ -47,7 +110,7 @@ pub async fn run_node(run: NodeRun) -> Outcome {
     };
     // Set before a fatal overrun cancels the steps, so the stopped step says why.
     let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let steps = run_steps(&run, local_rx, overran.clone());
+    let steps = run_steps(run, local_rx, overran.clone());
     tokio::pin!(steps);
     let planned = node.planned;
     let fatal = node.on_overrun == OnOverrun::Fail;

@@ -70,6 +70,13 @@ fn cases(node: &NodeReport) -> Vec<Case<'_>> {
             "not-run" | "skipped" => Verdict::Skipped(
                 node.skip_reason.clone().unwrap_or_else(|| "the gate did not run in this rollout".into()),
             ),
+            // Not a failure: its checks passed and a person has yet to decide.
+            "waiting-approval" => Verdict::Skipped(
+                node.attempts
+                    .last()
+                    .and_then(|a| a.reason.clone())
+                    .unwrap_or_else(|| "waits for approval".into()),
+            ),
             other => Verdict::Failed {
                 kind: "gate",
                 message: node

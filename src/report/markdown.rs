@@ -8,8 +8,8 @@ use super::seconds;
 
 fn mark(result: &str) -> &'static str {
     match result {
-        "passed" | "complete" => "✅",
-        "failed" | "timed-out" => "❌",
+        "passed" | "complete" | "approved" => "✅",
+        "failed" | "timed-out" | "rejected" => "❌",
         "interrupted" | "killed" | "deadline" | "cancelled" | "skipped" | "rollback-failed" => "⚠️",
         "rolled-back" => "↩️",
         _ => "⏸️",
@@ -75,6 +75,29 @@ pub fn render(report: &Report) -> String {
         let result = p.gate_result.as_deref().unwrap_or("no gate");
         let gate = p.gate.as_deref().unwrap_or("—");
         let _ = writeln!(out, "- {} **{}** gate `{gate}`: {result}", mark(result), p.id);
+    }
+
+    let asked: Vec<_> = report.nodes.iter().flat_map(|n| n.approvals.iter().map(move |a| (n, a))).collect();
+    if !asked.is_empty() {
+        out.push_str("\n### Approvals\n");
+        for (n, a) in asked {
+            let from = if a.from.is_empty() { "anyone".to_string() } else { a.from.join(", ") };
+            let _ = writeln!(
+                out,
+                "\n- {} **{}** asked in run `{}` at {} ({} of {}): {}",
+                mark(&a.outcome),
+                n.id,
+                a.run_id,
+                a.requested_at,
+                a.required,
+                cell(&from),
+                a.outcome
+            );
+            for d in &a.decisions {
+                let note = d.note.as_deref().map(|t| format!(": {}", cell(t))).unwrap_or_default();
+                let _ = writeln!(out, "  - {} by `{}` at {}{note}", d.decision, cell(&d.user), d.at);
+            }
+        }
     }
 
     if !report.metrics.is_empty() {

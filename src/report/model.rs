@@ -114,6 +114,36 @@ pub struct NodeReport {
     /// Actual time past budget plus buffer.
     pub over_budget: bool,
     pub attempts: Vec<Attempt>,
+    /// Its requests for approval in this rollout, oldest first, with every decision on each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalReport>,
+}
+
+/// One request for approval and what came of it.
+#[derive(Debug, Serialize)]
+pub struct ApprovalReport {
+    /// The run that asked.
+    pub run_id: String,
+    pub requested_at: String,
+    pub required: u32,
+    /// Who may decide; empty: anyone who can write the rollout's state.
+    pub from: Vec<String>,
+    /// `approved`, `rejected`, or `waiting` (no run has seen enough decisions yet).
+    pub outcome: String,
+    /// What the gate's checks showed when it asked.
+    pub evidence: Vec<crate::exec::approval::Evidence>,
+    pub decisions: Vec<DecisionReport>,
+}
+
+/// One person's decision.
+#[derive(Debug, Serialize)]
+pub struct DecisionReport {
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub at: String,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -260,6 +290,7 @@ pub fn build(
     state_dir: &Path,
     run: Option<&str>,
     journals: &Journals,
+    decisions: &[crate::state::approvals::Decision],
 ) -> Result<Report, ReportError> {
     // Log paths in a report are absolute: it is read from anywhere.
     let state_dir = &state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
@@ -272,11 +303,16 @@ pub fn build(
     let plan = Plan::new(workflow, &PlanOptions::default());
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
     let mut skips: HashMap<String, String> = HashMap::new();
+    let mut requests: HashMap<String, Vec<ApprovalReport>> = HashMap::new();
     let mut run_infos = Vec::new();
     let mut offset = 0.0;
     for (dir, records) in runs {
         let Some(Record::RunStart { run_id, command, started_at, .. }) = records.first() else { continue };
         let mut seen: Vec<(String, NodeSeen)> = Vec::new();
+        // Waits for a person, per node in this run: when it began (its node's start or its
+        // request) and how long they took in all. Not the node's time.
+        let mut wait_from: HashMap<String, String> = HashMap::new();
+        let mut waited: HashMap<String, f64> = HashMap::new();
         let mut last_at = started_at.clone();
         let mut info = RunInfo {
             run_id: run_id.clone(),
@@ -338,7 +374,43 @@ pub fn build(
                     skips.insert(node.clone(), reason.to_string());
                 }
                 Record::GatePassed { at, .. } | Record::LockBroken { at, .. } => last_at = at.clone(),
-                Record::RunEnd { failed, interrupted, deadline, at, .. } => {
+                Record::ApprovalRequested { node, at, evidence, required, from, .. } => {
+                    last_at = at.clone();
+                    wait_from.insert(node.clone(), at.clone());
+                    let decided = decisions
+                        .iter()
+                        .filter(|d| d.node == *node && d.request == *run_id)
+                        .map(|d| DecisionReport {
+                            decision: d.decision.to_string(),
+                            user: d.user.clone(),
+                            groups: d.groups.clone(),
+                            at: d.at.clone(),
+                            note: d.note.clone(),
+                        })
+                        .collect();
+                    requests.entry(node.clone()).or_default().push(ApprovalReport {
+                        run_id: run_id.clone(),
+                        requested_at: at.clone(),
+                        required: *required,
+                        from: from.clone(),
+                        outcome: "waiting".into(),
+                        evidence: evidence.clone(),
+                        decisions: decided,
+                    });
+                }
+                Record::ApprovalDecided { node, request, decision, at, .. } => {
+                    last_at = at.clone();
+                    if let Some(from) = wait_from.remove(node) {
+                        *waited.entry(node.clone()).or_default() += seconds_between(&from, at);
+                    }
+                    let asked = requests
+                        .get_mut(node)
+                        .and_then(|r| r.iter_mut().rev().find(|r| r.run_id == *request));
+                    if let Some(asked) = asked {
+                        asked.outcome = decision.clone();
+                    }
+                }
+                Record::RunEnd { failed, interrupted, deadline, waiting, at, .. } => {
                     info.ended_at = Some(at.clone());
                     last_at = at.clone();
                     info.outcome = if *interrupted {
@@ -347,12 +419,17 @@ pub fn build(
                         "failed"
                     } else if *deadline {
                         "deadline"
+                    } else if *waiting > 0 {
+                        "waiting"
                     } else {
                         "complete"
                     }
                     .into();
                 }
-                Record::RunStart { .. } | Record::NodeStart { .. } => {}
+                Record::NodeStart { node, at, .. } => {
+                    wait_from.insert(node.clone(), at.clone());
+                }
+                Record::RunStart { .. } => {}
             }
         }
         info.took_secs = seconds_between(started_at, &last_at);
@@ -411,8 +488,15 @@ pub fn build(
                 .collect();
             let (result, reason) = match &s.outcome {
                 Some(o) => (result_of(o).to_string(), o.reason().map(String::from)),
+                // Its steps so far passed and the run left it for a person's decision.
+                None if info.outcome == "waiting" && history.approvals.contains_key(&node_id) => (
+                    "waiting-approval".to_string(),
+                    node.approval.as_ref().map(|a| format!("waits for approval from {}", a.who())),
+                ),
                 None => ("interrupted".to_string(), Some("the run ended while it ran".to_string())),
             };
+            // A person's time deciding is not the node's: budgets compare the work.
+            let person = waited.get(&node_id).copied().unwrap_or(0.0);
             attempts.entry(node_id).or_default().push(Attempt {
                 rollback: undoing,
                 run_id: run_id.clone(),
@@ -420,7 +504,7 @@ pub fn build(
                 ended_at: s.ended_at.clone(),
                 start_secs,
                 end_secs,
-                took_secs: super::to_ms(end_secs - start_secs),
+                took_secs: super::to_ms((end_secs - start_secs - person).max(0.0)),
                 result,
                 reason,
                 steps,
@@ -457,6 +541,7 @@ pub fn build(
                 (Some(a), _) if a.rollback => "rollback-failed",
                 (Some(a), _) => match a.result.as_str() {
                     "passed" => "passed",
+                    "waiting-approval" => "waiting-approval",
                     "interrupted" | "cancelled" => "interrupted",
                     _ => "failed",
                 },
@@ -481,6 +566,7 @@ pub fn build(
                 actual_secs: actual,
                 over_budget: actual.is_some_and(|a| a > node.planned.as_secs_f64()),
                 attempts: tries,
+                approvals: requests.remove(&node.id).unwrap_or_default(),
             }
         })
         .collect();

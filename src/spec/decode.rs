@@ -59,6 +59,7 @@ const MODULE_CHILDREN: &[&str] = &[
     "validate",
     "rollback",
     "on-failure",
+    "approval",
 ];
 const GATE_CHILDREN: &[&str] = &[
     "title",
@@ -72,8 +73,30 @@ const GATE_CHILDREN: &[&str] = &[
     "validate",
     "rollback",
     "on-failure",
+    "approval",
 ];
 const STEP_KINDS: &[&str] = &["run", "http", "tcp", "template", "apply", "wait"];
+
+/// The most approvals one `approval` may require: more distinct people than any team
+/// signs off with, small enough that a count never overflows.
+pub const MAX_REQUIRED_APPROVALS: u32 = 100;
+
+/// Why a name cannot be an approver: user and group names are compared as the OS gives
+/// them, so one that no OS gives (empty, blank around, control characters, over 256 bytes)
+/// could never approve, and the gate would wait forever.
+fn approver_flaw(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        Some("is empty".into())
+    } else if name.trim() != name {
+        Some("has spaces around it".into())
+    } else if name.chars().any(char::is_control) {
+        Some("has a control character".into())
+    } else if name.len() > 256 {
+        Some(format!("is {} bytes long; user and group names are at most 256", name.len()))
+    } else {
+        None
+    }
+}
 
 /// Large files are parsed in chunks of about this many bytes, on all cores.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -901,6 +924,69 @@ impl Cx<'_> {
         Some(n)
     }
 
+    /// `approval required=2 from="sre-leads" "alice" environment="prod"`: who may approve
+    /// (`from` values and positional names alike), how many distinct people must.
+    fn approval(&mut self, node: &KdlNode) -> Option<RawApproval> {
+        const EXAMPLE: &str = "approval required=1 from=\"sre-leads\" \"alice\" environment=\"prod\"";
+        self.check_shape(node, usize::MAX, "user or group names", &["required", "from", "environment"]);
+        self.no_children(node);
+        let mut approval =
+            RawApproval { at: self.name_at(node), required: None, from: Vec::new(), environment: None };
+        for entry in node.entries() {
+            let key = entry.name().map(|k| k.value());
+            match key {
+                Some("required") => approval.required = self.required_approvals(entry, EXAMPLE),
+                Some("environment") => approval.environment = self.string(entry, "`environment`"),
+                Some("from") | None => {
+                    let Some(name) = self.string(entry, "an approver (a user or group name)") else {
+                        continue;
+                    };
+                    if let Some(reason) = approver_flaw(&name.value) {
+                        let problem = Problem::BadValue {
+                            what: format!("approver `{}`", name.value.escape_debug()),
+                            reason,
+                            help: EXAMPLE.into(),
+                        };
+                        self.problems.at(problem, name.at());
+                    } else if approval.from.iter().any(|f| f.value == name.value) {
+                        let problem = Problem::BadValue {
+                            what: format!("approver `{}`", name.value),
+                            reason: "is named twice".into(),
+                            help: "each person or group counts once; name it once".into(),
+                        };
+                        self.problems.at(problem, name.at());
+                    } else {
+                        approval.from.push(name);
+                    }
+                }
+                Some(_) => {} // reported by check_shape
+            }
+        }
+        Some(approval)
+    }
+
+    /// `required=N`: a whole number from 1 to [`MAX_REQUIRED_APPROVALS`].
+    fn required_approvals(&mut self, entry: &KdlEntry, example: &str) -> Option<Spanned<u32>> {
+        match entry.value() {
+            KdlValue::Integer(n) if (1..=i128::from(MAX_REQUIRED_APPROVALS)).contains(n) => {
+                Some(self.spanned(*n as u32, entry.span()))
+            }
+            KdlValue::Integer(n) => {
+                let problem = Problem::BadValue {
+                    what: "`required`".into(),
+                    reason: format!("must be from 1 to {MAX_REQUIRED_APPROVALS}, found {n}"),
+                    help: format!("the number of distinct people who must approve: {example}"),
+                };
+                self.problems.at(problem, self.at(entry.span()));
+                None
+            }
+            other => {
+                self.wrong_type(entry, "`required`", "a whole number", other);
+                None
+            }
+        }
+    }
+
     /// `on-failure "stop"` or `on-failure "rollback"`.
     fn on_failure(&mut self, node: &KdlNode) -> Option<Spanned<OnFailure>> {
         self.check_shape(node, 1, "one value", &[]);
@@ -1277,6 +1363,7 @@ impl Cx<'_> {
             rollback_budget: None,
             on_failure: None,
             handler: Vec::new(),
+            approvals: Vec::new(),
         };
         let allowed = match kind {
             NodeKind::Module => MODULE_CHILDREN,
@@ -1359,6 +1446,7 @@ impl Cx<'_> {
                         raw.handler.extend(children(child).filter_map(|s| self.step(s)));
                     }
                 }
+                "approval" => raw.approvals.extend(self.approval(child)),
                 _ => unreachable!("`allowed` lists every name matched above"),
             }
         }

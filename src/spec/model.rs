@@ -146,7 +146,7 @@ pub enum NotifyEvent {
     Overrun,
     /// The projected finish passed the rollout's deadline (see `notify` in definitions.md).
     ProjectedPastDeadline,
-    /// Reserved for approvals (issue 17): accepted in `events`, not sent yet.
+    /// A module or gate asks for approval.
     ApprovalNeeded,
 }
 
@@ -260,6 +260,11 @@ pub struct Node {
     pub on_failure: OnFailure,
     /// Steps run when it fails, before any rollback: diagnostics (`on-failure { … }`).
     pub handler: Vec<Step>,
+    /// The approval it needs in this load's environment (`approval …`): a gate asks after
+    /// its checks passed, a module before its first install step. Not part of any hash: who
+    /// may approve changes nothing that ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     /// The directory of the defining file; relative paths in steps start here.
     pub dir: PathBuf,
     /// What it installs and validates as written, before any environment's values: its
@@ -289,6 +294,35 @@ impl Node {
         match self.number {
             Some(n) => format!("#{n} {}", self.id),
             None => self.id.clone(),
+        }
+    }
+}
+
+/// People who must say yes before a node goes on (GitHub environments' required reviewers,
+/// Spinnaker's manual judgment, Argo's `suspend`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// How many distinct people must approve (at least 1).
+    pub required: u32,
+    /// User or group names, any of whom may decide; empty: anyone who can write the
+    /// rollout's state.
+    pub from: Vec<String>,
+}
+
+impl Approval {
+    /// Who may decide, for messages: "one of sre-leads, alice", "2 distinct people of …",
+    /// "anyone who can write the rollout's state".
+    pub fn who(&self) -> String {
+        let people = if self.from.is_empty() {
+            "anyone who can write the rollout's state".to_string()
+        } else {
+            self.from.join(", ")
+        };
+        match (self.required, self.from.is_empty()) {
+            (1, true) => people,
+            (1, false) => format!("one of {people}"),
+            (n, true) => format!("{n} distinct people who can write the rollout's state"),
+            (n, false) => format!("{n} distinct people of {people}"),
         }
     }
 }

@@ -178,6 +178,22 @@ pub struct RawNode {
     pub on_failure: Option<Spanned<OnFailure>>,
     /// Steps run when it fails, before any rollback: diagnostics (`on-failure { … }`).
     pub handler: Vec<RawStep>,
+    /// `approval required=2 from="sre-leads" "alice" environment="prod"` lines.
+    pub approvals: Vec<RawApproval>,
+}
+
+/// One `approval` line of a module or gate, values checked one by one; which environment it
+/// names is checked against the workflow's in `validate`.
+#[derive(Debug)]
+pub struct RawApproval {
+    /// Where `approval` was written.
+    pub at: Location,
+    /// How many distinct people must approve; `None`: 1.
+    pub required: Option<Spanned<u32>>,
+    /// User or group names; empty: anyone who can write the rollout's state.
+    pub from: Vec<Spanned<String>>,
+    /// The environment it applies to; `None`: every one.
+    pub environment: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]

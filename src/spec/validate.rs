@@ -137,6 +137,7 @@ pub fn resolve(
                 }
             })
             .collect();
+        let approval = approval(&node, &raw, inputs.environment, problems);
         let budget = node.budget.as_ref().map(|b| b.value).unwrap_or_default();
         let buffer = node.buffer.as_ref().map(|b| b.value);
         built.push(Node {
@@ -161,6 +162,7 @@ pub fn resolve(
             rollback_budget: node.rollback_budget.map_or(budget, |b| b.value),
             on_failure: node.on_failure.map_or(workflow_on_failure, |o| o.value),
             handler,
+            approval,
             dir: node.dir,
             source_hash,
             files_by_values,
@@ -529,6 +531,62 @@ fn vars(raw: &RawWorkflow, inputs: &Inputs) -> BTreeMap<String, String> {
         raw.vars.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
     vars.extend(inputs.vars.clone());
     vars
+}
+
+/// The `approval` that applies in the selected environment: one naming it, else one naming
+/// none. Every line's environment must be declared, and two lines may not cover the same one.
+fn approval(
+    node: &RawNode,
+    raw: &RawWorkflow,
+    selected: Option<usize>,
+    problems: &mut Problems,
+) -> Option<Approval> {
+    let declared: Vec<&str> = raw.environments.iter().map(|e| e.name.value.as_str()).collect();
+    let mut seen: Vec<Option<&str>> = Vec::new();
+    for a in &node.approvals {
+        let env = a.environment.as_ref().map(|e| e.value.as_str());
+        if let Some(e) = &a.environment {
+            if !declared.contains(&e.value.as_str()) {
+                problems.at(
+                    Problem::UnknownEnvironment {
+                        name: e.value.clone(),
+                        from: format!("the approval of `{}`", node.id.value),
+                        suggestion: did_you_mean(&e.value, declared.iter().copied()).map(String::from),
+                        declared: declared.iter().map(|d| d.to_string()).collect(),
+                    },
+                    e.at(),
+                );
+                continue;
+            }
+        }
+        if seen.contains(&env) {
+            let what = match env {
+                Some(e) => format!("environment `{e}`"),
+                None => "every environment".into(),
+            };
+            problems.at(
+                Problem::BadValue {
+                    what: format!("a second `approval` of `{}` for {what}", node.id.value),
+                    reason: "would leave which one counts to chance".into(),
+                    help: "write one `approval` line per environment (and at most one without `environment`)"
+                        .into(),
+                },
+                a.at,
+            );
+        }
+        seen.push(env);
+    }
+    let selected = selected.map(|i| raw.environments[i].name.value.as_str());
+    let applies = |a: &&RawApproval| a.environment.as_ref().map(|e| e.value.as_str()) == selected;
+    let chosen = node
+        .approvals
+        .iter()
+        .find(|a| selected.is_some() && applies(a))
+        .or_else(|| node.approvals.iter().find(|a| a.environment.is_none()))?;
+    Some(Approval {
+        required: chosen.required.as_ref().map_or(1, |r| r.value),
+        from: chosen.from.iter().map(|f| f.value.clone()).collect(),
+    })
 }
 
 /// Secrets as declared, and their values for rendering. An unset secret renders as an empty

@@ -423,7 +423,10 @@ impl Remote {
             .map_err(|e| self.api_error("ask who this is (create)", "a SelfSubjectReview", &e))?;
         let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
         let user = info.username.filter(|u| !u.is_empty()).ok_or_else(|| {
-            RemoteError::Api("the API server did not say who this client is (a SelfSubjectReview without a username)".into())
+            RemoteError::Api(
+                "the API server did not say who this client is (a SelfSubjectReview without a username)"
+                    .into(),
+            )
         })?;
         Ok((user, info.groups.unwrap_or_default()))
     }
@@ -475,7 +478,9 @@ impl Remote {
                 Err(e) => return Err(self.api_error("write", "the rollout's approvals (configmap)", &e)),
             }
         }
-        Err(RemoteError::Api("the rollout's approvals kept changing while this decision was added; try again".into()))
+        Err(RemoteError::Api(
+            "the rollout's approvals kept changing while this decision was added; try again".into(),
+        ))
     }
 
     /// Writes a chunk: creates it (`rv` None) or replaces it if it is still at `rv`.

@@ -114,6 +114,35 @@ pub enum Record {
         gate: String,
         at: String,
     },
+    /// A node asks for approval: a gate once its checks passed, a module before its first
+    /// install step. The request is this run's id and the node; decisions name it.
+    ApprovalRequested {
+        node: String,
+        at: String,
+        /// The node's definition as written when it asked: a decision answers this one.
+        source_hash: String,
+        /// What the gate's checks showed (their `step-end` evidence); empty for a module.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<crate::exec::approval::Evidence>,
+        required: u32,
+        /// Who may decide; empty: anyone who can write the rollout's state.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        from: Vec<String>,
+    },
+    /// The decisions on a request were read and let the node go on (`approved`) or ended it
+    /// (`rejected`): what this run saw, as the approvals store said it.
+    ApprovalDecided {
+        node: String,
+        at: String,
+        /// The run whose `approval-requested` this answers.
+        request: String,
+        /// `approved` or `rejected`.
+        decision: String,
+        /// Who approved (every counted approver), or who rejected.
+        by: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     RunEnd {
         passed: usize,
         failed: usize,
@@ -123,6 +152,9 @@ pub enum Record {
         /// (journals written before it existed read the same).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         deadline: bool,
+        /// Nodes left waiting for approval (not ended, not counted above). Absent: 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        waiting: usize,
         took_ms: u64,
         at: String,
     },
@@ -156,6 +188,10 @@ impl std::fmt::Display for ClusterIdentity {
             None => f.write_str(&self.server),
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub fn now() -> String {

@@ -36,6 +36,8 @@ pub struct RunRecord {
     /// `None` while a run has no `run-end`: it was killed, or still runs.
     pub finished: Option<bool>,
     pub took: Option<Duration>,
+    /// Nodes it left waiting for approval.
+    pub waiting: usize,
 }
 
 /// One whole, passing run of a node: how long it took, and the hashes of the steps that ran
@@ -76,6 +78,32 @@ pub struct Attempt {
     pub last_run: String,
     /// Where its last step or node record was: the order of in-flight nodes.
     last_seen: u64,
+    /// What its passed validate steps showed, by index: the evidence an approver sees.
+    pub evidence: BTreeMap<usize, crate::exec::approval::Evidence>,
+}
+
+/// A request for approval, as its `approval-requested` record tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    pub node: String,
+    /// The run that asked: with `node`, the request's identity.
+    pub run_id: String,
+    pub at: String,
+    pub source_hash: String,
+    pub evidence: Vec<crate::exec::approval::Evidence>,
+    pub required: u32,
+    pub from: Vec<String>,
+    /// What a run saw of its decisions (`approval-decided`): the last one.
+    pub decided: Option<Decided>,
+}
+
+/// `approval-decided`, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub decision: String,
+    pub by: Vec<String>,
+    pub note: Option<String>,
+    pub at: String,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +141,14 @@ pub struct History {
     pub skipped_by_condition: std::collections::BTreeSet<String>,
     /// The failure a rolled-back node's rollback followed, if it had failed.
     pub rolled_back_after: HashMap<String, String>,
+    /// Each node's standing request for approval: asked, and not yet answered by the node's
+    /// passing end or a rejection, nor dropped by a run that started the node anew or a
+    /// rollback of it (docs/state.md §15).
+    pub approvals: HashMap<String, ApprovalRequest>,
+    /// Every request for approval, oldest first, with what the runs saw of its decisions.
+    pub requests: Vec<ApprovalRequest>,
+    /// Nodes whose current run ended rejected: a resume runs their checks again.
+    pub rejected: std::collections::BTreeSet<String>,
     /// Records folded so far: the position of the next one.
     position: u64,
     /// Journals folded so far.
@@ -232,6 +268,7 @@ impl History {
         self.rolled_back.remove(node);
         self.skipped_by_condition.remove(node);
         self.rolled_back_after.remove(node);
+        self.rejected.remove(node);
         if let Some(scope) = self.rollback_scope.as_mut() {
             scope.retain(|n| n != node);
         }
@@ -316,6 +353,8 @@ impl History {
                         }
                         self.reset(node, false, &run);
                         self.rolled_back.insert(node.clone());
+                        // Installed again later, it is asked again.
+                        self.approvals.remove(node);
                     }
                 }
             }
@@ -373,12 +412,15 @@ impl History {
                         skipped: 0,
                         finished: None,
                         took: None,
+                        waiting: 0,
                     };
                     // A run that starts nodes anew (`apply`, `resume --from`) starts a new
                     // rollout of them: nothing of theirs from before counts, whether or not
                     // this run gets to them.
                     for node in self.restarted(command, workflow, restart) {
                         self.begin(&node, false, &started);
+                        // A new rollout of it asks anew.
+                        self.approvals.remove(&node);
                     }
                     if command == "apply" {
                         self.scopes.insert(workflow.clone(), restart.clone());
@@ -404,13 +446,14 @@ impl History {
                     let install = *index < installs.get(node).copied().unwrap_or(usize::MAX);
                     let attempt = self.attempts.get_mut(node).expect("began above");
                     attempt.steps.retain(|&i, _| i < *index);
+                    attempt.evidence.retain(|&i, _| i < *index);
                     attempt.last_seen = position;
                     attempt.last_run = r.run_id.clone();
                     if install && r.command != "verify" {
                         attempt.rebuilt = true;
                     }
                 }
-                Record::StepEnd { node, step, index, outcome, step_hash, .. } => {
+                Record::StepEnd { node, step, index, outcome, step_hash, evidence, .. } => {
                     let Some(r) = run.as_ref() else { continue };
                     if !self.attempts.contains_key(node) {
                         self.begin(node, true, &r.clone());
@@ -422,6 +465,11 @@ impl History {
                         ran.entry(node.clone()).or_default().insert(*index, step_hash.clone());
                         attempt.steps.insert(*index, step_hash.clone());
                         attempt.failure = None;
+                        if let Some(text) = evidence {
+                            let shown =
+                                crate::exec::approval::Evidence { step: step.clone(), text: text.clone() };
+                            attempt.evidence.insert(*index, shown);
+                        }
                     } else {
                         attempt.steps.remove(index);
                         let reason = outcome.reason().unwrap_or_default().to_string();
@@ -472,6 +520,10 @@ impl History {
                         attempt.rebuilt = false;
                         self.completions.entry(node.clone()).or_default().push(position);
                     }
+                    if outcome.passed() {
+                        // Its request was answered by its going on: the next run of it asks anew.
+                        self.approvals.remove(node);
+                    }
                     let run_id = run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default();
                     self.nodes.insert(
                         node.clone(),
@@ -516,12 +568,49 @@ impl History {
                     }
                 }
                 Record::GatePassed { .. } | Record::LockBroken { .. } => {}
-                Record::RunEnd { took_ms, failed, skipped, interrupted, deadline, .. } => {
+                Record::ApprovalRequested { node, at, source_hash, evidence, required, from } => {
+                    let Some(r) = run.as_ref() else { continue };
+                    let request = ApprovalRequest {
+                        node: node.clone(),
+                        run_id: r.run_id.clone(),
+                        at: at.clone(),
+                        source_hash: source_hash.clone(),
+                        evidence: evidence.clone(),
+                        required: *required,
+                        from: from.clone(),
+                        decided: None,
+                    };
+                    self.requests.push(request.clone());
+                    self.approvals.insert(node.clone(), request);
+                }
+                Record::ApprovalDecided { node, at, request, decision, by, note } => {
+                    let decided = Decided {
+                        decision: decision.clone(),
+                        by: by.clone(),
+                        note: note.clone(),
+                        at: at.clone(),
+                    };
+                    if let Some(r) =
+                        self.requests.iter_mut().rev().find(|r| r.node == *node && r.run_id == *request)
+                    {
+                        r.decided = Some(decided.clone());
+                    }
+                    if let Some(r) = self.approvals.get_mut(node).filter(|r| r.run_id == *request) {
+                        r.decided = Some(decided);
+                    }
+                    if decision == "rejected" {
+                        // Answered: a resume runs the checks again and asks anew.
+                        self.approvals.remove(node);
+                        self.rejected.insert(node.clone());
+                    }
+                }
+                Record::RunEnd { took_ms, failed, skipped, interrupted, deadline, waiting, .. } => {
                     if let Some(r) = run.as_mut() {
                         // The run's own count (docs/state.md, run-end): it includes the nodes
                         // a stop or a deadline left out, which have no node-skipped record.
                         r.skipped = *skipped;
-                        r.finished = Some(*failed == 0 && !interrupted && !deadline);
+                        r.finished = Some(*failed == 0 && !interrupted && !deadline && *waiting == 0);
+                        r.waiting = *waiting;
                         r.took = Some(Duration::from_millis(*took_ms));
                     }
                 }

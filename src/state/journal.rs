@@ -39,7 +39,13 @@ const CRC_SUFFIX_LEN: usize = CRC_PREFIX.len() + 8 + 2;
 
 /// One record as one line: its JSON with the CRC-32 of that JSON as the last field.
 pub fn encode(record: &Record) -> Vec<u8> {
-    let mut line = serde_json::to_vec(record).expect("records always serialize");
+    encode_line(record)
+}
+
+/// Any JSON object as one checksummed line, as the journal writes its records (the
+/// approvals store writes its decisions so too).
+pub fn encode_line<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(value).expect("records always serialize");
     let crc = crc32fast::hash(&line);
     line.pop(); // the closing brace; the checksum field goes before it
     line.extend_from_slice(CRC_PREFIX);
@@ -54,6 +60,15 @@ fn checksum_at(bytes: &[u8]) -> Option<usize> {
 
 /// The record of one line (without its newline), checking its checksum when it has one.
 fn decode(bytes: &[u8], checksummed: bool) -> Result<Record, String> {
+    decode_line(bytes, checksummed)
+}
+
+/// The value of one line [`encode_line`] wrote (without its newline), its checksum checked;
+/// `checksummed`: a line without one is damage.
+///
+/// # Errors
+/// What is wrong with the line.
+pub fn decode_line<T: serde::de::DeserializeOwned>(bytes: &[u8], checksummed: bool) -> Result<T, String> {
     let body = match checksum_at(bytes) {
         Some(at) => {
             let written = &bytes[at + CRC_PREFIX.len()..bytes.len() - 2];

@@ -7,6 +7,7 @@
 //! .milepost/<workflow>/<env>/runs/<run-id>/logs/<node>.NN-<step>.log
 //! ```
 
+pub mod approvals;
 pub mod cluster;
 pub mod format;
 pub mod history;

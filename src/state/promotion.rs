@@ -33,8 +33,15 @@ pub struct LastRun {
     pub run_id: String,
     pub command: String,
     pub started_at: String,
-    /// `Some(true)` complete, `Some(false)` stopped, `None` killed or still running.
+    /// `Some(true)` complete, `Some(false)` stopped (or waiting), `None` killed or still running.
     pub finished: Option<bool>,
+    /// Nodes it left waiting for approval.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub waiting: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,6 +263,7 @@ pub fn standing(rollout_dir: &Path, workflow: &Workflow, env: &Environment) -> S
         command: r.command.clone(),
         started_at: r.started_at.clone(),
         finished: r.finished,
+        waiting: r.waiting,
     });
     Standing {
         environment: env.name.clone(),

@@ -18,6 +18,8 @@ pub struct JournalRecorder {
     node_hashes: Vec<String>,
     /// Where every flush is pushed too: the cluster's copy of the journal.
     mirror: Option<Arc<super::cluster::Mirror>>,
+    /// The evidence of the passed checks of nodes that will ask for approval, in this run.
+    evidence: std::collections::HashMap<usize, Vec<crate::exec::approval::Evidence>>,
 }
 
 impl JournalRecorder {
@@ -25,7 +27,7 @@ impl JournalRecorder {
         let step_hashes =
             workflow.nodes.iter().map(|n| n.steps().map(|(_, s)| step_hash(n, s)).collect()).collect();
         let node_hashes = workflow.nodes.iter().map(node_hash).collect();
-        Self { journal, workflow, step_hashes, node_hashes, mirror: None }
+        Self { journal, workflow, step_hashes, node_hashes, mirror: None, evidence: Default::default() }
     }
 
     /// Every flush also pushes what it made durable to `mirror`, before it returns.
@@ -59,6 +61,15 @@ impl Recorder for JournalRecorder {
                 let evidence = is_validate
                     .then(|| crate::exec::step::log_tail(log, EVIDENCE_LINES).join("\n"))
                     .filter(|e| !e.is_empty());
+                // A node that asks for approval shows the approver what its checks showed.
+                if w.nodes[*node].approval.is_some() && outcome.passed() {
+                    let shown = self.evidence.entry(*node).or_default();
+                    shown.retain(|e| e.step != *step);
+                    if let Some(text) = &evidence {
+                        shown
+                            .push(crate::exec::approval::Evidence { step: step.clone(), text: text.clone() });
+                    }
+                }
                 Record::StepEnd {
                     node: w.nodes[*node].id.clone(),
                     step: step.clone(),
@@ -101,6 +112,30 @@ impl Recorder for JournalRecorder {
             ExecEvent::NodeSkipped { node, reason } => {
                 Record::NodeSkipped { node: w.nodes[*node].id.clone(), reason: reason.clone() }
             }
+            ExecEvent::ApprovalRequested { node, approval, evidence } => {
+                // What this run's checks showed; kept checks' evidence comes with the event.
+                let mut shown = evidence.clone();
+                for e in self.evidence.remove(node).unwrap_or_default() {
+                    shown.retain(|kept| kept.step != e.step);
+                    shown.push(e);
+                }
+                Record::ApprovalRequested {
+                    node: w.nodes[*node].id.clone(),
+                    at: now(),
+                    source_hash: w.nodes[*node].source_hash.clone(),
+                    evidence: shown,
+                    required: approval.required,
+                    from: approval.from.clone(),
+                }
+            }
+            ExecEvent::ApprovalDecided { node, request, by, note } => Record::ApprovalDecided {
+                node: w.nodes[*node].id.clone(),
+                at: now(),
+                request: request.clone(),
+                decision: if note.is_some() { "rejected" } else { "approved" }.into(),
+                by: by.clone(),
+                note: note.clone(),
+            },
             _ => return Ok(()),
         };
         self.append(&record, false)

@@ -67,12 +67,22 @@ pub fn decide(workflow: &Workflow, graph: &PlanGraph, history: &History) -> Vec<
                 status: NodeStatus::Rerun("definition changed since it completed".into()),
                 skip_steps: kept,
             },
+            // Rejected: its checks run again from the first, and it asks anew (what was
+            // rejected is what they showed then).
+            Some(r) if history.rejected.contains(&node.id) => Decision {
+                status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
+                skip_steps: 0,
+            },
             // Every step of today's definition passed (the one that failed is gone): the node
             // is recorded again without running a step.
             Some(r) => Decision {
                 status: NodeStatus::Rerun(format!("failed: {}", r.outcome.reason().unwrap_or("unknown"))),
                 skip_steps: kept,
             },
+            // Left for a person's decision: it goes on from where it asked.
+            None if history.approvals.contains_key(&node.id) => {
+                Decision { status: NodeStatus::Rerun("waiting for approval".into()), skip_steps: kept }
+            }
             None => Decision { status: NodeStatus::Rerun("interrupted in flight".into()), skip_steps: kept },
         };
     }

@@ -52,6 +52,13 @@ pub struct Reporter<'w> {
     /// The last timestamp shown, by its second: formatting the local time per line cost more
     /// than the line.
     stamp: std::cell::RefCell<(i64, String)>,
+    /// What follows `milepost approve NODE` to decide on this rollout: the workflow file and
+    /// the values and places that make it this rollout (set by the CLI, which knows them).
+    pub decide_args: String,
+    /// Nodes left waiting for approval, in the order they stopped.
+    pub waiting: Vec<usize>,
+    /// Nodes whose approval was rejected: who, and their note.
+    pub rejected: Vec<(usize, String, String)>,
 }
 
 impl Drop for Reporter<'_> {
@@ -96,7 +103,19 @@ impl<'w> Reporter<'w> {
             failures: Vec::new(),
             pending: Default::default(),
             stamp: std::cell::RefCell::new((i64::MIN, String::new())),
+            decide_args: String::new(),
+            waiting: Vec::new(),
+            rejected: Vec::new(),
         }
+    }
+
+    /// The commands that decide on `node`'s approval.
+    pub fn decide_commands(&self, node: usize) -> (String, String) {
+        let id = shell_words::quote(&self.workflow.nodes[node].id).into_owned();
+        (
+            format!("milepost approve {id} {}", self.decide_args),
+            format!("milepost reject {id} {} --note \"why\"", self.decide_args),
+        )
     }
 
     /// Writes the plain lines handled so far; call when no more events are waiting.
@@ -289,6 +308,50 @@ impl<'w> Reporter<'w> {
                 ));
             }
             ExecEvent::RunFinished { .. } => self.clear_bars(),
+            ExecEvent::ApprovalRequested { node, .. } => {
+                self.line(format!("{} {} asks for approval", p.yellow("⏸"), self.name(*node)));
+            }
+            ExecEvent::ApprovalWaiting { node, approval, approved_by, waits } => {
+                let (approve, reject) = self.decide_commands(*node);
+                let so_far = match approved_by.as_slice() {
+                    [] => String::new(),
+                    by => format!(" ({} of {} so far: {})", by.len(), approval.required, by.join(", ")),
+                };
+                let how = if *waits { "waiting; Ctrl-C stops the wait (resumable)" } else { "left waiting" };
+                self.line(format!(
+                    "{} {} needs approval from {}{so_far}; {how}\n    approve: {approve}\n    reject:  {reject}",
+                    p.yellow("⏸"),
+                    self.name(*node),
+                    approval.who()
+                ));
+            }
+            ExecEvent::ApprovalDecided { node, by, note, .. } => match note {
+                None => self.line(format!(
+                    "  {} {} approved by {}",
+                    p.green("✓"),
+                    self.name(*node),
+                    by.join(", ")
+                )),
+                Some(note) => {
+                    self.rejected.push((*node, by.join(", "), note.clone()));
+                    self.line(format!(
+                        "  {} {} rejected by {}: {note}",
+                        p.red("✗"),
+                        self.name(*node),
+                        by.join(", ")
+                    ))
+                }
+            },
+            ExecEvent::ApprovalNote { node, message } => {
+                self.line(format!("  {} {}: {message}", p.yellow("⚠"), self.name(*node)));
+            }
+            ExecEvent::NodeWaiting { node } => {
+                if let Some(bar) = self.bars.remove(node) {
+                    bar.finish_and_clear();
+                }
+                self.waiting.push(*node);
+                self.line(format!("{} {} waiting for approval", p.yellow("⏸"), self.name(*node)));
+            }
         }
     }
 
@@ -365,8 +428,26 @@ impl<'w> Reporter<'w> {
                     passed = summary.passed,
                     failed = summary.failed,
                     skipped = summary.skipped,
+                    waiting = summary.waiting,
                     took_ms = summary.took.as_millis() as u64
                 )
+            }
+            ExecEvent::ApprovalRequested { node, approval, .. } => {
+                tracing::info!(event = "approval_requested", node = %name(node), required = approval.required, from = %approval.from.join(","))
+            }
+            ExecEvent::ApprovalWaiting { node, approval, approved_by, waits } => {
+                let (approve, reject) = self.decide_commands(*node);
+                tracing::info!(event = "approval_waiting", node = %name(node), who = %approval.who(), approved = approved_by.len(), waits, approve = %approve, reject = %reject)
+            }
+            ExecEvent::ApprovalDecided { node, by, note, .. } => {
+                tracing::info!(event = "approval_decided", node = %name(node), by = %by.join(","), rejected = note.is_some(), note = %note.as_deref().unwrap_or(""))
+            }
+            ExecEvent::ApprovalNote { node, message } => {
+                tracing::warn!(event = "approval_note", node = %name(node), message = %message)
+            }
+            ExecEvent::NodeWaiting { node } => {
+                self.waiting.push(*node);
+                tracing::info!(event = "node_waiting", node = %name(node))
             }
         }
     }

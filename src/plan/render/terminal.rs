@@ -70,7 +70,7 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         out.push('\n');
     }
 
-    let legend = format!(
+    let mut legend = format!(
         "{} critical path   {} budget   {} buffer   {} gate   {} slack",
         p.red("★"),
         "█",
@@ -78,6 +78,10 @@ pub fn render(plan: &Plan, risk: Option<&Risk>, opts: TerminalOptions) -> String
         "◆",
         "·"
     );
+    // Said only where a node asks: the plan's time does not include a person's.
+    if plan.workflow.nodes.iter().any(|n| n.approval.is_some()) {
+        legend.push_str("   ⏸ asks for approval (waiting not planned)");
+    }
     let _ = writeln!(out, "  {}\n", p.dim(&legend));
 
     let t = &plan.totals;
@@ -204,7 +208,8 @@ fn row(
         NodeStatus::Rerun(_) => " ↻",
         NodeStatus::Pending => "",
     };
-    let label = truncate(&format!("{}{status}", node_name(plan, n)), LABEL_COLS);
+    let asks = if node.approval.is_some() { " ⏸" } else { "" };
+    let label = truncate(&format!("{}{status}{asks}", node_name(plan, n)), LABEL_COLS);
     let duration = match (&plan.status[n], plan.sources[n]) {
         (NodeStatus::Done, _) => "done".to_string(),
         (_, "skipped") => "skip".to_string(),

@@ -1,0 +1,464 @@
+//! Approvals (issue 17): a gate that asks after its checks, a module before its installs;
+//! `apply` leaves them waiting (exit 7: no terminal in tests), `approve`/`reject` from other
+//! processes decide, `resume` goes on without running a passed step again. Every step appends
+//! its name to `ledger`, so what ran, and how often, is read back.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{count, diagnostics, ledger, milepost, rollout_dir, stderr, stdout, Fixture};
+
+/// A phase whose gate `g` needs one approval in prod only; `b` waits behind it, `c` does not.
+const GATED: &str = r#"workflow w {
+    environment staging {}
+    environment prod {}
+    phase one { modules a; gate g }
+}
+module a { budget "1m"; install { run a "echo a >> ledger" } }
+gate g {
+    budget "1m"
+    approval environment="prod"
+    validate { run check "echo check >> ledger; echo error rate 0.1%" }
+}
+module b { budget "1m"; after g; install { run b "echo b >> ledger" } }
+module c { budget "1m"; install { run c "echo c >> ledger" } }
+"#;
+
+impl Fixture {
+    /// `milepost <command> <node> w.kdl --env prod` and `extra`, a minute at most.
+    fn decide(&self, command: &str, node: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+        milepost()
+            .arg(command)
+            .arg(node)
+            .arg(self.path("w.kdl"))
+            .args(["--env", "prod"])
+            .args(extra)
+            .timeout(Duration::from_secs(60))
+            .assert()
+    }
+
+    /// `milepost resume w.kdl --env prod`.
+    fn resume_prod(&self) -> assert_cmd::assert::Assert {
+        milepost()
+            .arg("resume")
+            .arg(self.path("w.kdl"))
+            .args(["--env", "prod"])
+            .timeout(Duration::from_secs(60))
+            .assert()
+    }
+
+    fn steps_run(&self) -> Vec<String> {
+        ledger(&self.path(""))
+    }
+
+    fn approvals_file(&self) -> std::path::PathBuf {
+        rollout_dir(&self.path("")).join("approvals.jsonl")
+    }
+}
+
+/// Steps that started in the journal of `run_dir`, as `node/step`.
+fn started_steps(run_dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == "step-start")
+        .map(|r| format!("{}/{}", r["node"].as_str().unwrap(), r["step"].as_str().unwrap()))
+        .collect()
+}
+
+fn newest_run(f: &Fixture) -> std::path::PathBuf {
+    let runs = rollout_dir(&f.path("")).join("runs");
+    let mut dirs: Vec<_> = std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    dirs.pop().unwrap()
+}
+
+/// The Done-when: `apply` stops at the gate with exit 7, `approve` from another process,
+/// `resume` continues without running any passed step again.
+#[test]
+fn apply_waits_at_the_gate_approve_then_resume_runs_nothing_twice() {
+    let f = Fixture::new(GATED);
+    let out = f.apply(&["--env", "prod"]).code(7);
+    let err = stderr(&out);
+    assert!(err.contains("rollout waiting for approval: 2 passed, 0 failed, 1 skipped, 1 waiting"), "{err}");
+    // Who can approve and the exact command, for the person reading a CI log.
+    assert!(err.contains("g waits for approval from anyone who can write the rollout's state"), "{err}");
+    assert!(
+        err.contains(&format!("approve: milepost approve g {} --env prod", f.path("w.kdl").display())),
+        "{err}"
+    );
+    assert!(err.contains("b skipped: `g` waits for approval"), "{err}");
+    // The independent node ran to its end; nothing behind the gate started.
+    let mut ran = f.steps_run();
+    ran.sort();
+    assert_eq!(ran, ["a", "c", "check"]);
+    let status =
+        stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    assert!(status.contains("waiting-approval") && status.contains("milepost approve g"), "{status}");
+    let json = stdout(
+        &milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).assert().success(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let g = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "g").unwrap();
+    assert_eq!(g["status"], "waiting-approval");
+
+    let out = f.decide("approve", "g", &["--note", "dashboards are green"]).success();
+    assert!(stderr(&out).contains("1 of 1 approval(s)"), "{}", stderr(&out));
+    let out = f.resume_prod().success();
+    assert!(stderr(&out).contains("g approved by"), "{}", stderr(&out));
+    // Every step ran exactly once over both runs; the resume started none of g's.
+    let all = f.steps_run();
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&all, step), 1, "{step}: {all:?}");
+    }
+    assert_eq!(started_steps(&newest_run(&f)), ["b/b"]);
+    // The history lists the request and who decided, with the note.
+    let history =
+        stdout(&milepost().arg("history").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    assert!(history.contains("g asked in run") && history.contains("approved by"), "{history}");
+    assert!(history.contains("dashboards are green"), "{history}");
+    // Staging has no approval line: it never waits.
+    f.apply(&["--env", "staging"]).success();
+    // A new rollout of prod asks anew: the approval let one rollout through, not every one.
+    let out = f.apply(&["--env", "prod"]).code(7);
+    assert!(stderr(&out).contains("g asks for approval"), "{}", stderr(&out));
+}
+
+/// A rejection ends the rollout failed (exit 1), with the note in the JSON and Markdown
+/// reports; a later resume runs the gate's checks again and asks anew.
+#[test]
+fn reject_fails_the_rollout_with_the_note_in_the_reports() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    // A rejection needs its reason.
+    f.decide("reject", "g", &[]).code(2);
+    f.decide("reject", "g", &["--note", "   "]).code(2);
+    f.decide("reject", "g", &["--note", "p99 latency doubled"]).success();
+    // Decided: approving now is refused and says why.
+    let out = f.decide("approve", "g", &[]).code(2);
+    assert!(stderr(&out).contains("rejected already"), "{}", stderr(&out));
+    let out = f.resume_prod().code(1);
+    assert!(
+        stderr(&out).contains("rejected by") && stderr(&out).contains("p99 latency doubled"),
+        "{}",
+        stderr(&out)
+    );
+    let status =
+        stdout(&milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    let g = status.lines().find(|l| l.contains(" g ")).unwrap_or_default();
+    assert!(g.contains("failed") && g.contains("p99 latency doubled"), "{status}");
+
+    let report = |format: &str| {
+        stdout(
+            &milepost()
+                .arg("report")
+                .arg(f.path("w.kdl"))
+                .args(["--env", "prod", "--format", format])
+                .assert()
+                .success(),
+        )
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let g = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "g").unwrap();
+    assert_eq!(g["result"], "failed");
+    let asked = &g["approvals"][0];
+    assert_eq!(asked["outcome"], "rejected");
+    assert_eq!(asked["decisions"][0]["decision"], "rejected");
+    assert_eq!(asked["decisions"][0]["note"], "p99 latency doubled");
+    assert!(asked["evidence"][0]["text"].as_str().unwrap().contains("error rate 0.1%"), "{asked}");
+    let markdown = report("markdown");
+    assert!(markdown.contains("### Approvals") && markdown.contains("p99 latency doubled"), "{markdown}");
+    assert!(report("html").contains("p99 latency doubled"));
+
+    // The next resume runs the checks again from the first and asks again.
+    f.resume_prod().code(7);
+    assert_eq!(count(&f.steps_run(), "check"), 2, "{:?}", f.steps_run());
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// An approval given for the gate's earlier checks does not count once they changed: the
+/// resume says so and asks again; `approve` after the change is refused.
+#[test]
+fn an_approval_for_an_older_definition_does_not_count() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let changed = GATED.replace("echo error rate 0.1%", "echo error rate 0.2%");
+    std::fs::write(f.path("w.kdl"), &changed).unwrap();
+    let out = f.resume_prod().code(7);
+    let err = stderr(&out);
+    assert!(err.contains("do not count") && err.contains("older definition"), "{err}");
+    assert_eq!(count(&f.steps_run(), "check"), 2, "the new checks ran: {:?}", f.steps_run());
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+
+    // Changed again while waiting: a decision now would vouch for checks that are gone.
+    std::fs::write(f.path("w.kdl"), changed.replace("0.2%", "0.3%")).unwrap();
+    let out = f.decide("approve", "g", &[]).code(2);
+    assert!(stderr(&out).contains("changed since run"), "{}", stderr(&out));
+}
+
+/// `required=2`: the same person approving twice is one approval; the gate still waits and
+/// its checks are not run again.
+#[test]
+fn required_two_with_the_same_person_twice_still_waits() {
+    let f = Fixture::new(
+        &GATED.replace("approval environment=\"prod\"", "approval required=2 environment=\"prod\""),
+    );
+    f.apply(&["--env", "prod"]).code(7);
+    let first = f.decide("approve", "g", &[]).success();
+    assert!(stderr(&first).contains("1 of 2"), "{}", stderr(&first));
+    let again = f.decide("approve", "g", &[]).success();
+    assert!(stderr(&again).contains("counts once per person"), "{}", stderr(&again));
+    let lines = std::fs::read_to_string(f.approvals_file()).unwrap();
+    assert_eq!(lines.lines().count(), 1, "a repeat is not recorded: {lines}");
+    let out = f.resume_prod().code(7);
+    assert!(stderr(&out).contains("1 of 2 so far"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "check"), 1);
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// Refusals: a node not waiting, one that needs no approval, one unknown, a person not
+/// among `from`.
+#[test]
+fn approve_of_a_node_not_waiting_is_refused() {
+    let text = GATED.replace(
+        "module b { budget \"1m\"; after g;",
+        "module b { budget \"1m\"; after g; approval from=\"nobody-has-this-name\";",
+    );
+    let f = Fixture::new(&text);
+    // No run yet: nothing waits.
+    let out = f.decide("approve", "g", &[]).code(2);
+    assert!(stderr(&out).contains("is not waiting for approval"), "{}", stderr(&out));
+    f.apply(&["--env", "prod"]).code(7);
+    // b needs approval, but nothing asked yet: it waits behind g.
+    let out = f.decide("approve", "b", &[]).code(2);
+    assert!(stderr(&out).contains("`b` is not waiting for approval"), "{}", stderr(&out));
+    let out = f.decide("approve", "a", &[]).code(2);
+    assert!(stderr(&out).contains("`a` needs no approval"), "{}", stderr(&out));
+    let out = f.decide("approve", "gg", &[]).code(2);
+    assert!(stderr(&out).contains("did you mean `g`?"), "{}", stderr(&out));
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().code(7);
+    // b asked before its install; this user is not among its `from`.
+    let out = f.decide("approve", "b", &[]).code(2);
+    assert!(stderr(&out).contains("may not decide on `b`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nobody-has-this-name"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// A module asks before its first install step: nothing of it ran before the approval.
+#[test]
+fn a_module_asks_before_its_install_runs() {
+    let f = Fixture::new(
+        r#"workflow w {}
+        module m { budget "1m"; approval; install { run one "echo one >> ledger"; run two "test -f ok && echo two >> ledger" } }
+        module after-m { budget "1m"; after m; install { run x "echo x >> ledger" } }
+        "#,
+    );
+    let out = f.apply(&[]).code(7);
+    assert!(stderr(&out).contains("m needs approval"), "{}", stderr(&out));
+    assert!(f.steps_run().is_empty(), "ran before approval: {:?}", f.steps_run());
+    milepost().arg("approve").arg("m").arg(f.path("w.kdl")).assert().success();
+    // Its second install step fails until `ok` exists: the approval stands for the resume
+    // that continues the same attempt, which does not ask again.
+    milepost().arg("resume").arg(f.path("w.kdl")).assert().code(1);
+    assert_eq!(f.steps_run(), ["one"]);
+    std::fs::write(f.path("ok"), "").unwrap();
+    let out = milepost().arg("resume").arg(f.path("w.kdl")).assert().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("m approved by"), "{}", stderr(&out));
+    assert_eq!(f.steps_run(), ["one", "two", "x"]);
+    let requests = crate::support::walk(&f.path(".milepost"))
+        .iter()
+        .filter(|p| p.ends_with("journal.jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap().matches("\"approval-requested\"").count())
+        .sum::<usize>();
+    assert_eq!(requests, 1, "asked once for the whole attempt");
+}
+
+/// Two people approving at the same moment: every process succeeds and the store stays
+/// whole (the flock orders the appends); the rollout goes on.
+#[test]
+fn approvers_racing_leave_a_whole_store() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            std::process::Command::new(&bin)
+                .arg("approve")
+                .arg("g")
+                .arg(f.path("w.kdl"))
+                .args(["--env", "prod"])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut racer in racers {
+        assert!(racer.wait().unwrap().success());
+    }
+    // Each line whole and checksummed: the status and resume read them all.
+    let text = std::fs::read_to_string(f.approvals_file()).unwrap();
+    assert!((1..=6).contains(&text.lines().count()) && text.ends_with('\n'), "{text}");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// A damaged approvals file is an error that names the file and line (exit 5), never a
+/// panic; a torn last line (a crash mid-append) is ignored.
+#[test]
+fn a_damaged_approvals_file_is_a_located_error() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let path = f.approvals_file();
+    let whole = std::fs::read_to_string(&path).unwrap();
+    // Torn: half a line after the whole one reads as nothing.
+    std::fs::write(&path, format!("{whole}{{\"decision\":\"rejec")).unwrap();
+    milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success();
+    // Damaged: a changed byte before the last line.
+    std::fs::write(&path, format!("{}{whole}", whole.replacen("approved", "rejected", 1))).unwrap();
+    let out = f.resume_prod().code(5);
+    let err = stderr(&out);
+    assert!(err.contains("approvals.jsonl are damaged at line 1") && !err.contains("panicked"), "{err}");
+    let out = f.decide("approve", "g", &[]).code(5);
+    assert!(stderr(&out).contains("damaged at line 1"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// Hostile `required`, `from` and `environment` values are diagnostics at their place.
+#[test]
+fn hostile_approval_values_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Values wrong on their own (found while decoding)…
+    let single = r#"workflow w {
+    environment staging {}
+    environment prod {}
+}
+module a { budget "1m"; approval required=0; install { run a "true" } }
+module b { budget "1m"; approval required=4294967297; install { run a "true" } }
+module c { budget "1m"; approval required="2"; install { run a "true" } }
+module d { budget "1m"; approval from="" "  alice"; install { run a "true" } }
+module e { budget "1m"; approval "bob" "bob" colour="red"; install { run a "true" } }
+module f { budget "1m"; approval from="a\u{7}b"; install { run a "true" } }
+"#;
+    // …and wrong against the rest of the workflow (found by the cross-node checks).
+    let across = r#"workflow w {
+    environment staging {}
+    environment prod {}
+}
+module a { budget "1m"; approval environment="prdo"; install { run a "true" } }
+module b { budget "1m"; approval; approval; install { run a "true" } }
+module c { budget "1m"; approval environment="prod"; approval environment="prod"; install { run a "true" } }
+"#;
+    let cases: [(&str, &[&str], std::ops::RangeInclusive<usize>); 2] = [
+        (
+            single,
+            &[
+                "`required` must be from 1 to 100, found 0",
+                "`required` must be from 1 to 100, found 4294967297",
+                "`required` must be a whole number",
+                "approver `` is empty",
+                "has spaces around it",
+                "approver `bob` is named twice",
+                "colour",
+                "has a control character",
+            ],
+            5..=10,
+        ),
+        (
+            across,
+            &[
+                "names environment `prdo`, which the workflow does not",
+                "did you mean `prod`?",
+                "a second `approval` of `b` for every environment",
+                "a second `approval` of `c` for environment `prod`",
+            ],
+            5..=7,
+        ),
+    ];
+    for (i, (text, expected, lines)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("w{i}.kdl"));
+        std::fs::write(&path, text).unwrap();
+        let shown = diagnostics(&path);
+        for e in expected {
+            assert!(shown.contains(e), "missing {e:?} in:\n{shown}");
+        }
+        // Each at its line, as miette draws them.
+        for line in lines {
+            assert!(shown.contains(&format!("w{i}.kdl:{line}:")), "nothing located at line {line}:\n{shown}");
+        }
+        milepost().arg("validate").arg(&path).assert().code(3);
+    }
+}
+
+/// At a terminal `apply` waits, holding the rollout's lock; `approve` from another process
+/// decides meanwhile and the waiting run goes on by itself. `script` (util-linux) gives the
+/// run its terminal; CI must have it, elsewhere the test says it was skipped.
+#[test]
+fn at_a_terminal_apply_waits_holding_the_lock_until_approved() {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        assert!(std::env::var_os("CI").is_none(), "CI must have `script` (util-linux)");
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let f = Fixture::new(GATED);
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = shell_words::join([
+        bin.display().to_string(),
+        "apply".into(),
+        f.path("w.kdl").display().to_string(),
+        "--env".into(),
+        "prod".into(),
+        "--progress".into(),
+        "plain".into(),
+    ]);
+    let mut waiting = std::process::Command::new("script")
+        .args(["-qfec", &apply, "/dev/null"])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let g_is = |s: &serde_json::Value, what: &str| {
+        s["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == what))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !g_is(&status(), "waiting-approval") {
+        assert!(std::time::Instant::now() < deadline, "g never asked: {}", status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still running and holding the lock: another rollout is refused.
+    assert!(waiting.try_wait().unwrap().is_none(), "apply did not wait at the terminal");
+    f.resume_prod().code(4);
+    f.decide("approve", "g", &[]).success();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = waiting.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = waiting.kill();
+            panic!("the waiting apply did not go on after the approval");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+    assert_eq!(count(&f.steps_run(), "check"), 1);
+    // One run did it all: no resume was needed.
+    assert_eq!(std::fs::read_dir(rollout_dir(&f.path("")).join("runs")).unwrap().count(), 1);
+}
