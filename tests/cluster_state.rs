@@ -6,7 +6,7 @@
 //! whose pass was recorded ran again.
 //!
 //! The same scenario runs against a real API server with MILEPOST_E2E_KUBECONFIG (and
-//! MILEPOST_E2E_NAMESPACE, default `default`): `two_operators_against_a_real_cluster`.
+//! MILEPOST_E2E_NAMESPACE, default `default`): `e2e_two_operators_against_a_real_cluster`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -370,18 +370,35 @@ fn hostile_state_settings_are_located_errors() {
 /// it passes on a fresh cluster and again on the next run; its objects deleted at the end.
 #[test]
 #[ignore = "needs a cluster: set MILEPOST_E2E_KUBECONFIG and run with --run-ignored all"]
-fn two_operators_against_a_real_cluster() {
+fn e2e_two_operators_against_a_real_cluster() {
     let kubeconfig = PathBuf::from(
         std::env::var("MILEPOST_E2E_KUBECONFIG").expect("MILEPOST_E2E_KUBECONFIG must point at a kubeconfig"),
     );
     let namespace = std::env::var("MILEPOST_E2E_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let name = format!("e2e-{}", std::process::id());
+    two_operators(&kubeconfig, &namespace, None);
+}
+
+/// The real-cluster scenario's own steps (names, kill, waits, cleanup) against the fake,
+/// twice in one cluster, as the real one will run them on its second run.
+#[test]
+fn the_real_cluster_scenario_passes_against_the_fake_twice() {
+    let api = FakeApi::start();
+    api.put("namespaces", "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "e2e"}}));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    two_operators(&kubeconfig, "e2e", Some(&api));
+    two_operators(&kubeconfig, "e2e", Some(&api));
+}
+
+fn two_operators(kubeconfig: &Path, namespace: &str, fake: Option<&FakeApi>) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("e2e-{}-{}", std::process::id(), nanos % 1_000_000_000);
     let dir = tempfile::tempdir().unwrap();
     let state = format!(r#"state "kubernetes" namespace="{namespace}" name="{name}" lease="3s""#);
     Team::write(&dir, &workflow(&state, "sleep 30"));
-    let team = Team { dir, kubeconfig: kubeconfig.clone(), api: None };
+    let team = Team { dir, kubeconfig: kubeconfig.to_path_buf(), api: None };
 
-    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let mut alice = team.start("alice", "apply", kubeconfig, "marker-b");
     kill(&mut alice);
     let (code, err) = team.run("bob", "resume");
     assert_eq!(code, 4, "{err}");
@@ -399,19 +416,28 @@ fn two_operators_against_a_real_cluster() {
         use k8s_openapi::api::core::v1::ConfigMap;
         use kube::api::{Api, DeleteParams, ListParams};
         let options = kube::config::KubeConfigOptions::default();
-        let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap();
         let client = kube::Client::try_from(config).unwrap();
-        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-        let _ = maps
-            .delete_collection(
-                &DeleteParams::default(),
-                &ListParams::default().labels(&format!("milepost.dev/state={name}")),
-            )
-            .await;
-        let leases: Api<Lease> = Api::namespaced(client, &namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let mine =
+            maps.list(&ListParams::default().labels(&format!("milepost.dev/state={name}"))).await.unwrap();
+        assert!(!mine.items.is_empty(), "the journals were in the cluster");
+        for map in mine.items {
+            let _ = maps.delete(&map.metadata.name.unwrap_or_default(), &DeleteParams::default()).await;
+        }
+        let leases: Api<Lease> = Api::namespaced(client, namespace);
         let _ = leases.delete(&name, &DeleteParams::default()).await;
     });
+    if let Some(api) = fake {
+        let left = api
+            .objects("configmaps", namespace)
+            .into_iter()
+            .filter(|m| m["metadata"]["name"].as_str().unwrap_or("").starts_with(&name))
+            .count();
+        assert_eq!(left, 0, "the cleanup removed this run's journals");
+        assert!(api.object("leases", namespace, &name).is_none(), "and its Lease");
+    }
 }
 
 /// Approvals with the state in a cluster: decisions are kept in the cluster and made as the
