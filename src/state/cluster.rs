@@ -407,6 +407,19 @@ impl Remote {
         Ok(Some((holder, until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())))
     }
 
+    /// The resourceVersion of chunk `index` of `run` if it holds exactly `text`, written by
+    /// `holder` and not fenced since: a write of ours whose answer was lost.
+    fn own_chunk(&self, run: &str, index: usize, text: &str, holder: &str) -> Option<String> {
+        let (maps, name) = (self.maps.clone(), chunk_name(&self.spec.name, run, index));
+        let map = self.call(async move { maps.get_opt(&name).await }).ok()?.ok()??;
+        let notes = map.metadata.annotations.clone().unwrap_or_default();
+        let same = map.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|t| t == text)
+            && notes.get(HOLDER).is_some_and(|h| h == holder)
+            && notes.get(RUN).is_some_and(|r| r == run)
+            && !notes.contains_key(FENCED_BY);
+        same.then(|| map.metadata.resource_version.unwrap_or_default())
+    }
+
     /// Writes a chunk: creates it (`rv` None) or replaces it if it is still at `rv`.
     fn write_chunk(
         &self,
@@ -796,6 +809,12 @@ impl Mirror {
             match attempt {
                 Ok(Ok(rv)) => return Ok(rv),
                 Ok(Err(kube::Error::Api(s))) if matches!(s.code, 409 | 404) => {
+                    // A write the server stored but whose answer was lost (a restart or a
+                    // network cut after etcd committed) is refused when retried: our own
+                    // write is there, unfenced, not another holder's.
+                    if let Some(rv) = remote.own_chunk(&self.run, index, text, &self.hold.holder) {
+                        return Ok(rv);
+                    }
                     self.hold.lose(format!(
                         "run {}'s journal in the cluster was changed by another holder ({} {}): the rollout's \
                          lock was taken from this run: {LOST}",
