@@ -83,7 +83,11 @@ fn main() {
     assert!(milepost.exists(), "{} is not built: cargo build --release", milepost.display());
 
     let api = fake_api::FakeApi::start();
-    api.put("namespaces", "", serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}));
+    api.put(
+        "namespaces",
+        "",
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+    );
     api.set_latency(Duration::from_millis(2));
     let deps = dag(steps, 7);
     let local = tempfile::tempdir().unwrap();
