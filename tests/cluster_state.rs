@@ -745,3 +745,61 @@ fn kills_at_random_moments_with_the_cluster_backend_never_rerun_a_recorded_pass(
     }
     assert!(done, "seed {seed}: the rollout never finished");
 }
+
+/// A takeover whose fencing failed half-way (the last chunk changed, the tombstone refused
+/// by a 500) and was tried again: the run must end fenced, so the old holder's next chunk
+/// is refused too, not created after a chunk nobody reads.
+#[test]
+fn a_fence_interrupted_between_the_changed_chunk_and_the_tombstone_is_completed_next_time() {
+    let team = team_with(|state| workflow(state, "sleep 2"), "30s");
+    let kubeconfig = team.kubeconfig.clone();
+    let err = std::fs::File::create(team.path("alice.stderr")).unwrap();
+    let mut alice = team
+        .command("alice", "apply", &kubeconfig)
+        .env("MILEPOST_STATE_CHUNK_BYTES", "256")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    wait_for(|| team.path("marker-b").exists(), Duration::from_secs(30), "b's start");
+    team.api().answer("POST", "/configmaps", 500, "InternalError", "etcdserver: leader changed");
+    let (code, err) = team.run("bob", "unlock --force");
+    assert_ne!(code, 0, "the tombstone was refused: {err}");
+    team.api().forget_answers();
+    let (code, err) = team.run("bob", "unlock --force");
+    assert_eq!(code, 0, "{err}");
+    let status = alice.wait().unwrap();
+    let err = team.stderr_of("alice");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert_eq!(team.ledger(), ["a", "b"], "c never started on alice's machine: {err}");
+    let (code, err) = team.run("bob", "resume");
+    assert_eq!(code, 0, "{err}");
+    every_step_ran_and_no_recorded_pass_again(&team.ledger());
+    assert_eq!(count(&team.ledger(), "c"), 1);
+}
+
+/// The same, through a takeover of an expired lease: the first taker's fencing fails, it
+/// gives the lock back (free), and the next taker finds a free lock, yet must fence the
+/// run its first owner left open.
+#[test]
+fn a_run_left_open_behind_a_free_lock_is_fenced_by_the_next_holder() {
+    let team = team_with(|state| workflow(state, "sleep 30"), "2s");
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    kill(&mut alice);
+    std::thread::sleep(Duration::from_millis(2300));
+    team.api().answer("POST", "/configmaps", 500, "InternalError", "etcdserver: leader changed");
+    let (code, err) = team.run("bob", "resume");
+    assert_ne!(code, 0, "{err}");
+    team.api().forget_answers();
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    every_step_ran_and_no_recorded_pass_again(&team.ledger());
+    let tombstones = team
+        .api()
+        .objects("configmaps", "team")
+        .iter()
+        .filter(|m| m["data"]["journal"].as_str().is_some_and(|t| t.contains("lock-broken")))
+        .count();
+    assert_eq!(tombstones, 1, "alice's open run ends with a tombstone");
+}

@@ -189,6 +189,17 @@ impl Remote {
                 else {
                     continue;
                 };
+                // Only what milepost writes is read: a labelled ConfigMap with another name
+                // or a run id that could name a path is damage, said here, before a fence
+                // aims writes at names it does not have (404 after 404, "kept changing").
+                let name = map.metadata.name.clone().unwrap_or_default();
+                if !plain_run_id(run) || name != chunk_name(&self.spec.name, run, index) {
+                    return Err(RemoteError::Damaged(format!(
+                        "ConfigMap {name} in {} is labelled {STATE_LABEL}={} but is no journal chunk                          milepost writes (run `{run}`, chunk {index}); remove it or its label",
+                        self.where_(),
+                        self.spec.name
+                    )));
+                }
                 chunks.entry(run.clone()).or_default().insert(index, map);
             }
             token = page.metadata.continue_.filter(|t| !t.is_empty());
@@ -343,9 +354,11 @@ impl Remote {
             });
             // A holder that did not release the lock may have left runs open: nothing of
             // theirs may be written after this.
-            if let Some(previous) = taken_from.filter(|p| p != holder) {
-                hold.fence_open_runs(&previous, false)?;
-            }
+            // Every open run of another holder is fenced, even behind a free lock: a taker
+            // whose fencing failed half-way gave the lock back, free, with the run it was
+            // fencing still open (and its holder perhaps only paused).
+            let previous = taken_from.filter(|p| p != holder).unwrap_or_default();
+            hold.fence_open_runs(&previous, false)?;
             hold.start_renewing();
             return Ok(hold);
         }
@@ -624,9 +637,11 @@ impl Hold {
         for _ in 0..10 {
             let runs = self.remote.runs()?;
             let mut raced = false;
-            for (id, run) in
-                runs.iter().filter(|(_, r)| !r.closed && r.fenced_by.is_none() && r.holder != self.holder)
-            {
+            // Not closed is what counts, not `fenced_by`: a fence that changed the last chunk
+            // but whose tombstone was refused, or after whose change the old holder created
+            // its next chunk, leaves a run fenced in name whose next chunk can still be
+            // written; fencing it again puts a tombstone after its real last chunk.
+            for (id, run) in runs.iter().filter(|(_, r)| !r.closed && r.holder != self.holder) {
                 let Some((rv, notes, text)) = &run.last else { continue };
                 let mut notes = notes.clone();
                 notes.insert(FENCED_BY.into(), self.holder.clone());
