@@ -803,3 +803,130 @@ fn a_run_left_open_behind_a_free_lock_is_fenced_by_the_next_holder() {
         .count();
     assert_eq!(tombstones, 1, "alice's open run ends with a tombstone");
 }
+
+/// Handlers, the rollback and `finally` are runs of their own: with the state in a cluster
+/// they are pushed (closed) like the rollout, so another machine's history has them, and
+/// `--keep-going` finishes what does not wait for the failure.
+#[test]
+fn handler_rollback_and_finally_runs_are_in_the_cluster_with_keep_going() {
+    let team = team_with(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    finally {{ run fin "echo fin >> ../ledger" }}
+}}
+module a {{ budget "1m"; install {{ run s "echo a >> ../ledger" }} }}
+module b {{
+    budget "1m"
+    after a
+    install {{ run s "echo b >> ../ledger; exit 1" }}
+    rollback {{ run undo "echo undo-b >> ../ledger" }}
+    on-failure "rollback" {{ run diag "echo diag-b >> ../ledger" }}
+}}
+module c {{ budget "1m"; install {{ run s "sleep 0.3; echo c >> ../ledger" }} }}
+"#
+            )
+        },
+        "5s",
+    );
+    let (code, err) = run_env(&team, "alice", "apply --keep-going", &[("MILEPOST_STATE_CHUNK_BYTES", "256")]);
+    assert_eq!(code, 1, "{err}");
+    let lines = team.ledger();
+    for step in ["a", "b", "c", "diag-b", "undo-b", "fin"] {
+        assert_eq!(count(&lines, step), 1, "{step}: {lines:?} {err}");
+    }
+    // Every run is in the cluster, its last chunk closed.
+    let mut last: std::collections::BTreeMap<String, (usize, serde_json::Value)> = Default::default();
+    for map in team.api().objects("configmaps", "team") {
+        let notes = &map["metadata"]["annotations"];
+        let run = notes["milepost.dev/run"].as_str().unwrap().to_string();
+        let chunk: usize = notes["milepost.dev/chunk"].as_str().unwrap().parse().unwrap();
+        if last.get(&run).is_none_or(|(k, _)| *k < chunk) {
+            last.insert(run, (chunk, notes.clone()));
+        }
+    }
+    assert_eq!(last.len(), 4, "apply, on-failure, rollback, finally: {last:?}");
+    for (run, (_, notes)) in &last {
+        assert_eq!(notes["milepost.dev/closed"], "true", "{run}: {notes}");
+    }
+    let out = team.command("carol", "history", &team.kubeconfig).output().unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    for command in ["apply", "on-failure", "rollback", "finally"] {
+        assert!(history.contains(command), "{command}: {history}");
+    }
+}
+
+/// A holder fenced by `unlock --force` while a node runs that then fails: its handlers, its
+/// rollback and its `finally` do not run either (they would write runs nobody reads).
+#[test]
+fn a_fenced_holder_runs_no_handlers_rollback_or_finally() {
+    let team = team_with(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    finally {{ run fin "echo fin >> ../ledger" }}
+}}
+module a {{ budget "1m"; install {{ run s "echo a >> ../ledger" }} }}
+module b {{
+    budget "1m"
+    after a
+    install {{ run s "echo b >> ../ledger; touch ../marker-b; sleep 2; exit 1" }}
+    rollback {{ run undo "echo undo-b >> ../ledger" }}
+    on-failure "rollback" {{ run diag "echo diag-b >> ../ledger" }}
+}}
+"#
+            )
+        },
+        "30s",
+    );
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let (code, err) = team.run("bob", "unlock --force");
+    assert_eq!(code, 0, "{err}");
+    let status = alice.wait().unwrap();
+    let err = team.stderr_of("alice");
+    assert_ne!(status.code(), Some(0), "{err}");
+    assert_eq!(team.ledger(), ["a", "b"], "nothing ran after the fence: {err}");
+}
+
+/// `state` at the workflow level serves each environment under `NAME-ENV`; a promotion
+/// reads staging's runs from the cluster, on a machine that never ran staging.
+#[test]
+fn environments_keep_state_under_names_of_their_own_and_promotion_reads_the_cluster() {
+    let team = team_with(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    environment staging {{ kubernetes {{ context "fake" }} }}
+    environment prod {{ requires staging; kubernetes {{ context "fake" }} }}
+}}
+module a {{ budget "1m"; install {{ run s "echo a >> ../ledger" }} }}
+"#
+            )
+        },
+        "5s",
+    );
+    let (code, err) = team.run("bob", "apply --env prod");
+    assert_eq!(code, 6, "staging has not passed: {err}");
+    assert!(err.contains("staging"), "{err}");
+    let (code, err) = team.run("alice", "apply --env staging");
+    assert_eq!(code, 0, "{err}");
+    assert!(team.api().object("leases", "team", "rollout-staging").is_some());
+    assert!(team.api().object("leases", "team", "rollout").is_none());
+    let labelled: Vec<String> = team
+        .api()
+        .objects("configmaps", "team")
+        .iter()
+        .map(|m| m["metadata"]["labels"]["milepost.dev/state"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(!labelled.is_empty() && labelled.iter().all(|l| l == "rollout-staging"), "{labelled:?}");
+    // Bob never ran staging on his machine: the promotion is read from the cluster.
+    let (code, err) = team.run("bob", "apply --env prod");
+    assert_eq!(code, 0, "{err}");
+    assert!(team.api().object("leases", "team", "rollout-prod").is_some());
+    let (code, err) = team.run("carol", "status");
+    assert_eq!(code, 0, "{err}");
+}
