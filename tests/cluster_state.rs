@@ -930,3 +930,43 @@ module a {{ budget "1m"; install {{ run s "echo a >> ../ledger" }} }}
     let (code, err) = team.run("carol", "status");
     assert_eq!(code, 0, "{err}");
 }
+
+/// `state pull` never overwrites a local journal holding what the cluster's lacks; one the
+/// cluster's continues is brought up to date. `state push` refuses a run that differs.
+#[test]
+fn state_pull_and_push_never_overwrite_a_differing_run() {
+    let team = team_with(|state| workflow(state, "true"), "5s");
+    let (code, err) = team.run("alice", "apply");
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("carol", "state pull");
+    assert_eq!(code, 0, "{err}");
+    let journal = crate::support::walk(&team.path("carol"))
+        .into_iter()
+        .find(|p| p.ends_with("journal.jsonl"))
+        .expect("carol's copy");
+    let whole = std::fs::read_to_string(&journal).unwrap();
+
+    // Pulled while the rollout ran: a prefix, brought up to date.
+    let half: String = whole.split_inclusive('\n').take(2).collect();
+    std::fs::write(&journal, &half).unwrap();
+    let (code, err) = team.run("carol", "state pull");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), whole);
+
+    // Something only here: refused, nothing overwritten, either way.
+    let changed = whole.replacen("\"a\"", "\"A\"", 1);
+    assert_ne!(changed, whole);
+    std::fs::write(&journal, &changed).unwrap();
+    let (code, err) = team.run("carol", "state pull");
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("nothing was overwritten"), "{err}");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), changed, "the local copy stays");
+    let before = team.api().objects("configmaps", "team");
+    // (The change breaks the line's checksum: push finds the damage before comparing.)
+    let (code, err) = team.run("carol", "state push");
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("nothing was overwritten") || err.contains("damaged"), "{err}");
+    let after = team.api().objects("configmaps", "team");
+    let data = |maps: &[serde_json::Value]| maps.iter().map(|m| m["data"].clone()).collect::<Vec<_>>();
+    assert_eq!(data(&before), data(&after), "the cluster's copy stays");
+}

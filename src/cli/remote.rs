@@ -242,6 +242,22 @@ pub fn state(_cx: &Cx, args: &StateCommand) -> Result<u8, CliError> {
         }
         errln!("pushed {moved} run(s) to Lease {}/{}'s state", state.namespace, state.name);
     } else {
+        // Never overwritten either: a local journal with something the cluster's lacks. One
+        // the cluster's continues (pulled while the rollout ran) is brought up to date.
+        for (id, there) in &in_cluster {
+            let journal = dir.join("runs").join(id).join("journal.jsonl");
+            if let Ok(here) = std::fs::read(&journal) {
+                if !there.text.as_bytes().starts_with(&here) {
+                    return Err(CliError::State {
+                        message: format!(
+                            "run {id} is in {} with other content than in the cluster: nothing was \
+                             overwritten; compare them and remove one copy",
+                            journal.display()
+                        ),
+                    });
+                }
+            }
+        }
         let before = crate::state::history::run_dirs(&dir).len();
         remote.pull(&dir).map_err(state_error)?;
         moved = crate::state::history::run_dirs(&dir).len() - before;
