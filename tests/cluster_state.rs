@@ -970,3 +970,84 @@ fn state_pull_and_push_never_overwrite_a_differing_run() {
     let data = |maps: &[serde_json::Value]| maps.iter().map(|m| m["data"].clone()).collect::<Vec<_>>();
     assert_eq!(data(&before), data(&after), "the cluster's copy stays");
 }
+
+/// Killed between a flush's local fsync and its push (the push retried against a server
+/// that stopped answering journal writes): the machine's own resume follows the cluster,
+/// not its disk; b, whose end only the local disk had, runs again; a does not.
+#[test]
+fn a_kill_between_the_local_fsync_and_the_push_follows_the_cluster() {
+    let team = team_with(|state| workflow(state, "sleep 1"), "2s");
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    team.api().unreachable("PUT", "/configmaps");
+    team.api().unreachable("POST", "/configmaps");
+    std::thread::sleep(Duration::from_millis(1600));
+    kill(&mut alice);
+    team.api().forget_answers();
+    let local: String = crate::support::walk(&team.path("alice"))
+        .into_iter()
+        .filter(|p| p.ends_with("journal.jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let cluster: String = team
+        .api()
+        .objects("configmaps", "team")
+        .iter()
+        .filter_map(|m| m["data"]["journal"].as_str().map(String::from))
+        .collect();
+    assert!(
+        local.contains("\"node\":\"b\"") && local.contains("step-end"),
+        "b's end is on alice's disk: {local}"
+    );
+    assert!(!cluster.contains("\"type\":\"step-end\",\"node\":\"b\""), "and not in the cluster: {cluster}");
+    std::thread::sleep(Duration::from_millis(2200));
+    let (code, err) = team.run("alice", "resume");
+    assert_eq!(code, 0, "{err}");
+    let lines = team.ledger();
+    every_step_ran_and_no_recorded_pass_again(&lines);
+    assert_eq!(count(&lines, "b"), 2, "{lines:?}");
+    let (code, err) = team.run("bob", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), lines, "nothing ran again: {err}");
+}
+
+/// A server that answers every journal write with a 500 while it renews the Lease (etcd out
+/// of space): the holder does not retry forever; it stops with the server's words.
+#[test]
+fn journal_writes_refused_for_good_by_5xx_stop_the_run_in_bounded_time() {
+    let team = team_with(|state| workflow(state, "sleep 0.5"), "2s");
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    team.api().answer(
+        "PUT",
+        "/configmaps",
+        500,
+        "InternalError",
+        "etcdserver: mvcc: database space exceeded",
+    );
+    team.api().answer(
+        "POST",
+        "/configmaps",
+        500,
+        "InternalError",
+        "etcdserver: mvcc: database space exceeded",
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = alice.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let Some(status) = status else {
+        kill(&mut alice);
+        panic!("still retrying after 30s: {}", team.stderr_of("alice"));
+    };
+    let err = team.stderr_of("alice");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(err.contains("database space exceeded"), "the server's words: {err}");
+    assert_eq!(team.ledger(), ["a", "b"], "c never started: {err}");
+}

@@ -819,6 +819,15 @@ impl Mirror {
             notes.insert(CLOSED.into(), "true".into());
         }
         let mut wait = Duration::from_millis(50);
+        let failing = Instant::now();
+        let mut last;
+        let what = || {
+            format!(
+                "run {}'s journal (ConfigMap {})",
+                self.run,
+                chunk_name(&remote.spec.name, &self.run, index)
+            )
+        };
         loop {
             let attempt = remote.write_chunk(&self.run, index, text, rv, notes.clone());
             match attempt {
@@ -838,23 +847,31 @@ impl Mirror {
                     return Err(self.hold.check().err().map(|e| e.to_string()).unwrap_or_default());
                 }
                 Ok(Err(kube::Error::Api(s))) if !matches!(s.code, 429 | 500 | 503 | 504) => {
-                    let what = format!(
-                        "run {}'s journal (ConfigMap {})",
-                        self.run,
-                        chunk_name(&remote.spec.name, &self.run, index)
-                    );
                     return Err(crate::cluster::describe(
                         &kube::Error::Api(s),
                         "write",
-                        &what,
+                        &what(),
                         Some(&remote.spec.namespace),
                     ));
                 }
-                _ => {}
+                Ok(Err(e)) => {
+                    last = crate::cluster::describe(&e, "write", &what(), Some(&remote.spec.namespace))
+                }
+                Err(e) => last = e.to_string(),
             }
             // The server is away (a restart, a network cut): try again while nobody else
-            // can have taken the lock.
+            // can have taken the lock, and for one lease at most: a server that renews the
+            // Lease but fails every journal write (etcd out of space answers 500s) would
+            // otherwise hold the run here for ever, saying nothing.
             self.hold.check().map_err(|e| e.to_string())?;
+            if failing.elapsed() >= remote.spec.lease {
+                return Err(format!(
+                    "run {}'s journal could not be written to the cluster for {}s ({last}): no further \
+                     step starts here; `milepost resume` continues from what the cluster recorded",
+                    self.run,
+                    failing.elapsed().as_secs()
+                ));
+            }
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(1));
         }
