@@ -1051,3 +1051,28 @@ fn journal_writes_refused_for_good_by_5xx_stop_the_run_in_bounded_time() {
     assert!(err.contains("database space exceeded"), "the server's words: {err}");
     assert_eq!(team.ledger(), ["a", "b"], "c never started: {err}");
 }
+
+/// Nodes that wait for nothing start without a flush before them (the group commit syncs
+/// for dependents): a holder cut off from the server must still stop starting them once
+/// its lease may have been taken, not run the whole rollout unrecorded.
+#[test]
+fn a_cut_off_holder_starts_no_independent_node_after_its_lease_may_be_taken() {
+    let body: String = (0..12)
+        .map(|i| {
+            format!(
+                "module n{i} {{ budget \"1m\"; install {{ run s \"echo n{i} >> ../ledger; touch ../marker-n; sleep 0.3\" }} }}\n"
+            )
+        })
+        .collect();
+    let team = team_with(|state| format!("workflow w {{\n    {state}\n    parallelism 1\n}}\n{body}"), "2s");
+    let cut = Partition::start(team.api().port);
+    let config = cut.kubeconfig(team.dir.path());
+    let mut alice = team.start("alice", "apply", &config, "marker-n");
+    cut.cut(true);
+    let status = alice.wait().unwrap();
+    let err = team.stderr_of("alice");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(err.contains("no further step starts here"), "{err}");
+    let ran = team.ledger().len();
+    assert!(ran < 10, "nodes started {ran} × 0.3 s after the cut of a 2 s lease: {err}");
+}

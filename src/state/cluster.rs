@@ -779,6 +779,19 @@ impl Mirror {
         result
     }
 
+    /// Whether this run may start another node: its lock is held and no push failed.
+    ///
+    /// # Errors
+    /// Why not, in the words of the push that would fail.
+    pub fn check(&self) -> Result<(), String> {
+        // `try_lock`: a push in progress holds the state for as long as it retries, and this
+        // is asked on the dispatcher's thread; the hold's check below is what counts.
+        if let Some(reason) = self.state.try_lock().ok().and_then(|s| s.broken.clone()) {
+            return Err(reason);
+        }
+        self.hold.check().map_err(|e| e.to_string())
+    }
+
     fn push_locked(&self, state: &mut MirrorState, close: bool) -> Result<(), String> {
         self.hold.check().map_err(|e| e.to_string())?;
         let bytes =
