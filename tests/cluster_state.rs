@@ -1088,3 +1088,19 @@ fn a_cut_off_holder_starts_no_independent_node_after_its_lease_may_be_taken() {
     let ran = team.ledger().len();
     assert!(ran < 10, "nodes started {ran} × 0.3 s after the cut of a 2 s lease: {err}");
 }
+
+/// RBAC that lets a user create the Lease but not update it: the first renewal is refused,
+/// and when the lease runs out the run stops saying what to grant, not that the server
+/// stopped answering.
+#[test]
+fn a_renewal_refused_by_rbac_says_what_to_grant() {
+    let team = team_with(|state| workflow(state, "sleep 3"), "2s");
+    let kubeconfig = team.kubeconfig.clone();
+    team.api().deny("update", "leases");
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let status = alice.wait().unwrap();
+    let err = team.stderr_of("alice");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(err.contains("`update`") && err.contains("Lease") && err.contains("grant"), "{err}");
+    assert_eq!(team.ledger(), ["a", "b"], "c never started: {err}");
+}

@@ -349,7 +349,13 @@ impl Remote {
             let hold = Arc::new(Hold {
                 remote: self.clone(),
                 holder: holder.to_string(),
-                state: Mutex::new(HoldState { lease, renewed_at: sent, lost: None, released: false }),
+                state: Mutex::new(HoldState {
+                    lease,
+                    renewed_at: sent,
+                    lost: None,
+                    released: false,
+                    refused: None,
+                }),
                 stop: Mutex::new(None),
             });
             // A holder that did not release the lock may have left runs open: nothing of
@@ -382,6 +388,7 @@ impl Remote {
                 renewed_at: Instant::now(),
                 lost: None,
                 released: true,
+                refused: None,
             }),
             stop: Mutex::new(None),
         };
@@ -509,6 +516,9 @@ struct HoldState {
     /// Why this holder may not write any more.
     lost: Option<String>,
     released: bool,
+    /// What the API server answered to the last renewal that it refused (a 403 when RBAC
+    /// allows creating the Lease but not updating it): said when the lease runs out.
+    refused: Option<String>,
 }
 
 impl std::fmt::Debug for Hold {
@@ -533,6 +543,15 @@ impl Hold {
         let lease = self.remote.spec.lease;
         let since = state.renewed_at.elapsed();
         if since + lease / 5 >= lease {
+            if let Some(refused) = &state.refused {
+                return Err(RemoteError::Fenced(format!(
+                    "the rollout's lock (Lease {}) was last renewed {:.1}s ago and lasts {}s: renewing it \
+                     was refused: {refused}: {LOST}",
+                    self.remote.spec.name,
+                    since.as_secs_f64(),
+                    lease.as_secs(),
+                )));
+            }
             return Err(RemoteError::Fenced(format!(
                 "the rollout's lock (Lease {}) was last renewed {:.1}s ago and lasts {}s: the API server \
                  at {} has not answered since, so another operator may take the lock: {LOST}",
@@ -593,6 +612,7 @@ impl Hold {
                 if let Ok(mut s) = self.state.lock() {
                     s.lease = renewed;
                     s.renewed_at = sent;
+                    s.refused = None;
                 }
                 true
             }
@@ -624,6 +644,19 @@ impl Hold {
                     "the rollout's lock (Lease {name}) was taken from this run ({now}): {LOST}"
                 ));
                 false
+            }
+            // Refused (403, 422, …): kept to say why when the lease runs out.
+            Ok(Err(e @ kube::Error::Api(_))) => {
+                let said = crate::cluster::describe(
+                    &e,
+                    "update",
+                    &format!("Lease {name}"),
+                    Some(&self.remote.spec.namespace),
+                );
+                if let Ok(mut s) = self.state.lock() {
+                    s.refused = Some(said);
+                }
+                true
             }
             // Unreachable for now: `check` says when that has lasted too long.
             _ => true,
