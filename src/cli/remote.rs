@@ -59,8 +59,16 @@ pub fn take(workflow: &Workflow, dir: &Path, command: &str) -> Result<Option<Arc
 
 fn settle_working_copy(remote: &Remote, dir: &Path, command: &str) -> Result<(), CliError> {
     let only_here = remote.pull(dir).map_err(state_error)?;
-    let (pushed, never): (Vec<String>, Vec<String>) =
-        only_here.into_iter().partition(|id| dir.join("runs").join(id).join(cluster::PUSHED_MARK).exists());
+    // A run killed between its folder's creation and its first push (the mark is written
+    // just before it) holds its run-start alone: nothing of it ran, so it goes aside like a
+    // pushed one instead of stopping every locking command on this machine.
+    let started_only = |id: &String| {
+        crate::state::journal::read(&dir.join("runs").join(id).join("journal.jsonl"))
+            .is_ok_and(|r| matches!(r.as_slice(), [crate::state::format::Record::RunStart { .. }]))
+    };
+    let (pushed, never): (Vec<String>, Vec<String>) = only_here
+        .into_iter()
+        .partition(|id| dir.join("runs").join(id).join(cluster::PUSHED_MARK).exists() || started_only(id));
     if !never.is_empty() && command != "state push" {
         return Err(CliError::State {
             message: format!(
