@@ -650,13 +650,12 @@ fn kills_at_random_moments_with_the_cluster_backend_never_rerun_a_recorded_pass(
     let rounds: u32 = std::env::var("MILEPOST_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(14);
     let seed: u64 =
         std::env::var("MILEPOST_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_c105);
-    let mut rng = (seed | 1, 0u64);
+    let mut rng = seed | 1;
     let mut next = move |n: u64| {
-        rng.0 ^= rng.0 << 13;
-        rng.0 ^= rng.0 >> 7;
-        rng.0 ^= rng.0 << 17;
-        rng.1 += 1;
-        rng.0 % n
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
     };
     let nodes = [
         ("m0", ""),
@@ -1134,4 +1133,20 @@ fn a_run_killed_before_its_first_push_does_not_stop_the_machine() {
     let (code, err) = team.run("alice", "apply");
     assert_eq!(code, 0, "{err}");
     assert!(!killed.exists(), "moved aside: {err}");
+}
+
+/// From another machine a node in flight shows as pending: its node-start reaches the
+/// cluster with the next flush, when it ends (flushes are for dependents; a push at every
+/// node start would add a request per node), and status's header does not say that the
+/// Lease names the last run's process either. Someone reading it may think nothing runs.
+#[test]
+#[ignore = "status from another machine shows a node in flight as pending: node starts are pushed only with the next flush; needs a push at node start (a request per node) or a live-run line in status from the Lease"]
+fn status_on_another_machine_shows_a_node_in_flight_as_running() {
+    let team = team_with(|state| workflow(state, "sleep 3"), "5s");
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let out = team.command("carol", "status", &kubeconfig).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    alice.wait().unwrap();
+    assert!(stdout.lines().any(|l| l.contains(" b ") && l.contains("running")), "{stdout}");
 }

@@ -1610,6 +1610,18 @@ fn describe_value(value: &KdlValue) -> String {
     }
 }
 
+/// A Kubernetes object name part that is a DNS label (RFC 1123) of at most `limit` bytes.
+fn dns_label(text: &str, limit: usize) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if text.is_empty() || text.len() > limit {
+        return Err(format!("must be 1 to {limit} characters, found {}", text.len()));
+    }
+    if !text.chars().all(|c| fine(c) || c == '-') || !text.starts_with(fine) || !text.ends_with(fine) {
+        return Err(format!("`{text}` is not a DNS label"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1781,16 +1793,4 @@ module e { budget "1h"; install { run x ##"two "# hashes"## } }
         let chunks = split_top_level(&text, 64);
         assert_eq!((chunks.len(), chunks[0].clone()), (1, 0..text.len()));
     }
-}
-
-/// A Kubernetes object name part that is a DNS label (RFC 1123) of at most `limit` bytes.
-fn dns_label(text: &str, limit: usize) -> Result<(), String> {
-    let fine = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if text.is_empty() || text.len() > limit {
-        return Err(format!("must be 1 to {limit} characters, found {}", text.len()));
-    }
-    if !text.chars().all(|c| fine(c) || c == '-') || !text.starts_with(fine) || !text.ends_with(fine) {
-        return Err(format!("`{text}` is not a DNS label"));
-    }
-    Ok(())
 }
