@@ -1150,3 +1150,65 @@ fn status_on_another_machine_shows_a_node_in_flight_as_running() {
     alice.wait().unwrap();
     assert!(stdout.lines().any(|l| l.contains(" b ") && l.contains("running")), "{stdout}");
 }
+
+/// A step's end is in the cluster before its dependents start, even when every request
+/// takes a while.
+#[test]
+fn a_steps_end_is_in_the_cluster_before_its_dependent_starts() {
+    let team = team_with(|state| workflow(state, "true"), "5s");
+    team.api().set_latency(Duration::from_millis(150));
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let cluster: String = team
+        .api()
+        .objects("configmaps", "team")
+        .iter()
+        .filter_map(|m| m["data"]["journal"].as_str().map(String::from))
+        .collect();
+    assert!(
+        cluster
+            .lines()
+            .any(|l| l.contains("\"step-end\"") && l.contains("\"node\":\"a\"") && l.contains("passed")),
+        "a's pass was acknowledged before b started: {cluster}"
+    );
+    assert_eq!(alice.wait().unwrap().code(), Some(0), "{}", team.stderr_of("alice"));
+}
+
+/// A holder paused (SIGSTOP: a suspended laptop, a stalled VM) past its lease: another
+/// takes over; when it wakes, its late writes are refused and it starts nothing more.
+#[test]
+fn a_paused_holder_that_wakes_after_a_takeover_is_fenced() {
+    let team = team_with(|state| workflow(state, "sleep 1"), "2s");
+    let kubeconfig = team.kubeconfig.clone();
+    let mut alice = team.start("alice", "apply", &kubeconfig, "marker-b");
+    let pid = nix::unistd::Pid::from_raw(alice.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(2300));
+    let (code, err) = team.run("bob", "resume");
+    assert_eq!(code, 0, "{err}");
+    let after_bob = team.ledger();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = alice.wait().unwrap();
+    let err = team.stderr_of("alice");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert_eq!(team.ledger(), after_bob, "alice started nothing after waking: {err}");
+    every_step_ran_and_no_recorded_pass_again(&team.ledger());
+}
+
+/// A chunk whose text was changed by hand: the damage is named where it is, in the
+/// cluster, not as a file in a copy that is gone when the command ends.
+#[test]
+fn a_chunk_changed_by_hand_is_named_in_the_cluster() {
+    let team = team_with(|state| workflow(state, "true"), "5s");
+    let (code, err) = team.run("alice", "apply");
+    assert_eq!(code, 0, "{err}");
+    let mut map = team.api().objects("configmaps", "team").remove(0);
+    let name = map["metadata"]["name"].as_str().unwrap().to_string();
+    let text = map["data"]["journal"].as_str().unwrap().replacen("\"w\"", "\"W\"", 1);
+    map["data"]["journal"] = json!(text);
+    team.api().put("configmaps", "team", map);
+    let (code, err) = team.run("bob", "status");
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains(&name) || err.contains("ConfigMap"), "the damaged chunk is named: {err}");
+    assert!(!err.contains(".view-"), "not a copy that is gone: {err}");
+}

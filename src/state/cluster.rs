@@ -258,6 +258,22 @@ impl Remote {
             std::fs::create_dir_all(&run_dir).map_err(|e| local(e, &run_dir))?;
             let partial = run_dir.join(".journal.jsonl.pulled");
             std::fs::write(&partial, &run.text).map_err(|e| local(e, &partial))?;
+            // Read before it replaces anything: damage is named where it is, in the cluster,
+            // not as a file of a read-only command's copy that is gone when it ends.
+            if let Err(super::journal::JournalError::Damaged { line, reason, .. }) =
+                super::journal::read(&partial)
+            {
+                let _ = std::fs::remove_file(&partial);
+                return Err(RemoteError::Damaged(format!(
+                    "run {id}'s journal in {} (ConfigMaps {} to {}) is damaged at line {line}: {reason}. It \
+                     was changed in the cluster; milepost will not guess what it recorded: restore it (a \
+                     machine that ran or read the run has it in runs/{id}/journal.jsonl), or delete the \
+                     run's ConfigMaps (its completed steps then run again)",
+                    self.where_(),
+                    chunk_name(&self.spec.name, id, 0),
+                    chunk_name(&self.spec.name, id, run.chunks.saturating_sub(1)),
+                )));
+            }
             std::fs::rename(&partial, &path).map_err(|e| local(e, &path))?;
             let _ = std::fs::write(run_dir.join(PUSHED_MARK), "");
         }
