@@ -299,7 +299,7 @@ impl Remote {
     /// [`RemoteError::Held`] while another holder's lease lasts; the API server's refusals.
     pub fn acquire(self: &Arc<Self>, holder: &str) -> Result<Arc<Hold>, RemoteError> {
         for _ in 0..5 {
-            let sent = Instant::now();
+            let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
             let before = self.lease()?;
             let now = jiff::Timestamp::now();
             let duration = self.spec.lease.as_secs() as i32;
@@ -368,6 +368,7 @@ impl Remote {
                 state: Mutex::new(HoldState {
                     lease,
                     renewed_at: sent,
+                    renewed_wall: sent_wall,
                     lost: None,
                     released: false,
                     refused: None,
@@ -402,6 +403,7 @@ impl Remote {
             state: Mutex::new(HoldState {
                 lease: lease.clone(),
                 renewed_at: Instant::now(),
+                renewed_wall: std::time::SystemTime::now(),
                 lost: None,
                 released: true,
                 refused: None,
@@ -529,6 +531,9 @@ struct HoldState {
     lease: Lease,
     /// When the last renewal that succeeded was sent.
     renewed_at: Instant,
+    /// The same by the wall clock: `Instant` stands still while the machine sleeps (a
+    /// suspended laptop, a paused VM), the lease's expiry on other machines does not.
+    renewed_wall: std::time::SystemTime,
     /// Why this holder may not write any more.
     lost: Option<String>,
     released: bool,
@@ -557,7 +562,7 @@ impl Hold {
             return Err(RemoteError::Fenced(reason.clone()));
         }
         let lease = self.remote.spec.lease;
-        let since = state.renewed_at.elapsed();
+        let since = state.renewed_at.elapsed().max(state.renewed_wall.elapsed().unwrap_or_default());
         if since + lease / 5 >= lease {
             if let Some(refused) = &state.refused {
                 return Err(RemoteError::Fenced(format!(
@@ -611,7 +616,7 @@ impl Hold {
 
     /// One renewal; false once the lock is lost for good.
     async fn renew(&self) -> bool {
-        let sent = Instant::now();
+        let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
         let (mut lease, holder) = match self.state.lock() {
             Ok(s) if s.lost.is_none() && !s.released => (s.lease.clone(), self.holder.clone()),
             _ => return false,
@@ -628,6 +633,7 @@ impl Hold {
                 if let Ok(mut s) = self.state.lock() {
                     s.lease = renewed;
                     s.renewed_at = sent;
+                    s.renewed_wall = sent_wall;
                     s.refused = None;
                 }
                 true
