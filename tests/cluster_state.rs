@@ -699,7 +699,18 @@ fn kills_at_random_moments_with_the_cluster_backend_never_rerun_a_recorded_pass(
         if next(4) == 0 {
             children.push(spawn(operators[(first + 1) % 3], "resume"));
         }
-        let how = next(4);
+        let how = next(5);
+        let mut forced = false;
+        if how == 4 {
+            // `unlock --force` from a fourth machine while the holder runs, and a resume at
+            // once: the fenced holder's step in flight may run again there (at most one per
+            // slot), nothing else.
+            std::thread::sleep(Duration::from_millis(20 + next(500)));
+            let (code, err) = team.run("dave", "unlock --force");
+            assert!(code == 0, "{context}: {err}");
+            forced = true;
+            children.push(spawn("erin", "resume"));
+        }
         if how < 3 {
             std::thread::sleep(Duration::from_millis(20 + next(500)));
             let signal =
@@ -720,9 +731,9 @@ fn kills_at_random_moments_with_the_cluster_backend_never_rerun_a_recorded_pass(
         }
         // Within one round no step ran twice: two machines never ran side by side.
         let mut seen = std::collections::HashSet::new();
-        for step in &ran {
-            assert!(seen.insert(step), "{context}: {step} ran twice in one round {codes:?}: {ran:?}");
-        }
+        let twice: Vec<&String> = ran.iter().filter(|step| !seen.insert(*step)).collect();
+        let allowed = if forced { 2 } else { 0 };
+        assert!(twice.len() <= allowed, "{context}: {twice:?} ran twice in one round {codes:?}: {ran:?}");
         // The lease of a killed holder lasts 1 s; readers need no lock.
         let out = team.command("dave", "status --json", &kubeconfig).output().unwrap();
         let said = String::from_utf8_lossy(&out.stderr);

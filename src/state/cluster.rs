@@ -103,6 +103,8 @@ pub struct RemoteRun {
     pub holder: String,
     pub closed: bool,
     pub fenced_by: Option<String>,
+    /// A tombstone chunk was read: nothing from it on is the run's.
+    tombstoned: bool,
 }
 
 impl Remote {
@@ -220,7 +222,14 @@ impl Remote {
                 }
                 let notes = map.metadata.annotations.clone().unwrap_or_default();
                 let text = map.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
-                if out.fenced_by.is_none() {
+                // Everything before the tombstone was acknowledged to its holder, who went on
+                // from it: that counts, even in chunks it made while a fence was under way
+                // (after the first fenced chunk, before the tombstone). Nothing after it can
+                // have been written.
+                let tombstone =
+                    notes.contains_key(FENCED_BY) && text.starts_with("{\"type\":\"lock-broken\"");
+                out.tombstoned |= tombstone;
+                if !out.tombstoned {
                     out.text.push_str(&text);
                 }
                 out.holder = notes.get(HOLDER).cloned().unwrap_or_default();
@@ -381,7 +390,7 @@ impl Remote {
             // whose fencing failed half-way gave the lock back, free, with the run it was
             // fencing still open (and its holder perhaps only paused).
             let previous = taken_from.filter(|p| p != holder).unwrap_or_default();
-            hold.fence_open_runs(&previous, false)?;
+            hold.fence_open_runs(&previous, false, None)?;
             hold.start_renewing();
             return Ok(hold);
         }
@@ -395,7 +404,25 @@ impl Remote {
     /// `unlock --force`: the lock is taken from whoever holds it, their open runs fenced and
     /// the Lease deleted. Returns the holder it was taken from.
     pub fn break_lock(self: &Arc<Self>, by: &str) -> Result<Option<String>, RemoteError> {
-        let Some(lease) = self.lease()? else { return Ok(None) };
+        let Some(lease) = self.lease()? else {
+            // No Lease (a forced unlock before, whose fencing failed half-way): its runs left
+            // open are fenced all the same.
+            let hold = Hold {
+                remote: self.clone(),
+                holder: by.to_string(),
+                state: Mutex::new(HoldState {
+                    lease: Lease::default(),
+                    renewed_at: Instant::now(),
+                    renewed_wall: std::time::SystemTime::now(),
+                    lost: None,
+                    released: true,
+                    refused: None,
+                }),
+                stop: Mutex::new(None),
+            };
+            hold.fence_open_runs("nobody", true, None)?;
+            return Ok(None);
+        };
         let previous = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
         let hold = Hold {
             remote: self.clone(),
@@ -410,25 +437,51 @@ impl Remote {
             }),
             stop: Mutex::new(None),
         };
-        hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true)?;
-        let (leases, name) = (self.leases.clone(), self.spec.name.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: lease.metadata.uid.clone(),
-                resource_version: lease.metadata.resource_version.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        match self.call(async move { leases.delete(&name, &params).await })? {
-            Ok(_) => Ok(previous),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(previous),
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(RemoteError::Api(format!(
-                "the Lease {} changed while it was being removed (a holder renewed or took it): run \
-                 `milepost unlock --force` again if it is still needed",
-                self.spec.name
-            ))),
-            Err(e) => Err(self.api_error("delete", &format!("Lease {}", self.spec.name), &e)),
+        // The Lease goes first, then the runs are fenced: a run its holder creates after
+        // the fence's listing was created after the delete, and its holder, which reads the
+        // Lease back after creating a run (`Hold::verify`), stops before its first step.
+        // The holder renews every third of its lease, so the Lease read before fencing has
+        // often been renewed by the time it is deleted (409). The same holder renewing it
+        // is no reason to stop: its runs are fenced; delete the renewed Lease. Another
+        // holder having taken it is.
+        let mut lease = lease;
+        for _ in 0..5 {
+            let (leases, name) = (self.leases.clone(), self.spec.name.clone());
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: lease.metadata.uid.clone(),
+                    resource_version: lease.metadata.resource_version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            let deleted = self.call(async move { leases.delete(&name, &params).await })?;
+            match deleted {
+                Ok(_) => {
+                    hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                    return Ok(previous);
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                    return Ok(previous);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(self.api_error("delete", &format!("Lease {}", self.spec.name), &e)),
+            }
+            let Some(now) = self.lease()? else {
+                hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                return Ok(previous);
+            };
+            let holder = now.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+            if holder.is_some() && holder != previous {
+                break;
+            }
+            lease = now;
         }
+        Err(RemoteError::Api(format!(
+            "the Lease {} changed while it was being removed (another holder took it): run `milepost \
+             unlock --force` again if it is still needed",
+            self.spec.name
+        )))
     }
 
     /// Who holds the lock now, and until when: for `status`.
@@ -585,6 +638,25 @@ impl Hold {
         Ok(())
     }
 
+    /// Reads the Lease back: it must still name this holder (same uid). Asked after a run's
+    /// first chunk is created, which no fence can have covered if the lock was broken just
+    /// before (`unlock --force` deletes the Lease, then fences what it lists).
+    pub fn verify(&self) -> Result<(), RemoteError> {
+        let uid = self.state.lock().ok().and_then(|s| s.lease.metadata.uid.clone());
+        let now = self.remote.lease()?;
+        let ours = now.as_ref().is_some_and(|l| {
+            l.metadata.uid == uid
+                && l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.holder)
+        });
+        if !ours {
+            self.lose(format!(
+                "the rollout's lock (Lease {}) was taken from this run before its first step: {LOST}",
+                self.remote.spec.name
+            ));
+        }
+        self.check()
+    }
+
     fn lose(&self, reason: String) {
         if let Ok(mut state) = self.state.lock() {
             state.lost.get_or_insert(reason);
@@ -688,7 +760,10 @@ impl Hold {
     /// Fences every run of the rollout still open and written by another holder: its last
     /// chunk is changed and a tombstone chunk created after it, carrying a `lock-broken`
     /// record, so none of that holder's later writes can land.
-    fn fence_open_runs(&self, previous: &str, forced: bool) -> Result<(), RemoteError> {
+    ///
+    /// With `only`, the runs of that holder alone: `unlock --force` fences after deleting the
+    /// Lease, when a new holder may already have runs of its own.
+    fn fence_open_runs(&self, previous: &str, forced: bool, only: Option<&str>) -> Result<(), RemoteError> {
         for _ in 0..10 {
             let runs = self.remote.runs()?;
             let mut raced = false;
@@ -696,7 +771,10 @@ impl Hold {
             // but whose tombstone was refused, or after whose change the old holder created
             // its next chunk, leaves a run fenced in name whose next chunk can still be
             // written; fencing it again puts a tombstone after its real last chunk.
-            for (id, run) in runs.iter().filter(|(_, r)| !r.closed && r.holder != self.holder) {
+            for (id, run) in runs
+                .iter()
+                .filter(|(_, r)| !r.closed && r.holder != self.holder && only.is_none_or(|h| r.holder == h))
+            {
                 let Some((rv, notes, text)) = &run.last else { continue };
                 let mut notes = notes.clone();
                 notes.insert(FENCED_BY.into(), self.holder.clone());
@@ -871,7 +949,11 @@ impl Mirror {
             let mut text = state.text.clone();
             text.push_str(&piece);
             let closing = close && pieces.peek().is_none();
+            let created = state.chunk == 0 && state.rv.is_none();
             let rv = self.write(state.chunk, &text, state.rv.as_deref(), closing)?;
+            if created {
+                self.hold.verify().map_err(|e| e.to_string())?;
+            }
             state.text = text;
             state.rv = Some(rv);
             state.sent += piece.len() as u64;
