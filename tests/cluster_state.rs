@@ -1223,3 +1223,20 @@ fn a_chunk_changed_by_hand_is_named_in_the_cluster() {
     assert!(err.contains(&name) || err.contains("ConfigMap"), "the damaged chunk is named: {err}");
     assert!(!err.contains(".view-"), "not a copy that is gone: {err}");
 }
+
+/// Answers lost after the write was stored, again and again, across chunk rollovers and
+/// Lease renewals: every write is found as this holder's own, the run ends, and another
+/// machine has nothing to run again.
+#[test]
+fn lost_answers_across_chunk_rollovers_and_renewals_are_taken_as_written() {
+    let team = team_with(|state| workflow(state, "sleep 1.5"), "2s");
+    team.api().lose_answers("PUT", "/configmaps", 4);
+    team.api().lose_answers("POST", "/configmaps", 4);
+    team.api().lose_answers("PUT", "/leases", 2);
+    let (code, err) = run_env(&team, "alice", "apply", &[("MILEPOST_STATE_CHUNK_BYTES", "256")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "b", "c"], "{err}");
+    let (code, err) = team.run("bob", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "b", "c"], "nothing ran again: {err}");
+}

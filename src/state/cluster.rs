@@ -724,8 +724,28 @@ impl Hold {
                 };
                 let by = current.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
                 if by == holder {
+                    // Still ours: an earlier renewal was stored but its answer lost. Renew
+                    // now on the Lease as it is, or the lease would run out here while the
+                    // server counts it as renewed.
+                    let mut again = current.clone();
+                    if let Some(spec) = again.spec.as_mut() {
+                        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                    }
+                    again.metadata.managed_fields = None;
+                    let sent = (Instant::now(), std::time::SystemTime::now());
+                    let renewed = tokio::time::timeout(
+                        self.remote.timeout,
+                        leases.replace(&name, &post_params(), &again),
+                    )
+                    .await;
                     if let Ok(mut s) = self.state.lock() {
-                        s.lease = current;
+                        match renewed {
+                            Ok(Ok(renewed)) => {
+                                s.lease = renewed;
+                                (s.renewed_at, s.renewed_wall) = sent;
+                            }
+                            _ => s.lease = current,
+                        }
                     }
                     return true;
                 }
