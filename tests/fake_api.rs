@@ -220,6 +220,9 @@ struct State {
     objects: HashMap<(String, String, String), Value>,
     rv: u64,
     rules: Vec<Rule>,
+    /// (method, path part, how many more): requests served (their writes stored) whose
+    /// answers are lost, as when the server or the network goes down after etcd committed.
+    lost_answers: Vec<(&'static str, &'static str, u32)>,
     /// (user, verb, plural) RBAC refuses; no user: everyone.
     denied: Vec<(Option<String>, String, String)>,
     /// Who each bearer token stands for; the first is the default user (`USER`).
@@ -419,6 +422,24 @@ impl FakeApi {
     /// connection closed without an answer, as when the API server is down.
     pub fn unreachable(&self, method: &'static str, path: &'static str) {
         self.state.lock().unwrap().rules.push(Rule { method, path, code: 0, body: Value::Null });
+    }
+
+    /// The next `times` requests matching `method` and containing `path` are carried out
+    /// (a write is stored) but their connection is closed before the answer: the client
+    /// cannot tell whether its write landed.
+    pub fn lose_answers(&self, method: &'static str, path: &'static str, times: u32) {
+        self.state.lock().unwrap().lost_answers.push((method, path, times));
+    }
+
+    /// The forced answers set by `answer` and `unreachable` end: the server answers again.
+    pub fn forget_answers(&self) {
+        self.state.lock().unwrap().rules.clear();
+    }
+
+    /// Removes an object, as `kubectl delete` by hand would.
+    pub fn remove(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = (plural.to_string(), namespace.to_string(), name.to_string());
+        self.state.lock().unwrap().objects.remove(&key)
     }
 
     /// From now on another client writes the object (a new resourceVersion) just before
@@ -633,6 +654,14 @@ fn handle(seen: &Seen, state: &Arc<Mutex<State>>) -> (Option<Answer>, Option<Wat
         return (Some(Answer::Json(rule.code, rule.body)), None);
     }
     let answer = route(seen, &mut s);
+    if answer.is_some() {
+        if let Some(lost) =
+            s.lost_answers.iter_mut().find(|(m, p, n)| *n > 0 && *m == seen.method && seen.path.contains(p))
+        {
+            lost.2 -= 1;
+            return (Some(Answer::Json(0, Value::Null)), None);
+        }
+    }
     match answer {
         Some(a) => (Some(a), None),
         None => match s.watches.pop_front() {

@@ -59,8 +59,16 @@ pub fn take(workflow: &Workflow, dir: &Path, command: &str) -> Result<Option<Arc
 
 fn settle_working_copy(remote: &Remote, dir: &Path, command: &str) -> Result<(), CliError> {
     let only_here = remote.pull(dir).map_err(state_error)?;
-    let (pushed, never): (Vec<String>, Vec<String>) =
-        only_here.into_iter().partition(|id| dir.join("runs").join(id).join(cluster::PUSHED_MARK).exists());
+    // A run killed between its folder's creation and its first push (the mark is written
+    // just before it) holds its run-start alone: nothing of it ran, so it goes aside like a
+    // pushed one instead of stopping every locking command on this machine.
+    let started_only = |id: &String| {
+        crate::state::journal::read(&dir.join("runs").join(id).join("journal.jsonl"))
+            .is_ok_and(|r| matches!(r.as_slice(), [crate::state::format::Record::RunStart { .. }]))
+    };
+    let (pushed, never): (Vec<String>, Vec<String>) = only_here
+        .into_iter()
+        .partition(|id| dir.join("runs").join(id).join(cluster::PUSHED_MARK).exists() || started_only(id));
     if !never.is_empty() && command != "state push" {
         return Err(CliError::State {
             message: format!(
@@ -242,6 +250,22 @@ pub fn state(_cx: &Cx, args: &StateCommand) -> Result<u8, CliError> {
         }
         errln!("pushed {moved} run(s) to Lease {}/{}'s state", state.namespace, state.name);
     } else {
+        // Never overwritten either: a local journal with something the cluster's lacks. One
+        // the cluster's continues (pulled while the rollout ran) is brought up to date.
+        for (id, there) in &in_cluster {
+            let journal = dir.join("runs").join(id).join("journal.jsonl");
+            if let Ok(here) = std::fs::read(&journal) {
+                if !there.text.as_bytes().starts_with(&here) {
+                    return Err(CliError::State {
+                        message: format!(
+                            "run {id} is in {} with other content than in the cluster: nothing was \
+                             overwritten; compare them and remove one copy",
+                            journal.display()
+                        ),
+                    });
+                }
+            }
+        }
         let before = crate::state::history::run_dirs(&dir).len();
         remote.pull(&dir).map_err(state_error)?;
         moved = crate::state::history::run_dirs(&dir).len() - before;

@@ -106,6 +106,8 @@ pub struct RemoteRun {
     pub holder: String,
     pub closed: bool,
     pub fenced_by: Option<String>,
+    /// A tombstone chunk was read: nothing from it on is the run's.
+    tombstoned: bool,
 }
 
 impl Remote {
@@ -192,6 +194,17 @@ impl Remote {
                 else {
                     continue;
                 };
+                // Only what milepost writes is read: a labelled ConfigMap with another name
+                // or a run id that could name a path is damage, said here, before a fence
+                // aims writes at names it does not have (404 after 404, "kept changing").
+                let name = map.metadata.name.clone().unwrap_or_default();
+                if !plain_run_id(run) || name != chunk_name(&self.spec.name, run, index) {
+                    return Err(RemoteError::Damaged(format!(
+                        "ConfigMap {name} in {} is labelled {STATE_LABEL}={} but is no journal chunk                          milepost writes (run `{run}`, chunk {index}); remove it or its label",
+                        self.where_(),
+                        self.spec.name
+                    )));
+                }
                 chunks.entry(run.clone()).or_default().insert(index, map);
             }
             token = page.metadata.continue_.filter(|t| !t.is_empty());
@@ -212,7 +225,14 @@ impl Remote {
                 }
                 let notes = map.metadata.annotations.clone().unwrap_or_default();
                 let text = map.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
-                if out.fenced_by.is_none() {
+                // Everything before the tombstone was acknowledged to its holder, who went on
+                // from it: that counts, even in chunks it made while a fence was under way
+                // (after the first fenced chunk, before the tombstone). Nothing after it can
+                // have been written.
+                let tombstone =
+                    notes.contains_key(FENCED_BY) && text.starts_with("{\"type\":\"lock-broken\"");
+                out.tombstoned |= tombstone;
+                if !out.tombstoned {
                     out.text.push_str(&text);
                 }
                 out.holder = notes.get(HOLDER).cloned().unwrap_or_default();
@@ -250,6 +270,22 @@ impl Remote {
             std::fs::create_dir_all(&run_dir).map_err(|e| local(e, &run_dir))?;
             let partial = run_dir.join(".journal.jsonl.pulled");
             std::fs::write(&partial, &run.text).map_err(|e| local(e, &partial))?;
+            // Read before it replaces anything: damage is named where it is, in the cluster,
+            // not as a file of a read-only command's copy that is gone when it ends.
+            if let Err(super::journal::JournalError::Damaged { line, reason, .. }) =
+                super::journal::read(&partial)
+            {
+                let _ = std::fs::remove_file(&partial);
+                return Err(RemoteError::Damaged(format!(
+                    "run {id}'s journal in {} (ConfigMaps {} to {}) is damaged at line {line}: {reason}. It \
+                     was changed in the cluster; milepost will not guess what it recorded: restore it (a \
+                     machine that ran or read the run has it in runs/{id}/journal.jsonl), or delete the \
+                     run's ConfigMaps (its completed steps then run again)",
+                    self.where_(),
+                    chunk_name(&self.spec.name, id, 0),
+                    chunk_name(&self.spec.name, id, run.chunks.saturating_sub(1)),
+                )));
+            }
             std::fs::rename(&partial, &path).map_err(|e| local(e, &path))?;
             let _ = std::fs::write(run_dir.join(PUSHED_MARK), "");
         }
@@ -275,7 +311,7 @@ impl Remote {
     /// [`RemoteError::Held`] while another holder's lease lasts; the API server's refusals.
     pub fn acquire(self: &Arc<Self>, holder: &str) -> Result<Arc<Hold>, RemoteError> {
         for _ in 0..5 {
-            let sent = Instant::now();
+            let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
             let before = self.lease()?;
             let now = jiff::Timestamp::now();
             let duration = self.spec.lease.as_secs() as i32;
@@ -341,14 +377,23 @@ impl Remote {
             let hold = Arc::new(Hold {
                 remote: self.clone(),
                 holder: holder.to_string(),
-                state: Mutex::new(HoldState { lease, renewed_at: sent, lost: None, released: false }),
+                state: Mutex::new(HoldState {
+                    lease,
+                    renewed_at: sent,
+                    renewed_wall: sent_wall,
+                    lost: None,
+                    released: false,
+                    refused: None,
+                }),
                 stop: Mutex::new(None),
             });
             // A holder that did not release the lock may have left runs open: nothing of
             // theirs may be written after this.
-            if let Some(previous) = taken_from.filter(|p| p != holder) {
-                hold.fence_open_runs(&previous, false)?;
-            }
+            // Every open run of another holder is fenced, even behind a free lock: a taker
+            // whose fencing failed half-way gave the lock back, free, with the run it was
+            // fencing still open (and its holder perhaps only paused).
+            let previous = taken_from.filter(|p| p != holder).unwrap_or_default();
+            hold.fence_open_runs(&previous, false, None)?;
             hold.start_renewing();
             return Ok(hold);
         }
@@ -362,7 +407,25 @@ impl Remote {
     /// `unlock --force`: the lock is taken from whoever holds it, their open runs fenced and
     /// the Lease deleted. Returns the holder it was taken from.
     pub fn break_lock(self: &Arc<Self>, by: &str) -> Result<Option<String>, RemoteError> {
-        let Some(lease) = self.lease()? else { return Ok(None) };
+        let Some(lease) = self.lease()? else {
+            // No Lease (a forced unlock before, whose fencing failed half-way): its runs left
+            // open are fenced all the same.
+            let hold = Hold {
+                remote: self.clone(),
+                holder: by.to_string(),
+                state: Mutex::new(HoldState {
+                    lease: Lease::default(),
+                    renewed_at: Instant::now(),
+                    renewed_wall: std::time::SystemTime::now(),
+                    lost: None,
+                    released: true,
+                    refused: None,
+                }),
+                stop: Mutex::new(None),
+            };
+            hold.fence_open_runs("nobody", true, None)?;
+            return Ok(None);
+        };
         let previous = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
         let hold = Hold {
             remote: self.clone(),
@@ -370,30 +433,58 @@ impl Remote {
             state: Mutex::new(HoldState {
                 lease: lease.clone(),
                 renewed_at: Instant::now(),
+                renewed_wall: std::time::SystemTime::now(),
                 lost: None,
                 released: true,
+                refused: None,
             }),
             stop: Mutex::new(None),
         };
-        hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true)?;
-        let (leases, name) = (self.leases.clone(), self.spec.name.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: lease.metadata.uid.clone(),
-                resource_version: lease.metadata.resource_version.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        match self.call(async move { leases.delete(&name, &params).await })? {
-            Ok(_) => Ok(previous),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(previous),
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(RemoteError::Api(format!(
-                "the Lease {} changed while it was being removed (a holder renewed or took it): run \
-                 `milepost unlock --force` again if it is still needed",
-                self.spec.name
-            ))),
-            Err(e) => Err(self.api_error("delete", &format!("Lease {}", self.spec.name), &e)),
+        // The Lease goes first, then the runs are fenced: a run its holder creates after
+        // the fence's listing was created after the delete, and its holder, which reads the
+        // Lease back after creating a run (`Hold::verify`), stops before its first step.
+        // The holder renews every third of its lease, so the Lease read before fencing has
+        // often been renewed by the time it is deleted (409). The same holder renewing it
+        // is no reason to stop: its runs are fenced; delete the renewed Lease. Another
+        // holder having taken it is.
+        let mut lease = lease;
+        for _ in 0..5 {
+            let (leases, name) = (self.leases.clone(), self.spec.name.clone());
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: lease.metadata.uid.clone(),
+                    resource_version: lease.metadata.resource_version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            let deleted = self.call(async move { leases.delete(&name, &params).await })?;
+            match deleted {
+                Ok(_) => {
+                    hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                    return Ok(previous);
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                    return Ok(previous);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(self.api_error("delete", &format!("Lease {}", self.spec.name), &e)),
+            }
+            let Some(now) = self.lease()? else {
+                hold.fence_open_runs(previous.as_deref().unwrap_or("nobody"), true, previous.as_deref())?;
+                return Ok(previous);
+            };
+            let holder = now.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+            if holder.is_some() && holder != previous {
+                break;
+            }
+            lease = now;
         }
+        Err(RemoteError::Api(format!(
+            "the Lease {} changed while it was being removed (another holder took it): run `milepost \
+             unlock --force` again if it is still needed",
+            self.spec.name
+        )))
     }
 
     /// Who holds the lock now, and until when: for `status`.
@@ -483,6 +574,19 @@ impl Remote {
         ))
     }
 
+    /// The resourceVersion of chunk `index` of `run` if it holds exactly `text`, written by
+    /// `holder` and not fenced since: a write of ours whose answer was lost.
+    fn own_chunk(&self, run: &str, index: usize, text: &str, holder: &str) -> Option<String> {
+        let (maps, name) = (self.maps.clone(), chunk_name(&self.spec.name, run, index));
+        let map = self.call(async move { maps.get_opt(&name).await }).ok()?.ok()??;
+        let notes = map.metadata.annotations.clone().unwrap_or_default();
+        let same = map.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|t| t == text)
+            && notes.get(HOLDER).is_some_and(|h| h == holder)
+            && notes.get(RUN).is_some_and(|r| r == run)
+            && !notes.contains_key(FENCED_BY);
+        same.then(|| map.metadata.resource_version.unwrap_or_default())
+    }
+
     /// Writes a chunk: creates it (`rv` None) or replaces it if it is still at `rv`.
     fn write_chunk(
         &self,
@@ -556,9 +660,15 @@ struct HoldState {
     lease: Lease,
     /// When the last renewal that succeeded was sent.
     renewed_at: Instant,
+    /// The same by the wall clock: `Instant` stands still while the machine sleeps (a
+    /// suspended laptop, a paused VM), the lease's expiry on other machines does not.
+    renewed_wall: std::time::SystemTime,
     /// Why this holder may not write any more.
     lost: Option<String>,
     released: bool,
+    /// What the API server answered to the last renewal that it refused (a 403 when RBAC
+    /// allows creating the Lease but not updating it): said when the lease runs out.
+    refused: Option<String>,
 }
 
 impl std::fmt::Debug for Hold {
@@ -581,8 +691,17 @@ impl Hold {
             return Err(RemoteError::Fenced(reason.clone()));
         }
         let lease = self.remote.spec.lease;
-        let since = state.renewed_at.elapsed();
+        let since = state.renewed_at.elapsed().max(state.renewed_wall.elapsed().unwrap_or_default());
         if since + lease / 5 >= lease {
+            if let Some(refused) = &state.refused {
+                return Err(RemoteError::Fenced(format!(
+                    "the rollout's lock (Lease {}) was last renewed {:.1}s ago and lasts {}s: renewing it \
+                     was refused: {refused}: {LOST}",
+                    self.remote.spec.name,
+                    since.as_secs_f64(),
+                    lease.as_secs(),
+                )));
+            }
             return Err(RemoteError::Fenced(format!(
                 "the rollout's lock (Lease {}) was last renewed {:.1}s ago and lasts {}s: the API server \
                  at {} has not answered since, so another operator may take the lock: {LOST}",
@@ -593,6 +712,25 @@ impl Hold {
             )));
         }
         Ok(())
+    }
+
+    /// Reads the Lease back: it must still name this holder (same uid). Asked after a run's
+    /// first chunk is created, which no fence can have covered if the lock was broken just
+    /// before (`unlock --force` deletes the Lease, then fences what it lists).
+    pub fn verify(&self) -> Result<(), RemoteError> {
+        let uid = self.state.lock().ok().and_then(|s| s.lease.metadata.uid.clone());
+        let now = self.remote.lease()?;
+        let ours = now.as_ref().is_some_and(|l| {
+            l.metadata.uid == uid
+                && l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.holder)
+        });
+        if !ours {
+            self.lose(format!(
+                "the rollout's lock (Lease {}) was taken from this run before its first step: {LOST}",
+                self.remote.spec.name
+            ));
+        }
+        self.check()
     }
 
     fn lose(&self, reason: String) {
@@ -626,7 +764,7 @@ impl Hold {
 
     /// One renewal; false once the lock is lost for good.
     async fn renew(&self) -> bool {
-        let sent = Instant::now();
+        let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
         let (mut lease, holder) = match self.state.lock() {
             Ok(s) if s.lost.is_none() && !s.released => (s.lease.clone(), self.holder.clone()),
             _ => return false,
@@ -643,6 +781,8 @@ impl Hold {
                 if let Ok(mut s) = self.state.lock() {
                     s.lease = renewed;
                     s.renewed_at = sent;
+                    s.renewed_wall = sent_wall;
+                    s.refused = None;
                 }
                 true
             }
@@ -660,8 +800,28 @@ impl Hold {
                 };
                 let by = current.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
                 if by == holder {
+                    // Still ours: an earlier renewal was stored but its answer lost. Renew
+                    // now on the Lease as it is, or the lease would run out here while the
+                    // server counts it as renewed.
+                    let mut again = current.clone();
+                    if let Some(spec) = again.spec.as_mut() {
+                        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                    }
+                    again.metadata.managed_fields = None;
+                    let sent = (Instant::now(), std::time::SystemTime::now());
+                    let renewed = tokio::time::timeout(
+                        self.remote.timeout,
+                        leases.replace(&name, &post_params(), &again),
+                    )
+                    .await;
                     if let Ok(mut s) = self.state.lock() {
-                        s.lease = current;
+                        match renewed {
+                            Ok(Ok(renewed)) => {
+                                s.lease = renewed;
+                                (s.renewed_at, s.renewed_wall) = sent;
+                            }
+                            _ => s.lease = current,
+                        }
                     }
                     return true;
                 }
@@ -675,6 +835,19 @@ impl Hold {
                 ));
                 false
             }
+            // Refused (403, 422, …): kept to say why when the lease runs out.
+            Ok(Err(e @ kube::Error::Api(_))) => {
+                let said = crate::cluster::describe(
+                    &e,
+                    "update",
+                    &format!("Lease {name}"),
+                    Some(&self.remote.spec.namespace),
+                );
+                if let Ok(mut s) = self.state.lock() {
+                    s.refused = Some(said);
+                }
+                true
+            }
             // Unreachable for now: `check` says when that has lasted too long.
             _ => true,
         }
@@ -683,12 +856,20 @@ impl Hold {
     /// Fences every run of the rollout still open and written by another holder: its last
     /// chunk is changed and a tombstone chunk created after it, carrying a `lock-broken`
     /// record, so none of that holder's later writes can land.
-    fn fence_open_runs(&self, previous: &str, forced: bool) -> Result<(), RemoteError> {
+    ///
+    /// With `only`, the runs of that holder alone: `unlock --force` fences after deleting the
+    /// Lease, when a new holder may already have runs of its own.
+    fn fence_open_runs(&self, previous: &str, forced: bool, only: Option<&str>) -> Result<(), RemoteError> {
         for _ in 0..10 {
             let runs = self.remote.runs()?;
             let mut raced = false;
-            for (id, run) in
-                runs.iter().filter(|(_, r)| !r.closed && r.fenced_by.is_none() && r.holder != self.holder)
+            // Not closed is what counts, not `fenced_by`: a fence that changed the last chunk
+            // but whose tombstone was refused, or after whose change the old holder created
+            // its next chunk, leaves a run fenced in name whose next chunk can still be
+            // written; fencing it again puts a tombstone after its real last chunk.
+            for (id, run) in runs
+                .iter()
+                .filter(|(_, r)| !r.closed && r.holder != self.holder && only.is_none_or(|h| r.holder == h))
             {
                 let Some((rv, notes, text)) = &run.last else { continue };
                 let mut notes = notes.clone();
@@ -829,6 +1010,19 @@ impl Mirror {
         result
     }
 
+    /// Whether this run may start another node: its lock is held and no push failed.
+    ///
+    /// # Errors
+    /// Why not, in the words of the push that would fail.
+    pub fn check(&self) -> Result<(), String> {
+        // `try_lock`: a push in progress holds the state for as long as it retries, and this
+        // is asked on the dispatcher's thread; the hold's check below is what counts.
+        if let Some(reason) = self.state.try_lock().ok().and_then(|s| s.broken.clone()) {
+            return Err(reason);
+        }
+        self.hold.check().map_err(|e| e.to_string())
+    }
+
     fn push_locked(&self, state: &mut MirrorState, close: bool) -> Result<(), String> {
         self.hold.check().map_err(|e| e.to_string())?;
         let bytes =
@@ -853,7 +1047,11 @@ impl Mirror {
             let mut text = state.text.clone();
             text.push_str(&piece);
             let closing = close && pieces.peek().is_none();
+            let created = state.chunk == 0 && state.rv.is_none();
             let rv = self.write(state.chunk, &text, state.rv.as_deref(), closing)?;
+            if created {
+                self.hold.verify().map_err(|e| e.to_string())?;
+            }
             state.text = text;
             state.rv = Some(rv);
             state.sent += piece.len() as u64;
@@ -869,11 +1067,26 @@ impl Mirror {
             notes.insert(CLOSED.into(), "true".into());
         }
         let mut wait = Duration::from_millis(50);
+        let failing = Instant::now();
+        let mut last;
+        let what = || {
+            format!(
+                "run {}'s journal (ConfigMap {})",
+                self.run,
+                chunk_name(&remote.spec.name, &self.run, index)
+            )
+        };
         loop {
             let attempt = remote.write_chunk(&self.run, index, text, rv, notes.clone());
             match attempt {
                 Ok(Ok(rv)) => return Ok(rv),
                 Ok(Err(kube::Error::Api(s))) if matches!(s.code, 409 | 404) => {
+                    // A write the server stored but whose answer was lost (a restart or a
+                    // network cut after etcd committed) is refused when retried: our own
+                    // write is there, unfenced, not another holder's.
+                    if let Some(rv) = remote.own_chunk(&self.run, index, text, &self.hold.holder) {
+                        return Ok(rv);
+                    }
                     self.hold.lose(format!(
                         "run {}'s journal in the cluster was changed by another holder ({} {}): the rollout's \
                          lock was taken from this run: {LOST}",
@@ -882,23 +1095,31 @@ impl Mirror {
                     return Err(self.hold.check().err().map(|e| e.to_string()).unwrap_or_default());
                 }
                 Ok(Err(kube::Error::Api(s))) if !matches!(s.code, 429 | 500 | 503 | 504) => {
-                    let what = format!(
-                        "run {}'s journal (ConfigMap {})",
-                        self.run,
-                        chunk_name(&remote.spec.name, &self.run, index)
-                    );
                     return Err(crate::cluster::describe(
                         &kube::Error::Api(s),
                         "write",
-                        &what,
+                        &what(),
                         Some(&remote.spec.namespace),
                     ));
                 }
-                _ => {}
+                Ok(Err(e)) => {
+                    last = crate::cluster::describe(&e, "write", &what(), Some(&remote.spec.namespace))
+                }
+                Err(e) => last = e.to_string(),
             }
             // The server is away (a restart, a network cut): try again while nobody else
-            // can have taken the lock.
+            // can have taken the lock, and for one lease at most: a server that renews the
+            // Lease but fails every journal write (etcd out of space answers 500s) would
+            // otherwise hold the run here for ever, saying nothing.
             self.hold.check().map_err(|e| e.to_string())?;
+            if failing.elapsed() >= remote.spec.lease {
+                return Err(format!(
+                    "run {}'s journal could not be written to the cluster for {}s ({last}): no further \
+                     step starts here; `milepost resume` continues from what the cluster recorded",
+                    self.run,
+                    failing.elapsed().as_secs()
+                ));
+            }
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(1));
         }

@@ -47,6 +47,12 @@ impl JournalRecorder {
 
 impl Recorder for JournalRecorder {
     fn record(&mut self, event: &ExecEvent) -> Result<(), String> {
+        // A node that waits for nothing starts without a flush before it (flushes are for
+        // dependents), so the push's check of the lock would not stop it: a holder whose
+        // lease may have been taken starts no node (docs/state.md §14, "Losing it").
+        if let (ExecEvent::NodeBegun { .. }, Some(mirror)) = (event, &self.mirror) {
+            mirror.check()?;
+        }
         let w = self.workflow.clone();
         let record = match event {
             ExecEvent::StepStarted { node, index, step, attempt, .. } => Record::StepStart {
