@@ -119,6 +119,14 @@ impl Team {
     }
 }
 
+fn wait_for(mut ready: impl FnMut() -> bool, within: Duration, what: &str) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < within, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn kill(child: &mut Child) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)
         .unwrap();

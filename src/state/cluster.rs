@@ -38,8 +38,9 @@ const CLOSED: &str = "milepost.dev/closed";
 const DATA_KEY: &str = "journal";
 const APPROVALS_KEY: &str = "decisions";
 const FIELD_MANAGER: &str = "milepost";
-/// Objects listed per request: a long history comes in pages.
-const PAGE: u32 = 100;
+/// Objects listed per request: a long history comes in pages. Chunks hold up to 64 KiB, so
+/// a page is at most ~1.6 MB, read well within a request's timeout on a slow link.
+const PAGE: u32 = 25;
 
 /// Bytes of journal per ConfigMap. The API server refuses more than 1 MiB of data; a write
 /// sends the whole chunk and gets it back, so a small chunk keeps a flush cheap.
@@ -227,14 +228,14 @@ impl Remote {
                 let text = map.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
                 // Everything before the tombstone was acknowledged to its holder, who went on
                 // from it: that counts, even in chunks it made while a fence was under way
-                // (after the first fenced chunk, before the tombstone). Nothing after it can
-                // have been written.
+                // (after the first fenced chunk, before the tombstone). The tombstone's own
+                // `lock-broken` record ends the run; nothing after it can have been written.
                 let tombstone =
                     notes.contains_key(FENCED_BY) && text.starts_with("{\"type\":\"lock-broken\"");
-                out.tombstoned |= tombstone;
                 if !out.tombstoned {
                     out.text.push_str(&text);
                 }
+                out.tombstoned |= tombstone;
                 out.holder = notes.get(HOLDER).cloned().unwrap_or_default();
                 out.closed = notes.get(CLOSED).is_some_and(|c| c == "true");
                 if let Some(by) = notes.get(FENCED_BY) {
