@@ -621,21 +621,12 @@ fn rollback_after_failure(
     Ok(Some(code))
 }
 
-/// The `resume` command that continues this rollout from any folder: the workflow's path as
-/// loaded (absolute), and the values and places that make it this rollout (secrets are not
-/// vars, and never appear).
+/// The `resume` command that continues this rollout from any folder: the workflow's path
+/// (absolute), and the values and places that make it this rollout (secrets are not vars,
+/// and never appear).
 fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
-    let mut words = vec!["milepost".to_string(), "resume".to_string(), workflow.file.display().to_string()];
-    if let Some(env) = workflow.environment() {
-        words.extend(["--env".to_string(), env.name.clone()]);
-    }
-    for (name, value) in &workflow.var_overrides {
-        words.extend(["--var".to_string(), format!("{name}={value}")]);
-    }
-    if let Some(dir) = &args.state_dir {
-        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-        words.extend(["--state-dir".to_string(), dir.display().to_string()]);
-    }
+    let mut words = vec!["milepost".to_string(), "resume".to_string()];
+    words.extend(rollout_words(workflow, args));
     if let Some(context) = &args.context {
         words.extend(["--context".to_string(), context.clone()]);
     }
@@ -643,8 +634,14 @@ fn resume_command(workflow: &Workflow, args: &RunArgs) -> String {
 }
 
 /// What follows `milepost approve NODE` (or `reject`) to decide on this rollout from any
-/// folder: the workflow's path and the values and places that make it this rollout.
+/// folder.
 fn decide_args(workflow: &Workflow, args: &RunArgs) -> String {
+    shell_words::join(rollout_words(workflow, args))
+}
+
+/// The words that name this rollout to another command: the workflow's absolute path, its
+/// environment, the `--var`s that differ from the file's and the state root.
+fn rollout_words(workflow: &Workflow, args: &RunArgs) -> Vec<String> {
     let mut words = vec![std::path::absolute(&workflow.file)
         .unwrap_or_else(|_| workflow.file.clone())
         .display()
@@ -659,7 +656,7 @@ fn decide_args(workflow: &Workflow, args: &RunArgs) -> String {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         words.extend(["--state-dir".to_string(), dir.display().to_string()]);
     }
-    shell_words::join(words)
+    words
 }
 
 /// A run id: the UTC start time to the millisecond and the pid. Always later than the

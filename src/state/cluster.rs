@@ -408,31 +408,12 @@ impl Remote {
     /// `unlock --force`: the lock is taken from whoever holds it, their open runs fenced and
     /// the Lease deleted. Returns the holder it was taken from.
     pub fn break_lock(self: &Arc<Self>, by: &str) -> Result<Option<String>, RemoteError> {
-        let Some(lease) = self.lease()? else {
-            // No Lease (a forced unlock before, whose fencing failed half-way): its runs left
-            // open are fenced all the same.
-            let hold = Hold {
-                remote: self.clone(),
-                holder: by.to_string(),
-                state: Mutex::new(HoldState {
-                    lease: Lease::default(),
-                    renewed_at: Instant::now(),
-                    renewed_wall: std::time::SystemTime::now(),
-                    lost: None,
-                    released: true,
-                    refused: None,
-                }),
-                stop: Mutex::new(None),
-            };
-            hold.fence_open_runs("nobody", true, None)?;
-            return Ok(None);
-        };
-        let previous = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
-        let hold = Hold {
+        // A hold that fences but never renews or releases: the Lease is deleted, not kept.
+        let breaker = |lease: Lease| Hold {
             remote: self.clone(),
             holder: by.to_string(),
             state: Mutex::new(HoldState {
-                lease: lease.clone(),
+                lease,
                 renewed_at: Instant::now(),
                 renewed_wall: std::time::SystemTime::now(),
                 lost: None,
@@ -441,6 +422,14 @@ impl Remote {
             }),
             stop: Mutex::new(None),
         };
+        let Some(lease) = self.lease()? else {
+            // No Lease (a forced unlock before, whose fencing failed half-way): its runs left
+            // open are fenced all the same.
+            breaker(Lease::default()).fence_open_runs("nobody", true, None)?;
+            return Ok(None);
+        };
+        let previous = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+        let hold = breaker(lease.clone());
         // The Lease goes first, then the runs are fenced: a run its holder creates after
         // the fence's listing was created after the delete, and its holder, which reads the
         // Lease back after creating a run (`Hold::verify`), stops before its first step.
