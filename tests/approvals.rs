@@ -462,3 +462,305 @@ fn at_a_terminal_apply_waits_holding_the_lock_until_approved() {
     // One run did it all: no resume was needed.
     assert_eq!(std::fs::read_dir(rollout_dir(&f.path("")).join("runs")).unwrap().count(), 1);
 }
+
+// ---- Adversarial review of approvals ----
+
+/// The output of `id FLAG` (this process's user or group name).
+fn id(flag: &str) -> String {
+    let out = std::process::Command::new("id").arg(flag).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn status_of(f: &Fixture, node: &str) -> serde_json::Value {
+    let json = stdout(
+        &milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).assert().success(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == node).unwrap().clone()
+}
+
+/// `from` is not part of the hash, and "the current definition's rule applies to the
+/// standing request": someone approved, then taken out of `from`, no longer counts.
+#[test]
+fn an_approver_taken_out_of_from_no_longer_counts() {
+    let me = id("-un");
+    let text = GATED.replace(
+        "approval environment=\"prod\"",
+        &format!("approval from=\"{me}\" \"someone-else\" environment=\"prod\""),
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    std::fs::write(f.path("w.kdl"), text.replace(&format!("from=\"{me}\" "), "from=")).unwrap();
+    let out = f.resume_prod().code(7);
+    assert_eq!(
+        count(&f.steps_run(), "b"),
+        0,
+        "b ran on the approval of someone no longer in `from`: {}",
+        stderr(&out)
+    );
+    assert_eq!(count(&f.steps_run(), "check"), 1, "the checks were not changed: not run again");
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+}
+
+/// A person in `from` only through a group may decide, and their approval counts.
+#[test]
+fn an_approver_in_from_by_group_only_may_approve() {
+    let group = id("-gn");
+    let text = GATED.replace(
+        "approval environment=\"prod\"",
+        &format!("approval from=\"{group}\" \"nobody-has-this-name\" environment=\"prod\""),
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// `verify` of a rollout whose gate waits re-checks; it must not let the gate through
+/// without its approval (verify asks for none).
+#[test]
+fn verify_of_a_waiting_rollout_does_not_pass_the_gate() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    let _ = milepost()
+        .arg("verify")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    assert_eq!(count(&f.steps_run(), "b"), 0, "{:?}", f.steps_run());
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval", "verify answered the request");
+    // The request still stands: approve, then resume goes on without asking again.
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// `--keep-going` with a gate left waiting and an independent failure: the failure's exit
+/// code (1) wins over waiting (7), as docs/exit-codes.md orders them.
+#[test]
+fn keep_going_with_a_waiting_gate_and_a_failure_exits_1() {
+    let f = Fixture::new(&GATED.replace("echo c >> ledger", "echo c >> ledger; false"));
+    let out = f.apply(&["--env", "prod", "--keep-going"]).code(1);
+    assert!(stderr(&out).contains("g waits for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    // The waiting gate is not undone or failed by the other node's failure.
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+}
+
+/// Hostile notes: too long, control characters, not UTF-8: clear refusals, never a panic,
+/// and nothing a terminal would obey reaches `status`/`history`.
+#[test]
+fn hostile_notes_are_refused_clearly() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    let long = "x".repeat(50 * 1024);
+    let out = f.decide("approve", "g", &["--note", &long]).code(2);
+    assert!(stderr(&out).contains("at most 4096"), "{}", stderr(&out));
+    let out = f.decide("reject", "g", &["--note", "fine\u{1b}]0;owned\u{7}\u{1b}[2J"]).code(2);
+    assert!(stderr(&out).contains("control character"), "{}", stderr(&out));
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let out = milepost()
+            .arg("approve")
+            .arg("g")
+            .arg(f.path("w.kdl"))
+            .args(["--env", "prod", "--note"])
+            .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+            .assert()
+            .code(2);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    assert!(!f.approvals_file().exists(), "nothing was recorded");
+    // Shell metacharacters in values shown in the printed command are quoted.
+    let out = f
+        .decide("reject", "g", &["--note", "it's $(rm -rf ~) `bad`; \"quoted\" \\ tab\there\nsecond line"])
+        .success();
+    assert!(!stderr(&out).contains("panicked"));
+    let out = f.resume_prod().code(1);
+    assert!(stderr(&out).contains("$(rm -rf ~)"), "{}", stderr(&out));
+    for command in ["status", "history"] {
+        let out =
+            stdout(&milepost().arg(command).arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+        assert!(!out.contains('\u{1b}'), "{command}: {out:?}");
+    }
+}
+
+/// A rejection, then `rollback`: the rollback undoes what installed; the gate is asked
+/// anew by the next rollout, and the rejection stays in the history.
+#[test]
+fn a_rejection_then_rollback() {
+    let text = GATED.replace(
+        "install { run a \"echo a >> ledger\" }",
+        "install { run a \"echo a >> ledger\" }; rollback { run undo-a \"echo undo-a >> ledger\" }",
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("reject", "g", &["--note", "no go"]).success();
+    f.resume_prod().code(1);
+    let out = milepost()
+        .arg("rollback")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--phase", "one", "--yes"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    let code = out.get_output().status.code();
+    assert!(matches!(code, Some(0)), "{code:?}: {}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    assert_eq!(count(&f.steps_run(), "undo-a"), 1, "{:?}", f.steps_run());
+    // Nothing waits any more: approving now is refused.
+    f.decide("approve", "g", &[]).code(2);
+    let history =
+        stdout(&milepost().arg("history").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    assert!(history.contains("no go"), "{history}");
+    // A new rollout asks again.
+    f.apply(&["--env", "prod"]).code(7);
+}
+
+/// Approval only in staging: prod never waits; a prod promotion that requires staging is
+/// refused while staging's gate waits (a waiting gate has not passed).
+#[test]
+fn a_promotion_over_a_gate_waiting_in_staging_is_refused() {
+    let text = GATED
+        .replace("approval environment=\"prod\"", "approval environment=\"staging\"")
+        .replace("environment prod {}", "environment prod { requires staging }");
+    let f = Fixture::new(&text);
+    milepost()
+        .arg("apply")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(7);
+    let out = f.apply(&["--env", "prod"]);
+    let code = out.get_output().status.code();
+    assert_ne!(code, Some(0), "prod ran over a staging gate that waits: {}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0, "{:?}", f.steps_run());
+    milepost()
+        .arg("approve")
+        .arg("g")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    milepost()
+        .arg("resume")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    // Prod has no approval line: it never waits.
+    f.apply(&["--env", "prod"]).success();
+}
+
+/// The children of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// SIGKILL of an `apply` waiting at a terminal, a torn line left in approvals.jsonl, then
+/// approve and resume: no new request, no passed step again.
+#[test]
+fn sigkill_of_a_waiting_apply_then_approve_and_resume() {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let f = Fixture::new(GATED);
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = format!(
+        "exec {}",
+        shell_words::join([
+            bin.display().to_string(),
+            "apply".into(),
+            f.path("w.kdl").display().to_string(),
+            "--env".into(),
+            "prod".into(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfec", &apply, "/dev/null"])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        if s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "g never asked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A torn line, as a crashed approver would leave, while apply waits.
+    std::fs::write(f.approvals_file(), "{\"decision\":\"appro").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(script.try_wait().unwrap().is_none(), "apply stopped on a torn line");
+    let apply_pid = children(script.id());
+    assert_eq!(apply_pid.len(), 1, "{apply_pid:?}");
+    nix_kill(apply_pid[0]);
+    let _ = script.wait();
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}
+
+fn nix_kill(pid: u32) {
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+}
+
+/// A rollback of the phase while its gate waits: what the gate's checks vouched for is
+/// undone, so an approval given afterwards must not let what waits behind it run on top of
+/// nothing.
+#[test]
+fn a_rollback_while_the_gate_waits_then_approve_and_resume() {
+    let text = GATED.replace(
+        "install { run a \"echo a >> ledger\" }",
+        "install { run a \"echo a >> ledger\" }; rollback { run undo-a \"echo undo-a >> ledger\" }",
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    let out = milepost()
+        .arg("rollback")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--phase", "one", "--yes"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "undo-a"), 1, "{:?} {}", f.steps_run(), stderr(&out));
+    let _ = f.decide("approve", "g", &[]);
+    let _ = f.resume_prod();
+    let ran = f.steps_run();
+    let undone = ran.iter().rposition(|s| s == "undo-a").unwrap();
+    let b = ran.iter().rposition(|s| s == "b");
+    if let Some(b) = b {
+        // b ran: then a must have been installed again after its undo, and g checked again.
+        assert!(ran[undone..b].iter().any(|s| s == "a"), "b ran over an undone a: {ran:?}");
+        assert!(ran[undone..b].iter().any(|s| s == "check"), "b ran on checks of what was undone: {ran:?}");
+    }
+}

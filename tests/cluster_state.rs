@@ -1313,3 +1313,142 @@ fn lost_answers_across_chunk_rollovers_and_renewals_are_taken_as_written() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(team.ledger(), ["a", "b", "c"], "nothing ran again: {err}");
 }
+
+// ---- Adversarial review of approvals in the cluster ----
+
+/// A team whose gate `g` needs `required` approvals from `sre-leads`.
+fn approval_team(required: u32) -> Team {
+    Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    phase "1" {{ modules a; gate g }}
+}}
+module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
+gate g {{ budget "1m"; approval required={required} from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
+module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
+"#
+            )
+        },
+        "10s",
+    )
+}
+
+fn approvals_text(api: &FakeApi) -> String {
+    api.object("configmaps", "team", "rollout.approvals")
+        .and_then(|m| m["data"]["decisions"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Many people approving at once from many machines (their own tokens): every decision
+/// lands (resourceVersion retries), none is lost, and the gate goes on.
+#[test]
+fn cluster_approvals_racing_from_many_processes_are_all_kept() {
+    const PEOPLE: u32 = 8;
+    let team = approval_team(PEOPLE);
+    let api = team.api();
+    for i in 0..PEOPLE {
+        api.add_user(&format!("t{i}"), &format!("user{i}"), &["sre-leads"]);
+    }
+    let (code, err) = team.run_with("user0", "apply", &api.kubeconfig_as(team.dir.path(), "t0"));
+    assert_eq!(code, 7, "{err}");
+    let racers: Vec<_> = (0..PEOPLE)
+        .map(|i| {
+            let kubeconfig = api.kubeconfig_as(team.dir.path(), &format!("t{i}"));
+            team.command(&format!("user{i}"), "approve g", &kubeconfig)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = approvals_text(api);
+    for i in 0..PEOPLE {
+        assert!(text.contains(&format!("\"user\":\"user{i}\"")), "user{i} lost: {text}");
+    }
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "checked", "b"], "{err}");
+}
+
+/// `required=2`: the same Kubernetes user approving from two machines (two tokens, two
+/// state folders) is one approval.
+#[test]
+fn cluster_same_user_from_two_machines_counts_once() {
+    let team = approval_team(2);
+    let api = team.api();
+    api.add_user("alice-laptop", "alice", &["sre-leads"]);
+    api.add_user("alice-desktop", "alice", &["sre-leads"]);
+    let (code, err) = team.run_with("m1", "apply", &api.kubeconfig_as(team.dir.path(), "alice-laptop"));
+    assert_eq!(code, 7, "{err}");
+    let (code, err) = team.run_with("m1", "approve g", &api.kubeconfig_as(team.dir.path(), "alice-laptop"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run_with("m2", "approve g", &api.kubeconfig_as(team.dir.path(), "alice-desktop"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("m3", "resume");
+    assert_eq!(code, 7, "one person is one approval: {err}");
+    assert_eq!(team.ledger(), ["a", "checked"]);
+}
+
+/// The approvals ConfigMap garbled (a last line without its newline, as a hand edit leaves
+/// it): the next approval must still land whole and count, not be glued to the garbage.
+#[test]
+fn cluster_approvals_garbled_last_line_does_not_eat_the_next_decision() {
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": "{\"decision\":\"appr"}}),
+    );
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "the approval counts: {err}\n{}", approvals_text(api));
+    assert_eq!(team.ledger(), ["a", "checked", "b"]);
+}
+
+/// The approvals ConfigMap deleted, then damaged in the middle: deleted, the request waits
+/// for decisions again; damaged, a located error (exit 5), never a panic.
+#[test]
+fn cluster_approvals_deleted_or_damaged() {
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    api.remove("configmaps", "team", "rollout.approvals");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 7, "the decisions are gone: it waits again: {err}");
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    let text = approvals_text(api);
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": format!("not json\n{text}")}}),
+    );
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("rollout.approvals") && err.contains("line 1") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(team.ledger(), ["a", "checked"]);
+}

@@ -556,7 +556,15 @@ impl Remote {
             });
             map.metadata.managed_fields = None;
             let data = map.data.get_or_insert_with(BTreeMap::new);
-            data.entry(APPROVALS_KEY.to_string()).or_default().push_str(line);
+            let text = data.entry(APPROVALS_KEY.to_string()).or_default();
+            // A last line without its newline (a hand edit; the cluster's writes are whole)
+            // is ignored by readers, as a torn line of the local store is; appended to, it
+            // would swallow this decision into one damaged line. Cut it first, as the local
+            // store does.
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.truncate(text.rfind('\n').map_or(0, |at| at + 1));
+            }
+            text.push_str(line);
             let (maps, put) = (self.maps.clone(), name.clone());
             let written = self.call(async move {
                 match create {
