@@ -764,3 +764,103 @@ fn a_rollback_while_the_gate_waits_then_approve_and_resume() {
         assert!(ran[undone..b].iter().any(|s| s == "check"), "b ran on checks of what was undone: {ran:?}");
     }
 }
+
+/// `milepost apply w.kdl --env prod` at a terminal (`script`), once its gate `g` waits:
+/// the `script` process and the pid of milepost itself. `None` without `script`.
+fn apply_waiting_at_a_terminal(f: &Fixture) -> Option<(std::process::Child, u32)> {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return None;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = format!(
+        "exec {}",
+        shell_words::join([
+            bin.display().to_string(),
+            "apply".into(),
+            f.path("w.kdl").display().to_string(),
+            "--env".into(),
+            "prod".into(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    // The terminal's output (stderr included) goes to the typescript `apply.stderr`.
+    let typescript = f.path("apply.stderr").display().to_string();
+    let script = std::process::Command::new("script")
+        .args(["-qfec", &apply, &typescript])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        if s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "g never asked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = children(script.id());
+    assert_eq!(pid.len(), 1, "{pid:?}");
+    Some((script, pid[0]))
+}
+
+/// The exit code of `child` within 30 seconds.
+fn exit_within(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A rejection while `apply` waits at a terminal: the waiting run sees it and ends failed
+/// (exit 1) with the note; nothing behind the gate ran.
+#[test]
+fn a_rejection_while_apply_waits_at_a_terminal_ends_it_failed() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, _)) = apply_waiting_at_a_terminal(&f) else { return };
+    f.decide("reject", "g", &["--note", "error budget spent"]).success();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("error budget spent"), "{err}");
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// Ctrl-C (SIGINT) of an `apply` waiting at a terminal: exit 130 (over 7), the request
+/// stands; approve, and resume goes on without a new request or running the checks again.
+#[test]
+fn sigint_of_a_waiting_apply_exits_130_and_the_request_stands() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, pid)) = apply_waiting_at_a_terminal(&f) else { return };
+    std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}

@@ -1452,3 +1452,86 @@ fn cluster_approvals_deleted_or_damaged() {
     );
     assert_eq!(team.ledger(), ["a", "checked"]);
 }
+
+/// With the state in a cluster and a short lease, `apply` waits at a terminal (`script`)
+/// through several renewals; approvals added meanwhile from other machines (the cluster's
+/// ConfigMap) are seen, and the waiting run goes on by itself with its Lease held.
+#[test]
+fn cluster_apply_waiting_at_a_terminal_sees_approvals_made_elsewhere() {
+    let has_script = Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let team = Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    phase "1" {{ modules a; gate g }}
+}}
+module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
+gate g {{ budget "1m"; approval required=2 from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
+module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
+"#
+            )
+        },
+        "3s",
+    );
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    api.add_user("bob-token", "bob", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let bob = api.kubeconfig_as(team.dir.path(), "bob-token");
+    let apply = format!(
+        "exec env KUBECONFIG={} HOME={} NO_COLOR=1 {}",
+        shell_words::quote(&alice.display().to_string()),
+        shell_words::quote(&team.dir.path().display().to_string()),
+        shell_words::join([
+            assert_cmd::cargo::cargo_bin("milepost").display().to_string(),
+            "apply".into(),
+            team.workflow().display().to_string(),
+            "--state-dir".into(),
+            team.path("op").display().to_string(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    let typescript = team.path("apply.typescript").display().to_string();
+    let mut waiting = Command::new("script")
+        .args(["-qfec", &apply, &typescript])
+        .env_remove("CI")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = || std::fs::read_to_string(team.path("apply.typescript")).unwrap_or_default();
+    wait_for(
+        || shown().contains("asks for approval") || shown().contains("needs approval"),
+        Duration::from_secs(30),
+        "g asking",
+    );
+    // Through renewals of a 3s lease.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(waiting.try_wait().unwrap().is_none(), "apply did not wait: {}", shown());
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(waiting.try_wait().unwrap().is_none(), "went on with 1 of 2: {}", shown());
+    let (code, err) = team.run_with("bob", "approve g", &bob);
+    assert_eq!(code, 0, "{err}");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = waiting.try_wait().unwrap() {
+            break exit;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = waiting.kill();
+            panic!("the waiting apply did not go on: {}", shown());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exit.code(), Some(0), "{}", shown());
+    assert_eq!(team.ledger(), ["a", "checked", "b"], "{}", shown());
+}
