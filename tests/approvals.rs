@@ -864,3 +864,45 @@ fn sigint_of_a_waiting_apply_exits_130_and_the_request_stands() {
         assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
     }
 }
+
+/// approvals.jsonl damaged (not torn) while `apply` waits at a terminal: the run says
+/// where, leaves the gate waiting, and ends as a store that cannot be read ends (exit 5),
+/// not as "approve, then resume" (7); after a restore, approve and resume go on.
+#[test]
+fn approvals_damaged_while_apply_waits_is_a_located_error() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, _)) = apply_waiting_at_a_terminal(&f) else { return };
+    std::fs::write(f.approvals_file(), "garbage\n").unwrap();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert!(err.contains("approvals.jsonl are damaged at line 1") && !err.contains("panicked"), "{err}");
+    assert_eq!(code, Some(5), "{err}");
+    assert!(!err.contains("once decided"), "no advice that cannot work: {err}");
+    let out = milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().code(5);
+    assert!(stderr(&out).contains("damaged at line 1"), "{}", stderr(&out));
+    std::fs::remove_file(f.approvals_file()).unwrap();
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().success();
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}
+
+/// `resume --from g` starts g anew: the approval of its earlier request does not carry over.
+#[test]
+fn resume_from_a_gate_asks_anew() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let out = milepost()
+        .arg("resume")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--from", "g"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(7);
+    assert!(stderr(&out).contains("g asks for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    assert_eq!(count(&f.steps_run(), "check"), 2);
+}

@@ -240,9 +240,32 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Decision>, ApprovalsError> {
             line: i + 1,
             reason,
         })?;
-        out.push(decision);
+        out.push(printable(decision));
     }
     Ok(out)
+}
+
+/// `decision` with the control characters of what people wrote (note, user, groups) written
+/// out as `\x1b`: `approve` refuses them, but anyone who can write the store (a hand edit,
+/// a Kubernetes user name) can put an escape sequence there, and status, history, resume and
+/// the reports print these to the terminals of whoever reads them. Lines and tabs of a note
+/// are kept.
+fn printable(mut decision: Decision) -> Decision {
+    fn shown(text: &str, keep_lines: bool) -> String {
+        let kept = |c: char| keep_lines && matches!(c, '\n' | '\t');
+        if !text.chars().any(|c| c.is_control() && !kept(c)) {
+            return text.to_string();
+        }
+        text.chars()
+            .map(|c| if c.is_control() && !kept(c) { format!("\\x{:02x}", c as u32) } else { c.to_string() })
+            .collect()
+    }
+    decision.note = decision.note.map(|n| shown(&n, true));
+    decision.user = shown(&decision.user, false);
+    for group in &mut decision.groups {
+        *group = shown(group, false);
+    }
+    decision
 }
 
 /// Where `request` of `node` stands among `decisions`, for `required` distinct approvers
@@ -492,6 +515,20 @@ mod tests {
         store.add(&decision("carol", Choice::Approved, "r1", "h1")).unwrap();
         let users: Vec<String> = store.decisions().unwrap().into_iter().map(|d| d.user).collect();
         assert_eq!(users, ["alice", "carol"]);
+    }
+
+    #[test]
+    fn control_characters_written_into_the_store_are_read_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let mut hostile = decision("eve\u{1b}[2J", Choice::Rejected, "r1", "h1");
+        hostile.note = Some("no\u{1b}]0;owned\u{7}\nsecond\tline".into());
+        hostile.groups = vec!["g\u{1b}".into()];
+        store.add(&hostile).unwrap();
+        let read = store.decisions().unwrap();
+        assert_eq!(read[0].user, "eve\\x1b[2J");
+        assert_eq!(read[0].note.as_deref(), Some("no\\x1b]0;owned\\x07\nsecond\tline"));
+        assert_eq!(read[0].groups, ["g\\x1b"]);
     }
 
     #[test]
