@@ -1535,3 +1535,68 @@ module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }
     assert_eq!(exit.code(), Some(0), "{}", shown());
     assert_eq!(team.ledger(), ["a", "checked", "b"], "{}", shown());
 }
+
+/// The approvals are append-only and kept for every rollout of the state: a long-lived
+/// rollout's decisions outgrow one ConfigMap (1 MiB of data). A decision made then must
+/// still land and count, and the older ones still be read.
+#[test]
+fn cluster_approvals_outgrowing_one_configmap_still_land() {
+    use milepost::state::approvals::{Choice, Decision};
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    // Years of earlier rollouts' decisions, each with its evidence: just under 1 MiB.
+    let mut text = String::new();
+    let mut n = 0;
+    let old = |n: usize, note: usize| {
+        let old = Decision {
+            decision: Choice::Approved,
+            node: "g".into(),
+            request: format!("2025010{n:06}Z-1"),
+            workflow: "w".into(),
+            environment: "default".into(),
+            user: "someone".into(),
+            groups: vec!["sre-leads".into()],
+            at: "2025-01-01T00:00:00.000Z".into(),
+            source_hash: "0".repeat(32),
+            note: Some("x".repeat(note)),
+            evidence: Vec::new(),
+        };
+        String::from_utf8(milepost::state::journal::encode_line(&old)).unwrap()
+    };
+    let full = 1024 * 1024 - 100;
+    loop {
+        let line = old(n, 3000);
+        if text.len() + line.len() > full - 1000 {
+            break;
+        }
+        text.push_str(&line);
+        n += 1;
+    }
+    // The last one fills it to `full`, give or take a byte.
+    let bare = old(n, 1).len() - 1;
+    text.push_str(&old(n, full - text.len() - bare));
+    assert!(text.len().abs_diff(full) < 4, "{}", text.len());
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": text}}),
+    );
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    let (code, err) =
+        team.run_with("alice", "approve g --note the-dashboards-of-this-rollout-are-green", &alice);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "checked", "b"]);
+    // The old decisions are still there, whole.
+    let (code, err) = team.run("carol", "history");
+    assert_eq!(code, 0, "{err}");
+    assert!(approvals_text(api).len() >= text.len(), "the old decisions were kept");
+    let next = api.object("configmaps", "team", "rollout.approvals.1").expect("a next approvals configmap");
+    assert!(next["data"]["decisions"].as_str().unwrap_or_default().contains("\"user\":\"alice\""), "{next}");
+}
