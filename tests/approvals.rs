@@ -913,3 +913,35 @@ fn resume_from_a_gate_asks_anew() {
     assert_eq!(count(&f.steps_run(), "b"), 0);
     assert_eq!(count(&f.steps_run(), "check"), 2);
 }
+
+/// Two modules waiting side by side, one rejected and one approved: the resume records
+/// the rejection and lets the approved one go on (now or on the next resume); the rejected
+/// one asks anew, and nothing of it installs.
+#[test]
+fn two_waiting_modules_one_rejected_one_approved() {
+    let f = Fixture::new(
+        r#"workflow w {
+    environment prod {}
+}
+module m1 { budget "1m"; approval; install { run m1 "echo m1 >> ledger" } }
+module m2 { budget "1m"; approval; install { run m2 "echo m2 >> ledger" } }
+module b1 { budget "1m"; after m1; install { run b1 "echo b1 >> ledger" } }
+module b2 { budget "1m"; after m2; install { run b2 "echo b2 >> ledger" } }
+"#,
+    );
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("reject", "m1", &["--note", "not m1"]).success();
+    f.decide("approve", "m2", &[]).success();
+    let out = f.resume_prod().code(1);
+    assert!(stderr(&out).contains("not m1"), "{}", stderr(&out));
+    if count(&f.steps_run(), "m2") == 0 {
+        // Fail-fast stopped before m2 went on: its request still stands.
+        assert_eq!(status_of(&f, "m2")["status"], "waiting-approval");
+    }
+    // The next resume: m1 asks anew; m2 goes on if it has not.
+    let out = f.resume_prod().code(7);
+    assert!(stderr(&out).contains("m1 needs approval"), "{}", stderr(&out));
+    let ran = f.steps_run();
+    assert_eq!((count(&ran, "m1"), count(&ran, "b1")), (0, 0), "{ran:?}");
+    assert_eq!((count(&ran, "m2"), count(&ran, "b2")), (1, 1), "{ran:?}");
+}
