@@ -437,9 +437,9 @@ mod tests {
         let alice = decision("alice", Choice::Approved, "r1", "h1");
         let carol = decision("carol", Choice::Rejected, "r1", "h1");
         let waiting = Verdict::Waiting { approved_by: vec![] };
-        assert_eq!(tally("g", &request(), 1, &["bob".into()], &[alice.clone()]), waiting);
+        assert_eq!(tally("g", &request(), 1, &["bob".into()], std::slice::from_ref(&alice)), waiting);
         assert_eq!(
-            tally("g", &request(), 1, &["staff".into()], &[alice.clone()]),
+            tally("g", &request(), 1, &["staff".into()], std::slice::from_ref(&alice)),
             Verdict::Approved { by: vec!["alice".into()] }
         );
         // A rejection by someone not among `from` does not end it either.
