@@ -945,3 +945,44 @@ module b2 { budget "1m"; after m2; install { run b2 "echo b2 >> ledger" } }
     assert_eq!((count(&ran, "m1"), count(&ran, "b1")), (0, 0), "{ran:?}");
     assert_eq!((count(&ran, "m2"), count(&ran, "b2")), (1, 1), "{ran:?}");
 }
+
+/// The printed `approve`/`reject` commands, for a workflow in a folder whose name is full
+/// of shell metacharacters, with a `--var` value likewise: pasted into a shell as printed,
+/// they work and do nothing else.
+#[test]
+fn printed_commands_survive_a_shell_with_hostile_paths_and_values() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("it's a $(touch pwned) `dir`; \"x\" & y");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = GATED.replace("workflow w {", "workflow w {\n    vars { note \"n\" }");
+    std::fs::write(dir.join("w.kdl"), &text).unwrap();
+    let out = milepost()
+        .current_dir(&dir)
+        .arg("apply")
+        .arg(dir.join("w.kdl"))
+        .args(["--env", "prod", "--var", "note=$(touch pwned2) 'q' \"d\""])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    let err = stderr(&out);
+    assert_eq!(out.get_output().status.code(), Some(7), "{err}");
+    let approve = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("approve: "))
+        .unwrap_or_else(|| panic!("no approve command: {err}"))
+        .to_string();
+    let bin_dir = assert_cmd::cargo::cargo_bin("milepost").parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("sh")
+        .args(["-c", &approve])
+        .current_dir(root.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{approve}: {}", String::from_utf8_lossy(&ran.stderr));
+    for marker in ["pwned", "pwned2"] {
+        assert!(!root.path().join(marker).exists() && !dir.join(marker).exists(), "the shell ran {marker}");
+    }
+    let text = std::fs::read_to_string(rollout_dir(&dir).join("approvals.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
