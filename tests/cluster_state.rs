@@ -1341,11 +1341,12 @@ fn approvals_text(api: &FakeApi) -> String {
         .unwrap_or_default()
 }
 
-/// Many people approving at once from many machines (their own tokens): every decision
+/// Many people (30) approving at once from many machines (their own tokens), on a slow API
+/// server: every decision
 /// lands (resourceVersion retries), none is lost, and the gate goes on.
 #[test]
 fn cluster_approvals_racing_from_many_processes_are_all_kept() {
-    const PEOPLE: u32 = 8;
+    const PEOPLE: u32 = 30;
     let team = approval_team(PEOPLE);
     let api = team.api();
     for i in 0..PEOPLE {
@@ -1353,6 +1354,8 @@ fn cluster_approvals_racing_from_many_processes_are_all_kept() {
     }
     let (code, err) = team.run_with("user0", "apply", &api.kubeconfig_as(team.dir.path(), "t0"));
     assert_eq!(code, 7, "{err}");
+    // A slow API server: the read-append-replace windows overlap.
+    api.set_latency(Duration::from_millis(30));
     let racers: Vec<_> = (0..PEOPLE)
         .map(|i| {
             let kubeconfig = api.kubeconfig_as(team.dir.path(), &format!("t{i}"));

@@ -577,7 +577,20 @@ impl Remote {
     /// goes to a new one after it (two people starting it at once: one creates it, the other
     /// is told it exists and appends to it).
     pub fn add_approval(&self, line: &str) -> Result<(), RemoteError> {
-        for _ in 0..20 {
+        // Each conflict means another decision landed, so every round someone wins; but many
+        // people at once on a slow API server kept losing all of a fixed 20 quick rounds
+        // (30 approvers, 30 ms a call). Retries back off, with jitter so they spread out,
+        // for up to a minute.
+        let started = std::time::Instant::now();
+        for round in 0u32.. {
+            if round > 0 {
+                if started.elapsed() > std::time::Duration::from_secs(60) {
+                    break;
+                }
+                let cap = 20u64.saturating_mul(1 << round.min(6)).min(1000);
+                let pause = rand::random_range(cap / 4..=cap);
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+            }
             let mut maps = self.approvals_maps()?;
             let last = maps.pop();
             let full = last.as_ref().is_some_and(|m| {
