@@ -1342,8 +1342,8 @@ fn approvals_text(api: &FakeApi) -> String {
 }
 
 /// Many people (30) approving at once from many machines (their own tokens), on a slow API
-/// server: every decision
-/// lands (resourceVersion retries), none is lost, and the gate goes on.
+/// server: every decision lands (resourceVersion retries, backing off), none is lost, and
+/// the gate goes on.
 #[test]
 fn cluster_approvals_racing_from_many_processes_are_all_kept() {
     const PEOPLE: u32 = 30;
