@@ -986,3 +986,27 @@ fn printed_commands_survive_a_shell_with_hostile_paths_and_values() {
     let text = std::fs::read_to_string(rollout_dir(&dir).join("approvals.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
 }
+
+/// An approval of an old request that lands after a new rollout asked again (an approver
+/// who read the old request just before `apply` started the gate anew): it answers the old
+/// request only; the new one still waits.
+#[test]
+fn an_approval_of_an_old_request_landing_late_does_not_count() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let late = std::fs::read_to_string(f.approvals_file()).unwrap();
+    std::fs::remove_file(f.approvals_file()).unwrap();
+    // A new rollout asks anew; then the old approval lands.
+    f.apply(&["--env", "prod"]).code(7);
+    std::fs::write(f.approvals_file(), &late).unwrap();
+    let out = f.resume_prod().code(7);
+    assert!(!stderr(&out).contains("approved by"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    // It is the new request approve answers.
+    let out = f.decide("approve", "g", &[]).success();
+    assert!(stderr(&out).contains("1 of 1"), "{}", stderr(&out));
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
