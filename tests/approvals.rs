@@ -462,3 +462,551 @@ fn at_a_terminal_apply_waits_holding_the_lock_until_approved() {
     // One run did it all: no resume was needed.
     assert_eq!(std::fs::read_dir(rollout_dir(&f.path("")).join("runs")).unwrap().count(), 1);
 }
+
+// ---- Adversarial review of approvals ----
+
+/// The output of `id FLAG` (this process's user or group name).
+fn id(flag: &str) -> String {
+    let out = std::process::Command::new("id").arg(flag).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn status_of(f: &Fixture, node: &str) -> serde_json::Value {
+    let json = stdout(
+        &milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).assert().success(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == node).unwrap().clone()
+}
+
+/// `from` is not part of the hash, and "the current definition's rule applies to the
+/// standing request": someone approved, then taken out of `from`, no longer counts.
+#[test]
+fn an_approver_taken_out_of_from_no_longer_counts() {
+    let me = id("-un");
+    let text = GATED.replace(
+        "approval environment=\"prod\"",
+        &format!("approval from=\"{me}\" \"someone-else\" environment=\"prod\""),
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    std::fs::write(f.path("w.kdl"), text.replace(&format!("from=\"{me}\" "), "from=")).unwrap();
+    let out = f.resume_prod().code(7);
+    assert_eq!(
+        count(&f.steps_run(), "b"),
+        0,
+        "b ran on the approval of someone no longer in `from`: {}",
+        stderr(&out)
+    );
+    assert_eq!(count(&f.steps_run(), "check"), 1, "the checks were not changed: not run again");
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+}
+
+/// A person in `from` only through a group may decide, and their approval counts.
+#[test]
+fn an_approver_in_from_by_group_only_may_approve() {
+    let group = id("-gn");
+    let text = GATED.replace(
+        "approval environment=\"prod\"",
+        &format!("approval from=\"{group}\" \"nobody-has-this-name\" environment=\"prod\""),
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// `verify` of a rollout whose gate waits re-checks; it must not let the gate through
+/// without its approval (verify asks for none).
+#[test]
+fn verify_of_a_waiting_rollout_does_not_pass_the_gate() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    let _ = milepost()
+        .arg("verify")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    assert_eq!(count(&f.steps_run(), "b"), 0, "{:?}", f.steps_run());
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval", "verify answered the request");
+    // The request still stands: approve, then resume goes on without asking again.
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// `--keep-going` with a gate left waiting and an independent failure: the failure's exit
+/// code (1) wins over waiting (7), as docs/exit-codes.md orders them.
+#[test]
+fn keep_going_with_a_waiting_gate_and_a_failure_exits_1() {
+    let f = Fixture::new(&GATED.replace("echo c >> ledger", "echo c >> ledger; false"));
+    let out = f.apply(&["--env", "prod", "--keep-going"]).code(1);
+    assert!(stderr(&out).contains("g waits for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    // The waiting gate is not undone or failed by the other node's failure.
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+}
+
+/// Hostile notes: too long, control characters, not UTF-8: clear refusals, never a panic,
+/// and nothing a terminal would obey reaches `status`/`history`.
+#[test]
+fn hostile_notes_are_refused_clearly() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    let long = "x".repeat(50 * 1024);
+    let out = f.decide("approve", "g", &["--note", &long]).code(2);
+    assert!(stderr(&out).contains("at most 4096"), "{}", stderr(&out));
+    let out = f.decide("reject", "g", &["--note", "fine\u{1b}]0;owned\u{7}\u{1b}[2J"]).code(2);
+    assert!(stderr(&out).contains("control character"), "{}", stderr(&out));
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let out = milepost()
+            .arg("approve")
+            .arg("g")
+            .arg(f.path("w.kdl"))
+            .args(["--env", "prod", "--note"])
+            .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+            .assert()
+            .code(2);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    assert!(!f.approvals_file().exists(), "nothing was recorded");
+    // Shell metacharacters in values shown in the printed command are quoted.
+    let out = f
+        .decide("reject", "g", &["--note", "it's $(rm -rf ~) `bad`; \"quoted\" \\ tab\there\nsecond line"])
+        .success();
+    assert!(!stderr(&out).contains("panicked"));
+    let out = f.resume_prod().code(1);
+    assert!(stderr(&out).contains("$(rm -rf ~)"), "{}", stderr(&out));
+    for command in ["status", "history"] {
+        let out =
+            stdout(&milepost().arg(command).arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+        assert!(!out.contains('\u{1b}'), "{command}: {out:?}");
+    }
+}
+
+/// A rejection, then `rollback`: the rollback undoes what installed; the gate is asked
+/// anew by the next rollout, and the rejection stays in the history.
+#[test]
+fn a_rejection_then_rollback() {
+    let text = GATED.replace(
+        "install { run a \"echo a >> ledger\" }",
+        "install { run a \"echo a >> ledger\" }; rollback { run undo-a \"echo undo-a >> ledger\" }",
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("reject", "g", &["--note", "no go"]).success();
+    f.resume_prod().code(1);
+    let out = milepost()
+        .arg("rollback")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--phase", "one", "--yes"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    let code = out.get_output().status.code();
+    assert!(matches!(code, Some(0)), "{code:?}: {}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    assert_eq!(count(&f.steps_run(), "undo-a"), 1, "{:?}", f.steps_run());
+    // Nothing waits any more: approving now is refused.
+    f.decide("approve", "g", &[]).code(2);
+    let history =
+        stdout(&milepost().arg("history").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().success());
+    assert!(history.contains("no go"), "{history}");
+    // A new rollout asks again.
+    f.apply(&["--env", "prod"]).code(7);
+}
+
+/// Approval only in staging: prod never waits; a prod promotion that requires staging is
+/// refused while staging's gate waits (a waiting gate has not passed).
+#[test]
+fn a_promotion_over_a_gate_waiting_in_staging_is_refused() {
+    let text = GATED
+        .replace("approval environment=\"prod\"", "approval environment=\"staging\"")
+        .replace("environment prod {}", "environment prod { requires staging }");
+    let f = Fixture::new(&text);
+    milepost()
+        .arg("apply")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(7);
+    let out = f.apply(&["--env", "prod"]);
+    let code = out.get_output().status.code();
+    assert_ne!(code, Some(0), "prod ran over a staging gate that waits: {}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0, "{:?}", f.steps_run());
+    milepost()
+        .arg("approve")
+        .arg("g")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    milepost()
+        .arg("resume")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "staging"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    // Prod has no approval line: it never waits.
+    f.apply(&["--env", "prod"]).success();
+}
+
+/// The children of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// SIGKILL of an `apply` waiting at a terminal, a torn line left in approvals.jsonl, then
+/// approve and resume: no new request, no passed step again.
+#[test]
+fn sigkill_of_a_waiting_apply_then_approve_and_resume() {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let f = Fixture::new(GATED);
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = format!(
+        "exec {}",
+        shell_words::join([
+            bin.display().to_string(),
+            "apply".into(),
+            f.path("w.kdl").display().to_string(),
+            "--env".into(),
+            "prod".into(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfec", &apply, "/dev/null"])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        if s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "g never asked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A torn line, as a crashed approver would leave, while apply waits.
+    std::fs::write(f.approvals_file(), "{\"decision\":\"appro").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(script.try_wait().unwrap().is_none(), "apply stopped on a torn line");
+    let apply_pid = children(script.id());
+    assert_eq!(apply_pid.len(), 1, "{apply_pid:?}");
+    nix_kill(apply_pid[0]);
+    let _ = script.wait();
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}
+
+fn nix_kill(pid: u32) {
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+}
+
+/// A rollback of the phase while its gate waits: what the gate's checks vouched for is
+/// undone, so an approval given afterwards must not let what waits behind it run on top of
+/// nothing.
+#[test]
+fn a_rollback_while_the_gate_waits_then_approve_and_resume() {
+    let text = GATED.replace(
+        "install { run a \"echo a >> ledger\" }",
+        "install { run a \"echo a >> ledger\" }; rollback { run undo-a \"echo undo-a >> ledger\" }",
+    );
+    let f = Fixture::new(&text);
+    f.apply(&["--env", "prod"]).code(7);
+    let out = milepost()
+        .arg("rollback")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--phase", "one", "--yes"])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "undo-a"), 1, "{:?} {}", f.steps_run(), stderr(&out));
+    // Approved on the evidence of checks of what is undone now.
+    f.decide("approve", "g", &[]).success();
+    // The resume installs a again and runs g's checks again: they show something nobody
+    // has seen, so g asks anew rather than going on on the old approval.
+    let out = f.resume_prod().code(7);
+    assert!(
+        stderr(&out).contains("checks ran again") && stderr(&out).contains("g asks for approval"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(count(&f.steps_run(), "b"), 0, "{:?}", f.steps_run());
+    assert_eq!(count(&f.steps_run(), "a"), 2, "{:?}", f.steps_run());
+    assert_eq!(count(&f.steps_run(), "check"), 2, "{:?}", f.steps_run());
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1, "{:?}", f.steps_run());
+    assert_eq!(count(&f.steps_run(), "check"), 2, "the approved checks are not run a third time");
+}
+
+/// `milepost apply w.kdl --env prod` at a terminal (`script`), once its gate `g` waits:
+/// the `script` process and the pid of milepost itself. `None` without `script`.
+fn apply_waiting_at_a_terminal(f: &Fixture) -> Option<(std::process::Child, u32)> {
+    let has_script =
+        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return None;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("milepost");
+    let apply = format!(
+        "exec {}",
+        shell_words::join([
+            bin.display().to_string(),
+            "apply".into(),
+            f.path("w.kdl").display().to_string(),
+            "--env".into(),
+            "prod".into(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    // The terminal's output (stderr included) goes to the typescript `apply.stderr`.
+    let typescript = f.path("apply.stderr").display().to_string();
+    let script = std::process::Command::new("script")
+        .args(["-qfec", &apply, &typescript])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        if s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "g never asked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = children(script.id());
+    assert_eq!(pid.len(), 1, "{pid:?}");
+    Some((script, pid[0]))
+}
+
+/// The exit code of `child` within 30 seconds.
+fn exit_within(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A rejection while `apply` waits at a terminal: the waiting run sees it and ends failed
+/// (exit 1) with the note; nothing behind the gate ran.
+#[test]
+fn a_rejection_while_apply_waits_at_a_terminal_ends_it_failed() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, _)) = apply_waiting_at_a_terminal(&f) else { return };
+    f.decide("reject", "g", &["--note", "error budget spent"]).success();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("error budget spent"), "{err}");
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+}
+
+/// Ctrl-C (SIGINT) of an `apply` waiting at a terminal: exit 130 (over 7), the request
+/// stands; approve, and resume goes on without a new request or running the checks again.
+#[test]
+fn sigint_of_a_waiting_apply_exits_130_and_the_request_stands() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, pid)) = apply_waiting_at_a_terminal(&f) else { return };
+    std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    f.decide("approve", "g", &[]).success();
+    let out = f.resume_prod().success();
+    assert!(!stderr(&out).contains("asks for approval"), "{}", stderr(&out));
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}
+
+/// approvals.jsonl damaged (not torn) while `apply` waits at a terminal: the run says
+/// where, leaves the gate waiting, and ends as a store that cannot be read ends (exit 5),
+/// not as "approve, then resume" (7); after a restore, approve and resume go on.
+#[test]
+fn approvals_damaged_while_apply_waits_is_a_located_error() {
+    let f = Fixture::new(GATED);
+    let Some((mut script, _)) = apply_waiting_at_a_terminal(&f) else { return };
+    std::fs::write(f.approvals_file(), "garbage\n").unwrap();
+    let code = exit_within(&mut script);
+    let err = std::fs::read_to_string(f.path("apply.stderr")).unwrap_or_default();
+    assert!(err.contains("approvals.jsonl are damaged at line 1") && !err.contains("panicked"), "{err}");
+    assert_eq!(code, Some(5), "{err}");
+    assert!(!err.contains("once decided"), "no advice that cannot work: {err}");
+    let out = milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod"]).assert().code(5);
+    assert!(stderr(&out).contains("damaged at line 1"), "{}", stderr(&out));
+    std::fs::remove_file(f.approvals_file()).unwrap();
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    f.decide("approve", "g", &[]).success();
+    f.resume_prod().success();
+    for step in ["a", "b", "c", "check"] {
+        assert_eq!(count(&f.steps_run(), step), 1, "{step}: {:?}", f.steps_run());
+    }
+}
+
+/// `resume --from g` starts g anew: the approval of its earlier request does not carry over.
+#[test]
+fn resume_from_a_gate_asks_anew() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let out = milepost()
+        .arg("resume")
+        .arg(f.path("w.kdl"))
+        .args(["--env", "prod", "--from", "g"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(7);
+    assert!(stderr(&out).contains("g asks for approval"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    assert_eq!(count(&f.steps_run(), "check"), 2);
+}
+
+/// Two modules waiting side by side, one rejected and one approved: the resume records
+/// the rejection and lets the approved one go on (now or on the next resume); the rejected
+/// one asks anew, and nothing of it installs.
+#[test]
+fn two_waiting_modules_one_rejected_one_approved() {
+    let f = Fixture::new(
+        r#"workflow w {
+    environment prod {}
+}
+module m1 { budget "1m"; approval; install { run m1 "echo m1 >> ledger" } }
+module m2 { budget "1m"; approval; install { run m2 "echo m2 >> ledger" } }
+module b1 { budget "1m"; after m1; install { run b1 "echo b1 >> ledger" } }
+module b2 { budget "1m"; after m2; install { run b2 "echo b2 >> ledger" } }
+"#,
+    );
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("reject", "m1", &["--note", "not m1"]).success();
+    f.decide("approve", "m2", &[]).success();
+    let out = f.resume_prod().code(1);
+    assert!(stderr(&out).contains("not m1"), "{}", stderr(&out));
+    if count(&f.steps_run(), "m2") == 0 {
+        // Fail-fast stopped before m2 went on: its request still stands.
+        assert_eq!(status_of(&f, "m2")["status"], "waiting-approval");
+    }
+    // The next resume: m1 asks anew; m2 goes on if it has not.
+    let out = f.resume_prod().code(7);
+    assert!(stderr(&out).contains("m1 needs approval"), "{}", stderr(&out));
+    let ran = f.steps_run();
+    assert_eq!((count(&ran, "m1"), count(&ran, "b1")), (0, 0), "{ran:?}");
+    assert_eq!((count(&ran, "m2"), count(&ran, "b2")), (1, 1), "{ran:?}");
+}
+
+/// The printed `approve`/`reject` commands, for a workflow in a folder whose name is full
+/// of shell metacharacters, with a `--var` value likewise: pasted into a shell as printed,
+/// they work and do nothing else.
+#[test]
+fn printed_commands_survive_a_shell_with_hostile_paths_and_values() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("it's a $(touch pwned) `dir`; \"x\" & y");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = GATED.replace("workflow w {", "workflow w {\n    vars { note \"n\" }");
+    std::fs::write(dir.join("w.kdl"), &text).unwrap();
+    let out = milepost()
+        .current_dir(&dir)
+        .arg("apply")
+        .arg(dir.join("w.kdl"))
+        .args(["--env", "prod", "--var", "note=$(touch pwned2) 'q' \"d\""])
+        .timeout(Duration::from_secs(60))
+        .assert();
+    let err = stderr(&out);
+    assert_eq!(out.get_output().status.code(), Some(7), "{err}");
+    let approve = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("approve: "))
+        .unwrap_or_else(|| panic!("no approve command: {err}"))
+        .to_string();
+    let bin_dir = assert_cmd::cargo::cargo_bin("milepost").parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("sh")
+        .args(["-c", &approve])
+        .current_dir(root.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{approve}: {}", String::from_utf8_lossy(&ran.stderr));
+    for marker in ["pwned", "pwned2"] {
+        assert!(!root.path().join(marker).exists() && !dir.join(marker).exists(), "the shell ran {marker}");
+    }
+    let text = std::fs::read_to_string(rollout_dir(&dir).join("approvals.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+/// An approval of an old request that lands after a new rollout asked again (an approver
+/// who read the old request just before `apply` started the gate anew): it answers the old
+/// request only; the new one still waits.
+#[test]
+fn an_approval_of_an_old_request_landing_late_does_not_count() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let late = std::fs::read_to_string(f.approvals_file()).unwrap();
+    std::fs::remove_file(f.approvals_file()).unwrap();
+    // A new rollout asks anew; then the old approval lands.
+    f.apply(&["--env", "prod"]).code(7);
+    std::fs::write(f.approvals_file(), &late).unwrap();
+    let out = f.resume_prod().code(7);
+    assert!(!stderr(&out).contains("approved by"), "{}", stderr(&out));
+    assert_eq!(count(&f.steps_run(), "b"), 0);
+    assert_eq!(status_of(&f, "g")["status"], "waiting-approval");
+    // It is the new request approve answers.
+    let out = f.decide("approve", "g", &[]).success();
+    assert!(stderr(&out).contains("1 of 1"), "{}", stderr(&out));
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}

@@ -1313,3 +1313,293 @@ fn lost_answers_across_chunk_rollovers_and_renewals_are_taken_as_written() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(team.ledger(), ["a", "b", "c"], "nothing ran again: {err}");
 }
+
+// ---- Adversarial review of approvals in the cluster ----
+
+/// A team whose gate `g` needs `required` approvals from `sre-leads`.
+fn approval_team(required: u32) -> Team {
+    Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    phase "1" {{ modules a; gate g }}
+}}
+module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
+gate g {{ budget "1m"; approval required={required} from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
+module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
+"#
+            )
+        },
+        "10s",
+    )
+}
+
+fn approvals_text(api: &FakeApi) -> String {
+    api.object("configmaps", "team", "rollout.approvals")
+        .and_then(|m| m["data"]["decisions"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Many people (30) approving at once from many machines (their own tokens), on a slow API
+/// server: every decision lands (resourceVersion retries, backing off), none is lost, and
+/// the gate goes on.
+#[test]
+fn cluster_approvals_racing_from_many_processes_are_all_kept() {
+    const PEOPLE: u32 = 30;
+    let team = approval_team(PEOPLE);
+    let api = team.api();
+    for i in 0..PEOPLE {
+        api.add_user(&format!("t{i}"), &format!("user{i}"), &["sre-leads"]);
+    }
+    let (code, err) = team.run_with("user0", "apply", &api.kubeconfig_as(team.dir.path(), "t0"));
+    assert_eq!(code, 7, "{err}");
+    // A slow API server: the read-append-replace windows overlap.
+    api.set_latency(Duration::from_millis(30));
+    let racers: Vec<_> = (0..PEOPLE)
+        .map(|i| {
+            let kubeconfig = api.kubeconfig_as(team.dir.path(), &format!("t{i}"));
+            team.command(&format!("user{i}"), "approve g", &kubeconfig)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = approvals_text(api);
+    for i in 0..PEOPLE {
+        assert!(text.contains(&format!("\"user\":\"user{i}\"")), "user{i} lost: {text}");
+    }
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "checked", "b"], "{err}");
+}
+
+/// `required=2`: the same Kubernetes user approving from two machines (two tokens, two
+/// state folders) is one approval.
+#[test]
+fn cluster_same_user_from_two_machines_counts_once() {
+    let team = approval_team(2);
+    let api = team.api();
+    api.add_user("alice-laptop", "alice", &["sre-leads"]);
+    api.add_user("alice-desktop", "alice", &["sre-leads"]);
+    let (code, err) = team.run_with("m1", "apply", &api.kubeconfig_as(team.dir.path(), "alice-laptop"));
+    assert_eq!(code, 7, "{err}");
+    let (code, err) = team.run_with("m1", "approve g", &api.kubeconfig_as(team.dir.path(), "alice-laptop"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run_with("m2", "approve g", &api.kubeconfig_as(team.dir.path(), "alice-desktop"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("m3", "resume");
+    assert_eq!(code, 7, "one person is one approval: {err}");
+    assert_eq!(team.ledger(), ["a", "checked"]);
+}
+
+/// The approvals ConfigMap garbled (a last line without its newline, as a hand edit leaves
+/// it): the next approval must still land whole and count, not be glued to the garbage.
+#[test]
+fn cluster_approvals_garbled_last_line_does_not_eat_the_next_decision() {
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": "{\"decision\":\"appr"}}),
+    );
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "the approval counts: {err}\n{}", approvals_text(api));
+    assert_eq!(team.ledger(), ["a", "checked", "b"]);
+}
+
+/// The approvals ConfigMap deleted, then damaged in the middle: deleted, the request waits
+/// for decisions again; damaged, a located error (exit 5), never a panic.
+#[test]
+fn cluster_approvals_deleted_or_damaged() {
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    api.remove("configmaps", "team", "rollout.approvals");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 7, "the decisions are gone: it waits again: {err}");
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    let text = approvals_text(api);
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": format!("not json\n{text}")}}),
+    );
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("rollout.approvals") && err.contains("line 1") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(team.ledger(), ["a", "checked"]);
+}
+
+/// With the state in a cluster and a short lease, `apply` waits at a terminal (`script`)
+/// through several renewals; approvals added meanwhile from other machines (the cluster's
+/// ConfigMap) are seen, and the waiting run goes on by itself with its Lease held.
+#[test]
+fn cluster_apply_waiting_at_a_terminal_sees_approvals_made_elsewhere() {
+    let has_script = Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` is not installed");
+        return;
+    }
+    let team = Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+    phase "1" {{ modules a; gate g }}
+}}
+module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
+gate g {{ budget "1m"; approval required=2 from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
+module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
+"#
+            )
+        },
+        "3s",
+    );
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    api.add_user("bob-token", "bob", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    let bob = api.kubeconfig_as(team.dir.path(), "bob-token");
+    let apply = format!(
+        "exec env KUBECONFIG={} HOME={} NO_COLOR=1 {}",
+        shell_words::quote(&alice.display().to_string()),
+        shell_words::quote(&team.dir.path().display().to_string()),
+        shell_words::join([
+            assert_cmd::cargo::cargo_bin("milepost").display().to_string(),
+            "apply".into(),
+            team.workflow().display().to_string(),
+            "--state-dir".into(),
+            team.path("op").display().to_string(),
+            "--progress".into(),
+            "plain".into(),
+        ])
+    );
+    let typescript = team.path("apply.typescript").display().to_string();
+    let mut waiting = Command::new("script")
+        .args(["-qfec", &apply, &typescript])
+        .env_remove("CI")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = || std::fs::read_to_string(team.path("apply.typescript")).unwrap_or_default();
+    wait_for(
+        || shown().contains("asks for approval") || shown().contains("needs approval"),
+        Duration::from_secs(30),
+        "g asking",
+    );
+    // Through renewals of a 3s lease.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(waiting.try_wait().unwrap().is_none(), "apply did not wait: {}", shown());
+    let (code, err) = team.run_with("alice", "approve g", &alice);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(waiting.try_wait().unwrap().is_none(), "went on with 1 of 2: {}", shown());
+    let (code, err) = team.run_with("bob", "approve g", &bob);
+    assert_eq!(code, 0, "{err}");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = waiting.try_wait().unwrap() {
+            break exit;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = waiting.kill();
+            panic!("the waiting apply did not go on: {}", shown());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exit.code(), Some(0), "{}", shown());
+    assert_eq!(team.ledger(), ["a", "checked", "b"], "{}", shown());
+}
+
+/// The approvals are append-only and kept for every rollout of the state: a long-lived
+/// rollout's decisions outgrow one ConfigMap (1 MiB of data). A decision made then must
+/// still land and count, and the older ones still be read.
+#[test]
+fn cluster_approvals_outgrowing_one_configmap_still_land() {
+    use milepost::state::approvals::{Choice, Decision};
+    let team = approval_team(1);
+    let api = team.api();
+    api.add_user("alice-token", "alice", &["sre-leads"]);
+    let alice = api.kubeconfig_as(team.dir.path(), "alice-token");
+    // Years of earlier rollouts' decisions, each with its evidence: just under 1 MiB.
+    let mut text = String::new();
+    let mut n = 0;
+    let old = |n: usize, note: usize| {
+        let old = Decision {
+            decision: Choice::Approved,
+            node: "g".into(),
+            request: format!("2025010{n:06}Z-1"),
+            workflow: "w".into(),
+            environment: "default".into(),
+            user: "someone".into(),
+            groups: vec!["sre-leads".into()],
+            at: "2025-01-01T00:00:00.000Z".into(),
+            source_hash: "0".repeat(32),
+            note: Some("x".repeat(note)),
+            evidence: Vec::new(),
+        };
+        String::from_utf8(milepost::state::journal::encode_line(&old)).unwrap()
+    };
+    let full = 1024 * 1024 - 100;
+    loop {
+        let line = old(n, 3000);
+        if text.len() + line.len() > full - 1000 {
+            break;
+        }
+        text.push_str(&line);
+        n += 1;
+    }
+    // The last one fills it to `full`, give or take a byte.
+    let bare = old(n, 1).len() - 1;
+    text.push_str(&old(n, full - text.len() - bare));
+    assert!(text.len().abs_diff(full) < 4, "{}", text.len());
+    api.put(
+        "configmaps",
+        "team",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "rollout.approvals", "namespace": "team"},
+               "data": {"decisions": text}}),
+    );
+    let (code, err) = team.run_with("alice", "apply", &alice);
+    assert_eq!(code, 7, "{err}");
+    let (code, err) =
+        team.run_with("alice", "approve g --note the-dashboards-of-this-rollout-are-green", &alice);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("carol", "resume");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "checked", "b"]);
+    // The old decisions are still there, whole.
+    let (code, err) = team.run("carol", "history");
+    assert_eq!(code, 0, "{err}");
+    assert!(approvals_text(api).len() >= text.len(), "the old decisions were kept");
+    let next = api.object("configmaps", "team", "rollout.approvals.1").expect("a next approvals configmap");
+    assert!(next["data"]["decisions"].as_str().unwrap_or_default().contains("\"user\":\"alice\""), "{next}");
+}

@@ -197,3 +197,42 @@ fn approvals_in_status_and_report_json_match_their_schemas() {
     assert_eq!(m["approvals"][0]["decisions"][0]["note"], "not today");
     assert_valid(&schema("report"), &rejected, "the report of a rejected approval");
 }
+
+/// Approvals review: a request part-approved (1 of 2), then superseded by a new request
+/// when the gate's checks ran again after a rollback; status and report JSON still match
+/// their schemas, and the report lists both requests with their decisions.
+#[test]
+fn superseded_and_part_approved_requests_match_the_schemas() {
+    let f = crate::support::Fixture::new(
+        r#"workflow w { phase p { modules a; gate g } }
+        module a { budget "1m"; install { run a "true" }; rollback { run undo "true" } }
+        gate g { budget "1m"; approval required=2; validate { run check "echo fine" } }
+        "#,
+    );
+    f.apply(&[]).code(7);
+    let w = f.path("w.kdl");
+    let json = |args: &[&str]| json_of(milepost().args(args).arg(&w).assert().success());
+    milepost().args(["approve", "g"]).arg(&w).args(["--note", "one\nof two\t(tab)"]).assert().success();
+    let status = json(&["status", "--json"]);
+    assert_valid(&schema("status"), &status, "status of a part-approved request");
+    milepost().arg("rollback").arg(&w).args(["--phase", "p", "--yes"]).assert().success();
+    milepost().arg("resume").arg(&w).assert().code(7);
+    let status = json(&["status", "--json"]);
+    assert_valid(&schema("status"), &status, "status after the request was superseded");
+    let report = json(&["report", "--format", "json"]);
+    assert_valid(&schema("report"), &report, "the report of a superseded request");
+    let g = report["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "g").unwrap();
+    // The new request stands with none of the old request's decisions.
+    let asked = g["approvals"].as_array().unwrap();
+    let last = asked.last().unwrap();
+    assert_eq!(
+        (&last["outcome"], last["decisions"].as_array().map(Vec::len)),
+        (&serde_json::json!("waiting"), Some(0)),
+        "{g}"
+    );
+    // The history still lists the first request and its decision, note and all.
+    let history =
+        String::from_utf8(milepost().arg("history").arg(&w).assert().success().get_output().stdout.clone())
+            .unwrap();
+    assert!(history.contains("of two"), "{history}");
+}

@@ -423,6 +423,14 @@ pub fn rollout(
         .and_then(|()| mirror.as_ref().map_or(Ok(()), |m| m.push(true)));
 
     let stopped = summary.failed > 0 || summary.interrupted || summary.deadline_stop || summary.record_failed;
+    // A node left waiting because the decisions could not be read (the store damaged while
+    // the run waited) is milepost's trouble, not a person's: "approve, then resume" would
+    // not help (the resume refuses the store too). It ends as the store's error does before
+    // a run (exit 5, naming the file and line), not as waiting (7).
+    let unreadable = match (summary.waiting > 0, plan.command) {
+        (true, "apply" | "resume") => super::approval_store(&workflow, state_dir).decisions().err(),
+        _ => None,
+    };
     if mode == ProgressMode::Json {
         // JSON lines only: the run_finished event already carries the summary.
         for failure in &reporter.failures {
@@ -467,7 +475,9 @@ pub fn rollout(
             errln!("{} {} waits for approval from {who}", p.yellow("⏸"), workflow.nodes[node].id);
             errln!("    approve: {approve}\n    reject:  {reject}");
         }
-        if !stopped && summary.waiting > 0 {
+        if let Some(e) = &unreadable {
+            errln!("{} {e}", p.red("error:"));
+        } else if !stopped && summary.waiting > 0 {
             errln!("{}", p.dim(&format!("once decided, `{}` goes on", resume_command(&workflow, args))));
         }
         if summary.deadline_stop {
@@ -529,7 +539,7 @@ pub fn rollout(
     }
     Ok(if summary.interrupted || stopped_later {
         exit::INTERRUPTED
-    } else if summary.record_failed {
+    } else if summary.record_failed || unreadable.is_some() {
         exit::IO
     } else if stopped || handlers_failed {
         // A handler's failure is reported where it happened; it never replaces the rollout's.

@@ -92,6 +92,19 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
             note.len()
         )));
     }
+    // A note is shown by `status`, `history`, `resume` and the reports, on terminals and in
+    // HTML: an escape sequence in it would be obeyed by the terminal of whoever reads it
+    // (retitle it, clear it, hide text). Lines and tabs are text; other control characters
+    // are refused here, where the person can write the note again.
+    if let Some((at, c)) =
+        note.and_then(|n| n.chars().enumerate().find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t')))
+    {
+        return Err(refused(format!(
+            "the note has a control character (U+{:04X}) at character {}: write it as plain text",
+            c as u32,
+            at + 1
+        )));
+    }
     let workflow = what.definitions.load()?.workflow;
     let command = match what.choice {
         Choice::Approved => "approve",
@@ -154,7 +167,7 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
     let decisions = store.decisions().map_err(|e| CliError::State { message: e.to_string() })?;
     let asked = Request { run_id: request.run_id.clone(), source_hash: request.source_hash.clone() };
     let p = cx.err;
-    match tally(&node.id, &asked, approval.required, &decisions) {
+    match tally(&node.id, &asked, approval.required, &approval.from, &decisions) {
         Verdict::Rejected { by, note } => {
             return Err(refused(format!(
                 "`{}` was rejected already by {by} ({note}); `{resume}` runs its checks again and asks anew",
@@ -204,7 +217,7 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
         Choice::Approved => {
             let mut all = decisions;
             all.push(decision);
-            let (count, done) = match tally(&node.id, &asked, approval.required, &all) {
+            let (count, done) = match tally(&node.id, &asked, approval.required, &approval.from, &all) {
                 Verdict::Approved { by } => (by.len(), true),
                 Verdict::Waiting { approved_by } => (approved_by.len(), false),
                 Verdict::Rejected { .. } => (0, false),

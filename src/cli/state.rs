@@ -595,7 +595,13 @@ fn waiting_reason(
         run_id: request.run_id.clone(),
         source_hash: request.source_hash.clone(),
     };
-    let so_far = match crate::state::approvals::tally(&node.id, &asked, approval.required, decisions) {
+    let so_far = match crate::state::approvals::tally(
+        &node.id,
+        &asked,
+        approval.required,
+        &approval.from,
+        decisions,
+    ) {
         crate::exec::approval::Verdict::Waiting { approved_by } if !approved_by.is_empty() => {
             format!(" ({} of {} so far: {})", approved_by.len(), approval.required, approved_by.join(", "))
         }

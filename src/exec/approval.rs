@@ -87,7 +87,20 @@ pub async fn ask(run: &NodeRun, mut stop: watch::Receiver<bool>) -> Asked {
     let Some(approval) = node.approval.clone() else { return Asked::GoOn };
     // A run that asks for none (`verify` re-checks what was approved already).
     let Some(approvals) = run.approvals.clone() else { return Asked::GoOn };
-    let standing = approvals.standing(node);
+    let mut standing = approvals.standing(node);
+    // A gate asks after its checks, and its approver vouches for what they showed then. Its
+    // checks ran again in this run (what they check was installed again since it asked, as
+    // after a rollback of what is before it): the standing request's decisions were made on
+    // evidence these checks no longer show, so it asks anew with theirs. (A module's request
+    // stands for the resume that continues its install: it asked before any of it ran.)
+    let checked_here = node.kind == crate::spec::NodeKind::Gate && run.skip_steps < node.steps().count();
+    if let Some(stale) = standing.request.take_if(|_| checked_here) {
+        standing.notes.push(format!(
+            "its checks ran again since run {} asked (what they check changed): the decisions on that request \
+             do not count; asking again",
+            stale.run_id
+        ));
+    }
     for message in standing.notes {
         let _ = run.events.send(ExecEvent::ApprovalNote { node: run.node, message });
     }

@@ -240,18 +240,57 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Decision>, ApprovalsError> {
             line: i + 1,
             reason,
         })?;
-        out.push(decision);
+        out.push(printable(decision));
     }
     Ok(out)
 }
 
-/// Where `request` of `node` stands among `decisions`, for `required` distinct approvers:
-/// only decisions on this request (its run and node) for its definition count, each
-/// person once; one rejection ends it.
-pub fn tally(node: &str, request: &Request, required: u32, decisions: &[Decision]) -> Verdict {
+/// `decision` with the control characters of what people wrote (note, user, groups) written
+/// out as `\x1b`: `approve` refuses them, but anyone who can write the store (a hand edit,
+/// a Kubernetes user name) can put an escape sequence there, and status, history, resume and
+/// the reports print these to the terminals of whoever reads them. Lines and tabs of a note
+/// are kept.
+fn printable(mut decision: Decision) -> Decision {
+    fn shown(text: &str, keep_lines: bool) -> String {
+        let kept = |c: char| keep_lines && matches!(c, '\n' | '\t');
+        if !text.chars().any(|c| c.is_control() && !kept(c)) {
+            return text.to_string();
+        }
+        text.chars()
+            .map(|c| if c.is_control() && !kept(c) { format!("\\x{:02x}", c as u32) } else { c.to_string() })
+            .collect()
+    }
+    decision.note = decision.note.map(|n| shown(&n, true));
+    decision.user = shown(&decision.user, false);
+    for group in &mut decision.groups {
+        *group = shown(group, false);
+    }
+    decision
+}
+
+/// Where `request` of `node` stands among `decisions`, for `required` distinct approvers
+/// among `from`: only decisions on this request (its run and node) for its definition count,
+/// each person once; one rejection ends it.
+///
+/// `from` is the node's rule as defined now: it is not part of the hash, so it may change
+/// while a request stands, and "the current definition's rule applies to the standing
+/// request" (docs/state.md §15). A decision by someone no longer among `from` (by the user
+/// and groups recorded with it) does not count, or taking a person out of `from` would
+/// leave their approval letting the node through.
+pub fn tally(
+    node: &str,
+    request: &Request,
+    required: u32,
+    from: &[String],
+    decisions: &[Decision],
+) -> Verdict {
     let mut approved_by: Vec<String> = Vec::new();
     for d in decisions {
         if d.node != node || d.request != request.run_id || d.source_hash != request.source_hash {
+            continue;
+        }
+        let who = Identity { user: d.user.clone(), groups: d.groups.clone() };
+        if !who.may_decide(from) {
             continue;
         }
         match d.decision {
@@ -326,9 +365,9 @@ impl Approvals for StoreApprovals {
     }
 
     fn verdict(&self, request: &Request, node: &Node) -> Result<Verdict, String> {
-        let required = node.approval.as_ref().map_or(1, |a| a.required);
+        let (required, from) = node.approval.as_ref().map_or((1, &[][..]), |a| (a.required, &a.from[..]));
         let decisions = self.store.decisions().map_err(|e| e.to_string())?;
-        Ok(tally(&node.id, request, required, &decisions))
+        Ok(tally(&node.id, request, required, from, &decisions))
     }
 }
 
@@ -388,8 +427,26 @@ mod tests {
         ];
         for (given, required, expected) in table {
             let decisions: Vec<Decision> = given.iter().map(|(u, c, r, h)| decision(u, *c, r, h)).collect();
-            assert_eq!(&tally("g", &request(), *required, &decisions), expected, "{given:?}");
+            assert_eq!(&tally("g", &request(), *required, &[], &decisions), expected, "{given:?}");
         }
+    }
+
+    #[test]
+    fn only_decisions_of_people_in_from_as_defined_now_count() {
+        // `decision` records the groups ["staff"].
+        let alice = decision("alice", Choice::Approved, "r1", "h1");
+        let carol = decision("carol", Choice::Rejected, "r1", "h1");
+        let waiting = Verdict::Waiting { approved_by: vec![] };
+        assert_eq!(tally("g", &request(), 1, &["bob".into()], std::slice::from_ref(&alice)), waiting);
+        assert_eq!(
+            tally("g", &request(), 1, &["staff".into()], std::slice::from_ref(&alice)),
+            Verdict::Approved { by: vec!["alice".into()] }
+        );
+        // A rejection by someone not among `from` does not end it either.
+        assert_eq!(
+            tally("g", &request(), 1, &["alice".into()], &[carol, alice]),
+            Verdict::Approved { by: vec!["alice".into()] }
+        );
     }
 
     #[test]
@@ -435,7 +492,7 @@ mod tests {
         users.dedup();
         assert_eq!(users.len(), 16, "{users:?}");
         assert_eq!(
-            tally("g", &request(), 16, &all),
+            tally("g", &request(), 16, &[], &all),
             Verdict::Approved { by: all.iter().map(|d| d.user.clone()).collect() }
         );
     }
@@ -458,6 +515,20 @@ mod tests {
         store.add(&decision("carol", Choice::Approved, "r1", "h1")).unwrap();
         let users: Vec<String> = store.decisions().unwrap().into_iter().map(|d| d.user).collect();
         assert_eq!(users, ["alice", "carol"]);
+    }
+
+    #[test]
+    fn control_characters_written_into_the_store_are_read_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let mut hostile = decision("eve\u{1b}[2J", Choice::Rejected, "r1", "h1");
+        hostile.note = Some("no\u{1b}]0;owned\u{7}\nsecond\tline".into());
+        hostile.groups = vec!["g\u{1b}".into()];
+        store.add(&hostile).unwrap();
+        let read = store.decisions().unwrap();
+        assert_eq!(read[0].user, "eve\\x1b[2J");
+        assert_eq!(read[0].note.as_deref(), Some("no\\x1b]0;owned\\x07\nsecond\tline"));
+        assert_eq!(read[0].groups, ["g\\x1b"]);
     }
 
     #[test]

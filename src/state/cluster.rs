@@ -37,6 +37,9 @@ const FENCING: &str = "milepost.dev/fencing";
 const CLOSED: &str = "milepost.dev/closed";
 const DATA_KEY: &str = "journal";
 const APPROVALS_KEY: &str = "decisions";
+/// Bytes of decisions per approvals ConfigMap before the next one is started: well below
+/// the API server's 1 MiB, so the longest decision (a 4 KiB note, its evidence) still fits.
+const APPROVALS_CHUNK: usize = 512 * 1024;
 const FIELD_MANAGER: &str = "milepost";
 /// Objects listed per request: a long history comes in pages. Chunks hold up to 64 KiB, so
 /// a page is at most ~1.6 MB, read well within a request's timeout on a slow link.
@@ -512,25 +515,83 @@ impl Remote {
         Ok((user, info.groups.unwrap_or_default()))
     }
 
-    /// The text of the rollout's approvals ConfigMap (`NAME.approvals`), empty without one.
-    pub fn approvals(&self) -> Result<String, RemoteError> {
-        let (maps, name) = (self.maps.clone(), format!("{}.approvals", self.spec.name));
-        let found = self
-            .call(async move { maps.get_opt(&name).await })?
-            .map_err(|e| self.api_error("read", "the rollout's approvals (configmap)", &e))?;
-        Ok(found.and_then(|m| m.data).and_then(|d| d.get(APPROVALS_KEY).cloned()).unwrap_or_default())
+    /// The approvals ConfigMap `index` of this state: `NAME.approvals`, then
+    /// `NAME.approvals.1`, `.2`… once the one before is full.
+    fn approvals_name(&self, index: usize) -> String {
+        match index {
+            0 => format!("{}.approvals", self.spec.name),
+            n => format!("{}.approvals.{n}", self.spec.name),
+        }
     }
 
-    /// Appends `line` to the approvals ConfigMap: read, append, replace with the
+    /// The approvals ConfigMaps there are, in order (a missing one ends them).
+    fn approvals_maps(&self) -> Result<Vec<ConfigMap>, RemoteError> {
+        let mut out = Vec::new();
+        loop {
+            let (maps, name) = (self.maps.clone(), self.approvals_name(out.len()));
+            let found = self
+                .call(async move { maps.get_opt(&name).await })?
+                .map_err(|e| self.api_error("read", "the rollout's approvals (configmap)", &e))?;
+            match found {
+                Some(map) => out.push(map),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The text of the rollout's approvals ConfigMaps (`NAME.approvals`, `.1`, …), in order,
+    /// empty without one. A map's last line without its newline (a hand edit) is left out
+    /// but for the last map's, which the reader ignores as a torn line.
+    pub fn approvals(&self) -> Result<String, RemoteError> {
+        let maps = self.approvals_maps()?;
+        let count = maps.len();
+        let mut out = String::new();
+        for (i, map) in maps.into_iter().enumerate() {
+            let text = map.data.and_then(|mut d| d.remove(APPROVALS_KEY)).unwrap_or_default();
+            match i + 1 < count && !text.is_empty() && !text.ends_with('\n') {
+                true => out.push_str(&text[..text.rfind('\n').map_or(0, |at| at + 1)]),
+                false => out.push_str(&text),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends `line` to the last approvals ConfigMap: read, append, replace with the
     /// resourceVersion read (or create), again on a conflict, so two people deciding at once
     /// both land. Decisions are not fenced by the lock: they are made while a rollout holds it.
+    ///
+    /// Decisions are kept for every rollout of the state, so they outgrow one ConfigMap (the
+    /// API server refuses more than 1 MiB of data, and every decision after that would be
+    /// refused for good): a map holding [`APPROVALS_CHUNK`] bytes is full, and the decision
+    /// goes to a new one after it (two people starting it at once: one creates it, the other
+    /// is told it exists and appends to it).
     pub fn add_approval(&self, line: &str) -> Result<(), RemoteError> {
-        let name = format!("{}.approvals", self.spec.name);
-        for _ in 0..20 {
-            let (maps, get) = (self.maps.clone(), name.clone());
-            let found = self
-                .call(async move { maps.get_opt(&get).await })?
-                .map_err(|e| self.api_error("read", "the rollout's approvals (configmap)", &e))?;
+        // Each conflict means another decision landed, so every round someone wins; but many
+        // people at once on a slow API server kept losing all of a fixed 20 quick rounds
+        // (30 approvers, 30 ms a call). Retries back off, with jitter so they spread out,
+        // for up to a minute.
+        let started = std::time::Instant::now();
+        for round in 0u32.. {
+            if round > 0 {
+                if started.elapsed() > std::time::Duration::from_secs(60) {
+                    break;
+                }
+                let cap = 20u64.saturating_mul(1 << round.min(6)).min(1000);
+                let pause = rand::random_range(cap / 4..=cap);
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+            }
+            let mut maps = self.approvals_maps()?;
+            let last = maps.pop();
+            let full = last.as_ref().is_some_and(|m| {
+                let used = m.data.as_ref().and_then(|d| d.get(APPROVALS_KEY)).map_or(0, String::len);
+                used > 0 && used + line.len() > APPROVALS_CHUNK
+            });
+            let (index, found) = match (last, full) {
+                (None, _) => (0, None),
+                (Some(_), true) => (maps.len() + 1, None),
+                (Some(map), false) => (maps.len(), Some(map)),
+            };
+            let name = self.approvals_name(index);
             let create = found.is_none();
             let mut map = found.unwrap_or_else(|| ConfigMap {
                 metadata: ObjectMeta {
@@ -545,7 +606,15 @@ impl Remote {
             });
             map.metadata.managed_fields = None;
             let data = map.data.get_or_insert_with(BTreeMap::new);
-            data.entry(APPROVALS_KEY.to_string()).or_default().push_str(line);
+            let text = data.entry(APPROVALS_KEY.to_string()).or_default();
+            // A last line without its newline (a hand edit; the cluster's writes are whole)
+            // is ignored by readers, as a torn line of the local store is; appended to, it
+            // would swallow this decision into one damaged line. Cut it first, as the local
+            // store does.
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.truncate(text.rfind('\n').map_or(0, |at| at + 1));
+            }
+            text.push_str(line);
             let (maps, put) = (self.maps.clone(), name.clone());
             let written = self.call(async move {
                 match create {
