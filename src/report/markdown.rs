@@ -21,6 +21,24 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// Free text people wrote (a note, a user name) as literal Markdown: every character that
+/// could start emphasis, a link, raw HTML or a code span is escaped, so a note reads as
+/// written and cannot change the report around it.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '!' | '~' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let title = if report.workflow.title.is_empty() { &report.workflow.id } else { &report.workflow.title };
@@ -94,8 +112,8 @@ pub fn render(report: &Report) -> String {
                 a.outcome
             );
             for d in &a.decisions {
-                let note = d.note.as_deref().map(|t| format!(": {}", cell(t))).unwrap_or_default();
-                let _ = writeln!(out, "  - {} by `{}` at {}{note}", d.decision, cell(&d.user), d.at);
+                let note = d.note.as_deref().map(|t| format!(": {}", plain(t))).unwrap_or_default();
+                let _ = writeln!(out, "  - {} by {} at {}{note}", d.decision, plain(&d.user), d.at);
             }
         }
     }
@@ -165,4 +183,18 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::plain;
+
+    #[test]
+    fn notes_and_names_are_literal_text() {
+        assert_eq!(plain("ok, ship it"), "ok, ship it");
+        assert_eq!(plain("<script>x</script>"), "\\<script\\>x\\</script\\>");
+        assert_eq!(plain("**no** [link](http://x)"), "\\*\\*no\\*\\* \\[link\\](http://x)");
+        assert_eq!(plain("a`b"), "a\\`b");
+        assert_eq!(plain("two\nlines"), "two lines");
+    }
 }
