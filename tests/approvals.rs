@@ -1010,3 +1010,19 @@ fn an_approval_of_an_old_request_landing_late_does_not_count() {
     f.resume_prod().success();
     assert_eq!(count(&f.steps_run(), "b"), 1);
 }
+
+/// A rejection after the request has its approvals comes after the decision: refused, with
+/// what to do instead, and nothing recorded (the rollout goes on as approved).
+#[test]
+fn a_rejection_after_the_approvals_are_in_is_refused() {
+    let f = Fixture::new(GATED);
+    f.apply(&["--env", "prod"]).code(7);
+    f.decide("approve", "g", &[]).success();
+    let out = f.decide("reject", "g", &["--note", "too late"]).code(2);
+    let err = stderr(&out);
+    assert!(err.contains("has its approvals already") && err.contains("milepost rollback"), "{err}");
+    let store = std::fs::read_to_string(f.approvals_file()).unwrap();
+    assert!(!store.contains("too late"), "{store}");
+    f.resume_prod().success();
+    assert_eq!(count(&f.steps_run(), "b"), 1);
+}

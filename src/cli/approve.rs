@@ -183,6 +183,16 @@ fn decide(cx: &Cx, what: Deciding) -> Result<u8, CliError> {
             );
             return Ok(exit::SUCCESS);
         }
+        // Decided already: a rejection now would come after the rollout was let go on, and
+        // would claim a failure the run never sees.
+        Verdict::Approved { by } => {
+            return Err(refused(format!(
+                "`{}` has its approvals already ({}): the decision is made and the rollout goes on. To stop \
+                 it, stop the run (Ctrl-C) or undo it afterwards with `milepost rollback`",
+                node.id,
+                by.join(", ")
+            )));
+        }
         Verdict::Waiting { approved_by }
             if what.choice == Choice::Approved && approved_by.contains(&me.user) =>
         {
