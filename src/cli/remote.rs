@@ -106,7 +106,9 @@ pub fn mirror(
 ) -> Option<Arc<cluster::Mirror>> {
     let hold = lock.cluster.clone()?;
     let _ = std::fs::write(run_dir.join(cluster::PUSHED_MARK), "");
-    Some(Arc::new(cluster::Mirror::new(hold, run_id, &run_dir.join("journal.jsonl"))))
+    let mirror = Arc::new(cluster::Mirror::new(hold.clone(), run_id, &run_dir.join("journal.jsonl")));
+    hold.follow(&mirror);
+    Some(mirror)
 }
 
 #[derive(Debug, Args)]

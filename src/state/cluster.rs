@@ -390,6 +390,7 @@ impl Remote {
                     refused: None,
                 }),
                 stop: Mutex::new(None),
+                following: Mutex::new(None),
             });
             // A holder that did not release the lock may have left runs open: nothing of
             // theirs may be written after this.
@@ -424,6 +425,7 @@ impl Remote {
                 refused: None,
             }),
             stop: Mutex::new(None),
+            following: Mutex::new(None),
         };
         let Some(lease) = self.lease()? else {
             // No Lease (a forced unlock before, whose fencing failed half-way): its runs left
@@ -713,6 +715,8 @@ pub struct Hold {
     pub holder: String,
     state: Mutex<HoldState>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The run being written, pushed with every renewal too (weak: the mirror holds the hold).
+    following: Mutex<Option<std::sync::Weak<Mirror>>>,
 }
 
 struct HoldState {
@@ -817,8 +821,25 @@ impl Hold {
                 if !hold.renew().await {
                     return;
                 }
+                // What the run recorded since its last flush (a node started, a step begun
+                // that runs for hours): other machines' `status` sees it within a renewal
+                // period, not only when something ends. A failure is the mirror's to keep:
+                // the next flush reports it.
+                let following =
+                    hold.following.lock().ok().and_then(|f| f.as_ref().and_then(std::sync::Weak::upgrade));
+                // Not awaited: a push retrying a refusing server must not hold the renewals.
+                if let Some(mirror) = following {
+                    tokio::task::spawn_blocking(move || mirror.push_when_idle());
+                }
             }
         });
+    }
+
+    /// Pushes `mirror` with every renewal from now on.
+    pub fn follow(&self, mirror: &Arc<Mirror>) {
+        if let Ok(mut following) = self.following.lock() {
+            *following = Some(Arc::downgrade(mirror));
+        }
     }
 
     /// One renewal; false once the lock is lost for good.
@@ -1067,6 +1088,17 @@ impl Mirror {
             state.broken = Some(reason.clone());
         }
         result
+    }
+
+    /// A push in the background, unless one is under way: records made since the last
+    /// flush reach the cluster without anyone waiting for them.
+    fn push_when_idle(&self) {
+        let Ok(mut state) = self.state.try_lock() else { return };
+        if state.broken.is_none() {
+            if let Err(reason) = self.push_locked(&mut state, false) {
+                state.broken = Some(reason);
+            }
+        }
     }
 
     /// Whether this run may start another node: its lock is held and no push failed.
