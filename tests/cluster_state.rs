@@ -1614,3 +1614,23 @@ fn cluster_approvals_outgrowing_one_configmap_still_land() {
     let next = api.object("configmaps", "team", "rollout.approvals.1").expect("a next approvals configmap");
     assert!(next["data"]["decisions"].as_str().unwrap_or_default().contains("\"user\":\"alice\""), "{next}");
 }
+
+/// Read-only commands read a copy of the cluster's runs made for them: it is gone when they
+/// end, and one a killed command left behind (its pid gone) is removed by the next.
+#[test]
+fn read_only_copies_are_removed_and_stale_ones_cleaned_up() {
+    let team = Team::fake(|state| workflow(state, "true"), "10s");
+    let (code, err) = team.run("alice", "apply");
+    assert_eq!(code, 0, "{err}");
+    let beside = team.path("carol/w");
+    std::fs::create_dir_all(beside.join(".view-999999999-1-default/runs")).unwrap();
+    let (code, err) = team.run("carol", "status");
+    assert_eq!(code, 0, "{err}");
+    let left: Vec<String> = std::fs::read_dir(&beside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".view-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1238,7 +1238,16 @@ pub mod views {
     static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
     /// A new folder in `beside`, hidden from listings of rollout folders (a leading `.`).
+    /// Folders a killed command left there (its pid gone) are removed first.
     pub fn make(beside: &Path, leaf: &str) -> std::io::Result<PathBuf> {
+        for entry in std::fs::read_dir(beside).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid =
+                name.strip_prefix(".view-").and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = beside.join(format!(".view-{}-{nanos}-{leaf}", std::process::id()));
