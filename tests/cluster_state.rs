@@ -1634,3 +1634,29 @@ fn read_only_copies_are_removed_and_stale_ones_cleaned_up() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `verify` from another machine re-runs the checks of what the cluster recorded as done,
+/// and its run is in the cluster for everyone's history.
+#[test]
+fn verify_from_another_machine_is_recorded_in_the_cluster() {
+    let team = Team::fake(
+        |state| {
+            format!(
+                r#"workflow w {{
+    {state}
+}}
+module a {{ budget "1m"; install {{ run i "echo a >> ../ledger" }}; validate {{ run v "echo check-a >> ../ledger" }} }}
+"#
+            )
+        },
+        "10s",
+    );
+    let (code, err) = team.run("alice", "apply");
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = team.run("bob", "verify");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team.ledger(), ["a", "check-a", "check-a"], "the install ran once, the check twice: {err}");
+    let out = team.command("carol", "history", &team.kubeconfig).output().unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(history.contains("apply") && history.contains("verify"), "{history}");
+}
