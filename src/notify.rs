@@ -46,6 +46,10 @@ impl Message {
 /// # Errors
 /// Tera's message, for a template that does not render.
 pub fn render(template: &str, message: &Message) -> Result<String, String> {
+    // The limits every other template of a definition has: a loop over a huge range would
+    // otherwise take the memory and time of the load (the sample) and of every event.
+    let json = serde_json::to_value(message).map_err(|e| e.to_string())?;
+    crate::template::cost::check(template, &json).map_err(|c| format!("{} ({})", c.reason, c.help))?;
     let context = tera::Context::from_serialize(message).map_err(|e| e.to_string())?;
     tera::Tera::one_off(template, &context, false).map_err(|e| {
         let mut text = e.to_string();
@@ -196,7 +200,20 @@ impl Notifier {
                 None => serde_json::json!({ "text": message.text }).to_string(),
                 Some(template) => match render(template, &message) {
                     Ok(body) => mask(&body, &self.secrets),
-                    Err(_) => continue, // tried at load on every field; cannot fail here
+                    // The sample at load has every field; a real event may not (`node` of
+                    // `run-start` is null, and `{{ node | upper }}` fails on it). Reported at
+                    // the end with the other failures, never dropped unsaid.
+                    Err(reason) => {
+                        let mut p = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                        p.failed.push(format!(
+                            "{} ({}): its template did not render for `{}`: {}",
+                            endpoint.hook.name,
+                            endpoint.hook.url.shown,
+                            message.event,
+                            mask(&reason, &self.secrets)
+                        ));
+                        continue;
+                    }
                 },
             };
             if endpoint.queue.send(body).is_ok() {
@@ -321,7 +338,11 @@ impl Notifier {
 }
 
 fn mask(text: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••"))
+    // Longest first: a secret that is part of another (`abc`, `abcdef`) masked first would
+    // leave the rest of the longer one (`••••def`) to be read.
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.into_iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••"))
 }
 
 /// One notification, tried [`TRIES`] times with a doubling backoff.
@@ -329,6 +350,10 @@ fn send(hook: &Notify, body: &str) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
+        // A redirect is not followed: a 301/302 turns the POST into a GET without the body
+        // (counted as sent, yet nothing delivered), a 307 cannot resend it, and another host
+        // would be told what was meant for this one. Reported as an answer, not retried.
+        .max_redirects(0)
         .build()
         .into();
     let mut last = String::new();
@@ -353,6 +378,9 @@ fn send(hook: &Notify, body: &str) -> Result<(), String> {
                 // worth the retry.
                 if (400..500).contains(&status) && !matches!(status, 408 | 429) {
                     return Err(format!("{last} (not retried)"));
+                }
+                if (300..400).contains(&status) {
+                    return Err(format!("{last}, a redirect (not followed)"));
                 }
             }
             Err(e) => last = e.to_string().replace(&hook.url.exec, &hook.url.shown),
@@ -383,5 +411,14 @@ mod tests {
         assert!(told(4, 101), "past it again: told again");
         let mut none = Notifier::start(&workflow, "r", None).unwrap();
         assert!(none.projection(secs(0), secs(1_000_000)).is_none(), "no deadline, nothing to pass");
+    }
+
+    #[test]
+    fn a_secret_inside_another_is_masked_whole() {
+        let secrets = vec!["abc".to_string(), "abcdef".to_string(), r#"a"b\c.*$(x){{ }}"#.to_string()];
+        let masked = mask(r#"abcdef abc a"b\c.*$(x){{ }} {"k":"a\"b"}"#, &secrets);
+        assert_eq!(masked, r#"•••• •••• •••• {"k":"a\"b"}"#);
+        let masked = mask("abcdef", &["abcdef".to_string(), "abc".to_string()]);
+        assert_eq!(masked, "••••");
     }
 }
