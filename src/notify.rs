@@ -212,6 +212,9 @@ impl Notifier {
                             message.event,
                             mask(&reason, &self.secrets)
                         ));
+                        // Counted as made, as its failure is: what is left unsent at the end
+                        // is what was made and neither sent nor failed.
+                        self.queued += 1;
                         continue;
                     }
                 },
@@ -420,5 +423,26 @@ mod tests {
         assert_eq!(masked, r#"•••• •••• •••• {"k":"a\"b"}"#);
         let masked = mask("abcdef", &["abcdef".to_string(), "abc".to_string()]);
         assert_eq!(masked, "••••");
+    }
+
+    #[test]
+    fn a_body_whose_template_failed_is_not_taken_from_what_is_still_sending() {
+        // An endpoint that takes the connection and never answers: what is queued for it is
+        // still sending when the end stops waiting.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", silent.local_addr().unwrap());
+        let mut workflow = crate::testing::workflow_from(&format!(
+            "workflow w {{ notify chat {{ url \"{url}\"; events \"run-start\" \"gate-passed\" }} }}\n\
+             module a {{ budget \"1m\"; install {{ run s \"true\" }} }}\n"
+        ));
+        workflow.notify[0].template = Some("{{ node | upper }}".into());
+        let mut notifier = Notifier::start(&workflow, "r", None).unwrap();
+        notifier.queue(NotifyEvent::RunStart, None, None, "started"); // null node: fails
+        notifier.queue(NotifyEvent::GatePassed, Some("g".into()), None, "passed");
+        notifier.queue(NotifyEvent::GatePassed, Some("h".into()), None, "passed");
+        let outcomes = notifier.finish(Duration::from_millis(200));
+        assert_eq!(outcomes.failed.len(), 1, "{:?}", outcomes.failed);
+        assert!(outcomes.failed[0].contains("did not render for `run-start`"), "{:?}", outcomes.failed);
+        assert_eq!((outcomes.sent, outcomes.unsent), (0, 2));
     }
 }
