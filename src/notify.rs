@@ -90,6 +90,10 @@ type Shared = Arc<(Mutex<Progress>, Condvar)>;
 struct Endpoint {
     hook: Notify,
     queue: mpsc::Sender<String>,
+    /// Bytes of bodies queued and not yet sent (or given up): bounded by [`MAX_PENDING`].
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bodies not queued because [`MAX_PENDING`] was reached.
+    dropped: usize,
 }
 
 /// Sends what [`Notifier::event`] makes of the rollout's events, in the background.
@@ -119,6 +123,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the end of a rollout waits at most for what is still being sent: a slow or hanging
 /// endpoint delays the rollout by this much in total, never more (docs/definitions.md `notify`).
 pub const END_WAIT: Duration = Duration::from_secs(5);
+/// Bytes of bodies one endpoint may have waiting; past it a notification is not queued and is
+/// reported at the end (one line per endpoint with the count).
+const MAX_PENDING: usize = 16 << 20;
 
 impl Notifier {
     /// `None` when the workflow has no `notify` block. `deadline` is the one the dispatcher
@@ -135,10 +142,12 @@ impl Notifier {
             .map(|hook| {
                 let (queue, bodies) = mpsc::channel::<String>();
                 let (hook, progress, masked) = (hook.clone(), progress.clone(), secrets.clone());
-                let endpoint = Endpoint { hook: hook.clone(), queue };
+                let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let endpoint = Endpoint { hook: hook.clone(), queue, pending: pending.clone(), dropped: 0 };
                 std::thread::spawn(move || {
                     for body in bodies {
                         let result = send(&hook, &body);
+                        pending.fetch_sub(body.len(), std::sync::atomic::Ordering::Relaxed);
                         let mut p = progress.0.lock().unwrap_or_else(|e| e.into_inner());
                         match result {
                             Ok(()) => p.sent += 1,
@@ -195,7 +204,7 @@ impl Notifier {
             step,
             text: mask(&format!("{place}: {text}"), &self.secrets),
         };
-        for endpoint in self.endpoints.iter().filter(|e| e.hook.events.contains(&kind)) {
+        for endpoint in self.endpoints.iter_mut().filter(|e| e.hook.events.contains(&kind)) {
             let body = match &endpoint.hook.template {
                 None => serde_json::json!({ "text": message.text }).to_string(),
                 Some(template) => match render(template, &message) {
@@ -219,6 +228,14 @@ impl Notifier {
                     }
                 },
             };
+            // A hanging endpoint and a wide template (a body near the template output limit
+            // for each of hundreds of events) would otherwise hold them all in memory.
+            let pending = endpoint.pending.load(std::sync::atomic::Ordering::Relaxed);
+            if pending + body.len() > MAX_PENDING {
+                endpoint.dropped += 1;
+                continue;
+            }
+            endpoint.pending.fetch_add(body.len(), std::sync::atomic::Ordering::Relaxed);
             if endpoint.queue.send(body).is_ok() {
                 self.queued += 1;
             }
@@ -325,6 +342,20 @@ impl Notifier {
         let until = Instant::now() + wait;
         let senders = self.endpoints.len();
         // Dropping the queues lets each sender end once it has sent what it holds.
+        let dropped: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.dropped > 0)
+            .map(|e| {
+                format!(
+                    "{} ({}): {} notification(s) not queued: {} MiB of bodies were already waiting for it",
+                    e.hook.name,
+                    e.hook.url.shown,
+                    e.dropped,
+                    MAX_PENDING >> 20
+                )
+            })
+            .collect();
         drop(self.endpoints);
         let (lock, ended) = &*self.progress;
         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -335,8 +366,10 @@ impl Notifier {
             }
             p = ended.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
         }
-        let failed = std::mem::take(&mut p.failed);
-        Outcomes { sent: p.sent, unsent: self.queued.saturating_sub(p.sent + failed.len()), failed }
+        let mut failed = std::mem::take(&mut p.failed);
+        let unsent = self.queued.saturating_sub(p.sent + failed.len());
+        failed.extend(dropped);
+        Outcomes { sent: p.sent, unsent, failed }
     }
 }
 
@@ -444,5 +477,31 @@ mod tests {
         assert_eq!(outcomes.failed.len(), 1, "{:?}", outcomes.failed);
         assert!(outcomes.failed[0].contains("did not render for `run-start`"), "{:?}", outcomes.failed);
         assert_eq!((outcomes.sent, outcomes.unsent), (0, 2));
+    }
+
+    #[test]
+    fn what_waits_for_a_hanging_endpoint_is_bounded_in_memory() {
+        // Before: every body was held, 340 MB for 500 events of a wide template.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", silent.local_addr().unwrap());
+        let mut workflow = crate::testing::workflow_from(&format!(
+            "workflow w {{ notify chat {{ url \"{url}\"; events \"gate-passed\" }} }}\n\
+             module a {{ budget \"1m\"; install {{ run s \"true\" }} }}\n"
+        ));
+        // About 1 MB a body, within the template limits.
+        workflow.notify[0].template =
+            Some(format!("{{% for i in range(end=10000) %}}{}{{% endfor %}}", "x".repeat(100)));
+        let mut notifier = Notifier::start(&workflow, "r", None).unwrap();
+        for _ in 0..30 {
+            notifier.queue(NotifyEvent::GatePassed, Some("g".into()), None, "passed");
+        }
+        let waiting = notifier.endpoints[0].pending.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(waiting <= MAX_PENDING, "{waiting}");
+        let outcomes = notifier.finish(Duration::from_millis(100));
+        assert_eq!(outcomes.failed.len(), 1, "{:?}", outcomes.failed);
+        let dropped = 30 - outcomes.unsent;
+        assert!(dropped >= 10, "{outcomes:?}");
+        let said = format!("chat ({url}): {dropped} notification(s) not queued: 16 MiB of bodies");
+        assert!(outcomes.failed[0].starts_with(&said), "{:?}", outcomes.failed);
     }
 }
