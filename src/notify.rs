@@ -140,8 +140,10 @@ impl Notifier {
             .notify
             .iter()
             .map(|hook| {
+                let mut hook = hook.clone();
+                hook.url.shown = without_password(&hook.url.shown);
                 let (queue, bodies) = mpsc::channel::<String>();
-                let (hook, progress, masked) = (hook.clone(), progress.clone(), secrets.clone());
+                let (progress, masked) = (progress.clone(), secrets.clone());
                 let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let endpoint = Endpoint { hook: hook.clone(), queue, pending: pending.clone(), dropped: 0 };
                 std::thread::spawn(move || {
@@ -373,6 +375,18 @@ impl Notifier {
     }
 }
 
+/// `url` with the password of its user info (`https://bot:PASSWORD@host/…`) masked: a
+/// credential written in the URL itself, not through a secret, is still not for warnings.
+fn without_password(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.to_string() };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}••••{}", &url[..start + colon + 1], &url[at..]),
+        None => url.to_string(),
+    }
+}
+
 fn mask(text: &str, secrets: &[String]) -> String {
     // Longest first: a secret that is part of another (`abc`, `abcdef`) masked first would
     // leave the rest of the longer one (`••••def`) to be read.
@@ -503,5 +517,16 @@ mod tests {
         assert!(dropped >= 10, "{outcomes:?}");
         let said = format!("chat ({url}): {dropped} notification(s) not queued: 16 MiB of bodies");
         assert!(outcomes.failed[0].starts_with(&said), "{:?}", outcomes.failed);
+    }
+
+    #[test]
+    fn a_password_in_a_literal_url_is_not_shown() {
+        assert_eq!(
+            without_password("https://bot:hunter2@hooks.example/x?a=b@c"),
+            "https://bot:••••@hooks.example/x?a=b@c"
+        );
+        assert_eq!(without_password("https://hooks.example/x@y"), "https://hooks.example/x@y");
+        assert_eq!(without_password("https://bot@hooks.example/"), "https://bot@hooks.example/");
+        assert_eq!(without_password("***"), "***");
     }
 }
