@@ -46,6 +46,10 @@ impl Message {
 /// # Errors
 /// Tera's message, for a template that does not render.
 pub fn render(template: &str, message: &Message) -> Result<String, String> {
+    // The limits every other template of a definition has: a loop over a huge range would
+    // otherwise take the memory and time of the load (the sample) and of every event.
+    let json = serde_json::to_value(message).map_err(|e| e.to_string())?;
+    crate::template::cost::check(template, &json).map_err(|c| format!("{} ({})", c.reason, c.help))?;
     let context = tera::Context::from_serialize(message).map_err(|e| e.to_string())?;
     tera::Tera::one_off(template, &context, false).map_err(|e| {
         let mut text = e.to_string();
@@ -86,6 +90,10 @@ type Shared = Arc<(Mutex<Progress>, Condvar)>;
 struct Endpoint {
     hook: Notify,
     queue: mpsc::Sender<String>,
+    /// Bytes of bodies queued and not yet sent (or given up): bounded by [`MAX_PENDING`].
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bodies not queued because [`MAX_PENDING`] was reached.
+    dropped: usize,
 }
 
 /// Sends what [`Notifier::event`] makes of the rollout's events, in the background.
@@ -115,6 +123,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the end of a rollout waits at most for what is still being sent: a slow or hanging
 /// endpoint delays the rollout by this much in total, never more (docs/definitions.md `notify`).
 pub const END_WAIT: Duration = Duration::from_secs(5);
+/// Bytes of bodies one endpoint may have waiting; past it a notification is not queued and is
+/// reported at the end (one line per endpoint with the count).
+const MAX_PENDING: usize = 16 << 20;
 
 impl Notifier {
     /// `None` when the workflow has no `notify` block. `deadline` is the one the dispatcher
@@ -129,12 +140,16 @@ impl Notifier {
             .notify
             .iter()
             .map(|hook| {
+                let mut hook = hook.clone();
+                hook.url.shown = without_password(&hook.url.shown);
                 let (queue, bodies) = mpsc::channel::<String>();
-                let (hook, progress, masked) = (hook.clone(), progress.clone(), secrets.clone());
-                let endpoint = Endpoint { hook: hook.clone(), queue };
+                let (progress, masked) = (progress.clone(), secrets.clone());
+                let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let endpoint = Endpoint { hook: hook.clone(), queue, pending: pending.clone(), dropped: 0 };
                 std::thread::spawn(move || {
                     for body in bodies {
                         let result = send(&hook, &body);
+                        pending.fetch_sub(body.len(), std::sync::atomic::Ordering::Relaxed);
                         let mut p = progress.0.lock().unwrap_or_else(|e| e.into_inner());
                         match result {
                             Ok(()) => p.sent += 1,
@@ -191,14 +206,38 @@ impl Notifier {
             step,
             text: mask(&format!("{place}: {text}"), &self.secrets),
         };
-        for endpoint in self.endpoints.iter().filter(|e| e.hook.events.contains(&kind)) {
+        for endpoint in self.endpoints.iter_mut().filter(|e| e.hook.events.contains(&kind)) {
             let body = match &endpoint.hook.template {
                 None => serde_json::json!({ "text": message.text }).to_string(),
                 Some(template) => match render(template, &message) {
                     Ok(body) => mask(&body, &self.secrets),
-                    Err(_) => continue, // tried at load on every field; cannot fail here
+                    // The sample at load has every field; a real event may not (`node` of
+                    // `run-start` is null, and `{{ node | upper }}` fails on it). Reported at
+                    // the end with the other failures, never dropped unsaid.
+                    Err(reason) => {
+                        let mut p = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                        p.failed.push(format!(
+                            "{} ({}): its template did not render for `{}`: {}",
+                            endpoint.hook.name,
+                            endpoint.hook.url.shown,
+                            message.event,
+                            mask(&reason, &self.secrets)
+                        ));
+                        // Counted as made, as its failure is: what is left unsent at the end
+                        // is what was made and neither sent nor failed.
+                        self.queued += 1;
+                        continue;
+                    }
                 },
             };
+            // A hanging endpoint and a wide template (a body near the template output limit
+            // for each of hundreds of events) would otherwise hold them all in memory.
+            let pending = endpoint.pending.load(std::sync::atomic::Ordering::Relaxed);
+            if pending + body.len() > MAX_PENDING {
+                endpoint.dropped += 1;
+                continue;
+            }
+            endpoint.pending.fetch_add(body.len(), std::sync::atomic::Ordering::Relaxed);
             if endpoint.queue.send(body).is_ok() {
                 self.queued += 1;
             }
@@ -305,6 +344,20 @@ impl Notifier {
         let until = Instant::now() + wait;
         let senders = self.endpoints.len();
         // Dropping the queues lets each sender end once it has sent what it holds.
+        let dropped: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.dropped > 0)
+            .map(|e| {
+                format!(
+                    "{} ({}): {} notification(s) not queued: {} MiB of bodies were already waiting for it",
+                    e.hook.name,
+                    e.hook.url.shown,
+                    e.dropped,
+                    MAX_PENDING >> 20
+                )
+            })
+            .collect();
         drop(self.endpoints);
         let (lock, ended) = &*self.progress;
         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -315,13 +368,31 @@ impl Notifier {
             }
             p = ended.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
         }
-        let failed = std::mem::take(&mut p.failed);
-        Outcomes { sent: p.sent, unsent: self.queued.saturating_sub(p.sent + failed.len()), failed }
+        let mut failed = std::mem::take(&mut p.failed);
+        let unsent = self.queued.saturating_sub(p.sent + failed.len());
+        failed.extend(dropped);
+        Outcomes { sent: p.sent, unsent, failed }
+    }
+}
+
+/// `url` with the password of its user info (`https://bot:PASSWORD@host/…`) masked: a
+/// credential written in the URL itself, not through a secret, is still not for warnings.
+fn without_password(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.to_string() };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}••••{}", &url[..start + colon + 1], &url[at..]),
+        None => url.to_string(),
     }
 }
 
 fn mask(text: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••"))
+    // Longest first: a secret that is part of another (`abc`, `abcdef`) masked first would
+    // leave the rest of the longer one (`••••def`) to be read.
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.into_iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••"))
 }
 
 /// One notification, tried [`TRIES`] times with a doubling backoff.
@@ -329,6 +400,10 @@ fn send(hook: &Notify, body: &str) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
+        // A redirect is not followed: a 301/302 turns the POST into a GET without the body
+        // (counted as sent, yet nothing delivered), a 307 cannot resend it, and another host
+        // would be told what was meant for this one. Reported as an answer, not retried.
+        .max_redirects(0)
         .build()
         .into();
     let mut last = String::new();
@@ -353,6 +428,9 @@ fn send(hook: &Notify, body: &str) -> Result<(), String> {
                 // worth the retry.
                 if (400..500).contains(&status) && !matches!(status, 408 | 429) {
                     return Err(format!("{last} (not retried)"));
+                }
+                if (300..400).contains(&status) {
+                    return Err(format!("{last}, a redirect (not followed)"));
                 }
             }
             Err(e) => last = e.to_string().replace(&hook.url.exec, &hook.url.shown),
@@ -383,5 +461,72 @@ mod tests {
         assert!(told(4, 101), "past it again: told again");
         let mut none = Notifier::start(&workflow, "r", None).unwrap();
         assert!(none.projection(secs(0), secs(1_000_000)).is_none(), "no deadline, nothing to pass");
+    }
+
+    #[test]
+    fn a_secret_inside_another_is_masked_whole() {
+        let secrets = vec!["abc".to_string(), "abcdef".to_string(), r#"a"b\c.*$(x){{ }}"#.to_string()];
+        let masked = mask(r#"abcdef abc a"b\c.*$(x){{ }} {"k":"a\"b"}"#, &secrets);
+        assert_eq!(masked, r#"•••• •••• •••• {"k":"a\"b"}"#);
+        let masked = mask("abcdef", &["abcdef".to_string(), "abc".to_string()]);
+        assert_eq!(masked, "••••");
+    }
+
+    #[test]
+    fn a_body_whose_template_failed_is_not_taken_from_what_is_still_sending() {
+        // An endpoint that takes the connection and never answers: what is queued for it is
+        // still sending when the end stops waiting.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", silent.local_addr().unwrap());
+        let mut workflow = crate::testing::workflow_from(&format!(
+            "workflow w {{ notify chat {{ url \"{url}\"; events \"run-start\" \"gate-passed\" }} }}\n\
+             module a {{ budget \"1m\"; install {{ run s \"true\" }} }}\n"
+        ));
+        workflow.notify[0].template = Some("{{ node | upper }}".into());
+        let mut notifier = Notifier::start(&workflow, "r", None).unwrap();
+        notifier.queue(NotifyEvent::RunStart, None, None, "started"); // null node: fails
+        notifier.queue(NotifyEvent::GatePassed, Some("g".into()), None, "passed");
+        notifier.queue(NotifyEvent::GatePassed, Some("h".into()), None, "passed");
+        let outcomes = notifier.finish(Duration::from_millis(200));
+        assert_eq!(outcomes.failed.len(), 1, "{:?}", outcomes.failed);
+        assert!(outcomes.failed[0].contains("did not render for `run-start`"), "{:?}", outcomes.failed);
+        assert_eq!((outcomes.sent, outcomes.unsent), (0, 2));
+    }
+
+    #[test]
+    fn what_waits_for_a_hanging_endpoint_is_bounded_in_memory() {
+        // Before: every body was held, 340 MB for 500 events of a wide template.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", silent.local_addr().unwrap());
+        let mut workflow = crate::testing::workflow_from(&format!(
+            "workflow w {{ notify chat {{ url \"{url}\"; events \"gate-passed\" }} }}\n\
+             module a {{ budget \"1m\"; install {{ run s \"true\" }} }}\n"
+        ));
+        // About 1 MB a body, within the template limits.
+        workflow.notify[0].template =
+            Some(format!("{{% for i in range(end=10000) %}}{}{{% endfor %}}", "x".repeat(100)));
+        let mut notifier = Notifier::start(&workflow, "r", None).unwrap();
+        for _ in 0..30 {
+            notifier.queue(NotifyEvent::GatePassed, Some("g".into()), None, "passed");
+        }
+        let waiting = notifier.endpoints[0].pending.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(waiting <= MAX_PENDING, "{waiting}");
+        let outcomes = notifier.finish(Duration::from_millis(100));
+        assert_eq!(outcomes.failed.len(), 1, "{:?}", outcomes.failed);
+        let dropped = 30 - outcomes.unsent;
+        assert!(dropped >= 10, "{outcomes:?}");
+        let said = format!("chat ({url}): {dropped} notification(s) not queued: 16 MiB of bodies");
+        assert!(outcomes.failed[0].starts_with(&said), "{:?}", outcomes.failed);
+    }
+
+    #[test]
+    fn a_password_in_a_literal_url_is_not_shown() {
+        assert_eq!(
+            without_password("https://bot:hunter2@hooks.example/x?a=b@c"),
+            "https://bot:••••@hooks.example/x?a=b@c"
+        );
+        assert_eq!(without_password("https://hooks.example/x@y"), "https://hooks.example/x@y");
+        assert_eq!(without_password("https://bot@hooks.example/"), "https://bot@hooks.example/");
+        assert_eq!(without_password("***"), "***");
     }
 }

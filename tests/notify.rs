@@ -29,13 +29,18 @@ impl Hook {
     }
 
     fn answering(delay: Duration, answer: Answer) -> Self {
+        Self::answering_at(delay, answer, None)
+    }
+
+    /// As [`Hook::answering`], with a `location` header on every answer (for redirects).
+    fn answering_at(delay: Duration, answer: Answer, location: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests: Requests = Arc::default();
         let kept = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (kept, answer) = (kept.clone(), answer.clone());
+                let (kept, answer, location) = (kept.clone(), answer.clone(), location.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut length = 0;
@@ -65,9 +70,10 @@ impl Hook {
                     };
                     std::thread::sleep(delay);
                     let mut stream = stream;
+                    let location = location.map(|l| format!("location: {l}\r\n")).unwrap_or_default();
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
                     );
                 });
             }
@@ -411,4 +417,108 @@ gate g { budget "1m"; approval from="sre-leads"; validate { run v "echo checked"
     let text = text["text"].as_str().unwrap();
     assert!(text.contains("g needs approval from one of sre-leads"), "{text}");
     assert!(text.contains(&format!("milepost approve g {}", w.display())), "{text}");
+}
+
+#[test]
+fn notify_a_redirect_is_not_followed_and_is_reported() {
+    // Followed, a 302 turned the POST into a GET without the body, answered 200 by the other
+    // host and counted as sent: nothing delivered, nothing said. A 307 failed each of its
+    // three tries as "redirect failed".
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN.replace("exit 3", "true")).unwrap();
+    for status in [302, 307] {
+        let elsewhere = Hook::start(200, Duration::ZERO);
+        let hook = Hook::answering_at(Duration::ZERO, Arc::new(move |_| Some(status)), Some(elsewhere.url()));
+        let out = milepost().arg("apply").arg(&w).env("HOOK_URL", hook.url()).assert().success();
+        let err = stderr(&out);
+        assert!(err.contains(&format!("answered {status}, a redirect (not followed)")), "{err}");
+        assert!(!err.contains(&hook.url()), "the URL is masked: {err}");
+        assert!(elsewhere.bodies().is_empty(), "{:#?}", elsewhere.bodies());
+        assert_eq!(hook.bodies().len(), 5, "one request per notification: {:#?}", hook.bodies());
+    }
+}
+
+#[test]
+fn notify_a_url_that_is_not_http_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(&w, CHAIN).unwrap();
+    for url in ["file:///etc/passwd", "hooks", "ftp://example.com/x", "http:///x"] {
+        let out = milepost().arg("validate").arg(&w).env("HOOK_URL", url).assert().code(3);
+        let err = stderr(&out);
+        assert!(err.contains("url `***` is not an http(s) URL") && err.contains("w.kdl:"), "{url}: {err}");
+        assert!(!err.contains(url), "the secret URL is masked: {err}");
+    }
+    // Without the secret, `validate` still passes: the URL is `apply`'s preflight's to check.
+    milepost().arg("validate").arg(&w).env_remove("HOOK_URL").assert().success();
+}
+
+#[test]
+fn notify_two_blocks_for_one_endpoint_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {
+    secret hook env="HOOK_URL"
+    notify chat { url "{{ secrets.hook }}"; events "run-start" }
+    notify again { url "{{ secrets.hook }}"; events "run-end" }
+    notify chat { url "http://127.0.0.1:9/other"; events "run-end" }
+}
+module a { budget "1m"; install { run s "true" } }
+"#,
+    )
+    .unwrap();
+    let out = milepost().arg("validate").arg(&w).env("HOOK_URL", "http://127.0.0.1:9/x").assert().code(3);
+    let err = stderr(&out);
+    assert!(err.contains("notify `again` has the URL of notify `chat`"), "{err}");
+    assert!(err.contains("notify block `chat` is defined twice"), "{err}");
+    assert!(!err.contains("127.0.0.1:9/x"), "{err}");
+}
+
+#[test]
+fn notify_a_template_that_fails_on_a_real_event_is_reported_not_dropped() {
+    // The sample at load has a node; `run-start` has none, and `upper` fails on null.
+    let hook = Hook::start(200, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.tera"), r#"{"node": "{{ node | upper }}"}"#).unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        r#"workflow w {
+    secret hook env="HOOK_URL"
+    notify chat { url "{{ secrets.hook }}"; events "run-start" "run-end"; template "t.tera" }
+}
+module a { budget "1m"; install { run s "true" } }
+"#,
+    )
+    .unwrap();
+    let out = milepost().arg("apply").arg(&w).env("HOOK_URL", hook.url()).assert().success();
+    let err = stderr(&out);
+    for event in ["run-start", "run-end"] {
+        let said = format!("notification not sent: chat (***): its template did not render for `{event}`");
+        assert!(err.contains(&said), "{err}");
+    }
+    assert!(!err.contains("still sending"), "{err}");
+    assert!(hook.bodies().is_empty());
+}
+
+#[test]
+fn notify_a_template_too_costly_to_render_is_refused_at_load() {
+    // Before: the sample render at load took 10 s and 4 GB.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.tera"), "{% for i in range(end=100000000) %}xxxxxxxxxx{% endfor %}")
+        .unwrap();
+    let w = dir.path().join("w.kdl");
+    std::fs::write(
+        &w,
+        "workflow w { notify chat { url \"http://127.0.0.1:9/x\"; template \"t.tera\" } }\n\
+         module a { budget \"1m\"; install { run s \"true\" } }\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let text = crate::support::diagnostics(&w);
+    assert!(text.contains("its loops could evaluate more than"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }

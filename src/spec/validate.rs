@@ -182,7 +182,31 @@ pub fn resolve(
         let conditions = Conditions::vars_only(&ids, &names, &deps, &vars, "a notification");
         let mut cx = NodeCx::workflow_level(conditions, &mut renderer, problems, "notify");
         let scope = base_scope.clone();
-        raw.notify.iter().filter_map(|n| notification(&mut cx, n, &scope, &dir)).collect::<Vec<_>>()
+        let mut out: Vec<(&RawNotify, Notify)> = Vec::new();
+        for raw_notify in &raw.notify {
+            let Some(n) = notification(&mut cx, raw_notify, &scope, &dir) else { continue };
+            // Two blocks for one name or one URL would tell an endpoint of an event twice,
+            // from two senders, in no set order: each endpoint has one block, listing all
+            // the events it asks for.
+            let same = out.iter().find(|(_, o)| o.name == n.name || o.url.exec == n.url.exec);
+            if let Some((first, o)) = same {
+                let first_at = sources.describe(first.name.at());
+                let problem = if o.name == n.name {
+                    Problem::Duplicate { kind: "notify block", id: n.name.clone(), first: first_at }
+                } else {
+                    Problem::BadValue {
+                        what: format!("notify `{}`", n.name),
+                        reason: format!("has the URL of notify `{}` ({first_at})", o.name),
+                        help: "one block per endpoint: list all the events it is told of in one `events`"
+                            .into(),
+                    }
+                };
+                cx.problems.at(problem, raw_notify.name.at());
+                continue;
+            }
+            out.push((raw_notify, n));
+        }
+        out.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
     };
     let domains: Vec<&str> = built.iter().filter_map(|n| n.domain.as_deref()).collect();
     let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
@@ -609,6 +633,26 @@ fn secrets(raw: &RawWorkflow, inputs: &Inputs) -> (Vec<Secret>, BTreeMap<String,
 /// known, its body template read and tried on a sample event.
 fn notification(cx: &mut NodeCx, raw: &RawNotify, scope: &Scope, dir: &Path) -> Option<Notify> {
     let url = cx.text(raw.url.as_ref()?, scope)?;
+    // Anything but an http(s) URL with a host fails every try at run time, each costing the
+    // rollout's end wait: said here instead. An unset secret (`<unset $VAR>`) is preflight's
+    // to report, at `apply`; `validate` without the secrets passes.
+    if !url.exec.contains("<unset $") {
+        let uri = url.exec.parse::<ureq::http::Uri>().ok();
+        let web = uri.as_ref().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+        });
+        if !web {
+            cx.problems.at(
+                Problem::BadValue {
+                    what: format!("url `{}`", url.shown),
+                    reason: "is not an http(s) URL".into(),
+                    help: "a webhook's URL: `https://host/path`".into(),
+                },
+                raw.url.as_ref()?.at(),
+            );
+            return None;
+        }
+    }
     let mut events = Vec::new();
     for e in &raw.events {
         match NotifyEvent::ALL.iter().find(|(name, _)| *name == e.value) {
