@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{count, diagnostics, ledger, milepost, rollout_dir, stderr, stdout, Fixture};
+use crate::support::{
+    at_a_terminal, count, diagnostics, has_script, ledger, milepost, rollout_dir, stderr, stdout, Fixture,
+};
 
 /// A phase whose gate `g` needs one approval in prod only; `b` waits behind it, `c` does not.
 const GATED: &str = r#"workflow w {
@@ -401,33 +403,14 @@ module c { budget "1m"; approval environment="prod"; approval environment="prod"
 /// run its terminal; CI must have it, elsewhere the test says it was skipped.
 #[test]
 fn at_a_terminal_apply_waits_holding_the_lock_until_approved() {
-    let has_script =
-        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_script {
+    if !has_script() {
         assert!(std::env::var_os("CI").is_none(), "CI must have `script` (util-linux)");
         eprintln!("SKIPPED: `script` is not installed");
         return;
     }
     let f = Fixture::new(GATED);
-    let bin = assert_cmd::cargo::cargo_bin("milepost");
-    let apply = shell_words::join([
-        bin.display().to_string(),
-        "apply".into(),
-        f.path("w.kdl").display().to_string(),
-        "--env".into(),
-        "prod".into(),
-        "--progress".into(),
-        "plain".into(),
-    ]);
-    let mut waiting = std::process::Command::new("script")
-        .args(["-qfec", &apply, "/dev/null"])
-        .env_remove("CI")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let apply = apply_prod_line(&f);
+    let mut waiting = at_a_terminal(&apply, "/dev/null");
     let status = || {
         let out =
             milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
@@ -671,49 +654,14 @@ fn children(pid: u32) -> Vec<u32> {
 /// approve and resume: no new request, no passed step again.
 #[test]
 fn sigkill_of_a_waiting_apply_then_approve_and_resume() {
-    let has_script =
-        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_script {
+    if !has_script() {
         eprintln!("SKIPPED: `script` is not installed");
         return;
     }
     let f = Fixture::new(GATED);
-    let bin = assert_cmd::cargo::cargo_bin("milepost");
-    let apply = format!(
-        "exec {}",
-        shell_words::join([
-            bin.display().to_string(),
-            "apply".into(),
-            f.path("w.kdl").display().to_string(),
-            "--env".into(),
-            "prod".into(),
-            "--progress".into(),
-            "plain".into(),
-        ])
-    );
-    let mut script = std::process::Command::new("script")
-        .args(["-qfec", &apply, "/dev/null"])
-        .env_remove("CI")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let out =
-            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
-        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
-        if s["nodes"]
-            .as_array()
-            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "g never asked");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let apply = format!("exec {}", apply_prod_line(&f));
+    let mut script = at_a_terminal(&apply, "/dev/null");
+    until_g_asks(&f);
     // A torn line, as a crashed approver would leave, while apply waits.
     std::fs::write(f.approvals_file(), "{\"decision\":\"appro").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -775,50 +723,15 @@ fn a_rollback_while_the_gate_waits_then_approve_and_resume() {
 /// `milepost apply w.kdl --env prod` at a terminal (`script`), once its gate `g` waits:
 /// the `script` process and the pid of milepost itself. `None` without `script`.
 fn apply_waiting_at_a_terminal(f: &Fixture) -> Option<(std::process::Child, u32)> {
-    let has_script =
-        std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_script {
+    if !has_script() {
         eprintln!("SKIPPED: `script` is not installed");
         return None;
     }
-    let bin = assert_cmd::cargo::cargo_bin("milepost");
-    let apply = format!(
-        "exec {}",
-        shell_words::join([
-            bin.display().to_string(),
-            "apply".into(),
-            f.path("w.kdl").display().to_string(),
-            "--env".into(),
-            "prod".into(),
-            "--progress".into(),
-            "plain".into(),
-        ])
-    );
+    let apply = format!("exec {}", apply_prod_line(f));
     // The terminal's output (stderr included) goes to the typescript `apply.stderr`.
     let typescript = f.path("apply.stderr").display().to_string();
-    let script = std::process::Command::new("script")
-        .args(["-qfec", &apply, &typescript])
-        .env_remove("CI")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let out =
-            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
-        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
-        if s["nodes"]
-            .as_array()
-            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "g never asked");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let script = at_a_terminal(&apply, &typescript);
+    until_g_asks(f);
     let pid = children(script.id());
     assert_eq!(pid.len(), 1, "{pid:?}");
     Some((script, pid[0]))
@@ -1025,4 +938,35 @@ fn a_rejection_after_the_approvals_are_in_is_refused() {
     assert!(!store.contains("too late"), "{store}");
     f.resume_prod().success();
     assert_eq!(count(&f.steps_run(), "b"), 1);
+}
+
+/// `milepost apply w.kdl --env prod --progress plain`, as shell text.
+fn apply_prod_line(f: &Fixture) -> String {
+    shell_words::join([
+        assert_cmd::cargo::cargo_bin("milepost").display().to_string(),
+        "apply".into(),
+        f.path("w.kdl").display().to_string(),
+        "--env".into(),
+        "prod".into(),
+        "--progress".into(),
+        "plain".into(),
+    ])
+}
+
+/// Waits (30 s at most) until `status` says gate `g` waits for approval.
+fn until_g_asks(f: &Fixture) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out =
+            milepost().arg("status").arg(f.path("w.kdl")).args(["--env", "prod", "--json"]).output().unwrap();
+        let s = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        if s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == "g" && n["status"] == "waiting-approval"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "g never asked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

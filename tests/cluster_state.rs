@@ -448,15 +448,10 @@ fn two_operators(kubeconfig: &Path, namespace: &str, fake: Option<&FakeApi>) {
     }
 }
 
-/// Approvals with the state in a cluster: decisions are kept in the cluster and made as the
-/// Kubernetes user the API server says the caller is (a SelfSubjectReview), so group
-/// membership is the cluster's and nobody approves as someone else.
-#[test]
-fn approvals_in_the_cluster_are_made_as_the_cluster_user() {
-    let team = Team::fake(
-        |state| {
-            format!(
-                r#"workflow w {{
+/// `a` → gate `g` (two approvals from group `sre-leads`, its check appends `checked`) → `b`.
+fn gated_by_two_sre_leads(state: &str) -> String {
+    format!(
+        r#"workflow w {{
     {state}
     phase "1" {{ modules a; gate g }}
 }}
@@ -464,10 +459,15 @@ module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
 gate g {{ budget "1m"; approval required=2 from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
 module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
 "#
-            )
-        },
-        "10s",
-    );
+    )
+}
+
+/// Approvals with the state in a cluster: decisions are kept in the cluster and made as the
+/// Kubernetes user the API server says the caller is (a SelfSubjectReview), so group
+/// membership is the cluster's and nobody approves as someone else.
+#[test]
+fn approvals_in_the_cluster_are_made_as_the_cluster_user() {
+    let team = Team::fake(gated_by_two_sre_leads, "10s");
     let api = team.api();
     api.add_user("alice-token", "alice", &["sre-leads"]);
     api.add_user("bob-token", "bob", &["sre-leads"]);
@@ -1472,26 +1472,11 @@ fn cluster_approvals_deleted_or_damaged() {
 /// ConfigMap) are seen, and the waiting run goes on by itself with its Lease held.
 #[test]
 fn cluster_apply_waiting_at_a_terminal_sees_approvals_made_elsewhere() {
-    let has_script = Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_script {
+    if !crate::support::has_script() {
         eprintln!("SKIPPED: `script` is not installed");
         return;
     }
-    let team = Team::fake(
-        |state| {
-            format!(
-                r#"workflow w {{
-    {state}
-    phase "1" {{ modules a; gate g }}
-}}
-module a {{ budget "1m"; install {{ run step "echo a >> ../ledger" }} }}
-gate g {{ budget "1m"; approval required=2 from="sre-leads"; validate {{ run v "echo checked >> ../ledger" }} }}
-module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }}
-"#
-            )
-        },
-        "3s",
-    );
+    let team = Team::fake(gated_by_two_sre_leads, "3s");
     let api = team.api();
     api.add_user("alice-token", "alice", &["sre-leads"]);
     api.add_user("bob-token", "bob", &["sre-leads"]);
@@ -1512,14 +1497,7 @@ module b {{ budget "1m"; after g; install {{ run step "echo b >> ../ledger" }} }
         ])
     );
     let typescript = team.path("apply.typescript").display().to_string();
-    let mut waiting = Command::new("script")
-        .args(["-qfec", &apply, &typescript])
-        .env_remove("CI")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut waiting = crate::support::at_a_terminal(&apply, &typescript);
     let shown = || std::fs::read_to_string(team.path("apply.typescript")).unwrap_or_default();
     wait_for(
         || shown().contains("asks for approval") || shown().contains("needs approval"),

@@ -209,3 +209,22 @@ pub fn spawn_until(mut command: std::process::Command, marker: &Path) -> std::pr
     }
     child
 }
+
+/// Whether `script` (util-linux), which gives a command a pseudo-terminal, is installed.
+pub fn has_script() -> bool {
+    std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// `command_line` (shell text) run at a pseudo-terminal by `script`, what it shows written
+/// to `typescript`, outside CI (a terminal, not a CI log) and without colour.
+pub fn at_a_terminal(command_line: &str, typescript: &str) -> std::process::Child {
+    std::process::Command::new("script")
+        .args(["-qfec", command_line, typescript])
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}

@@ -209,9 +209,7 @@ pub fn approval_store(
     match &workflow.state {
         None => std::sync::Arc::new(FileStore::new(rollout_dir)),
         Some(state) => {
-            let remote = crate::state::cluster::Remote::connect(state, None)
-                .map(std::sync::Arc::new)
-                .map_err(|e| e.to_string());
+            let remote = crate::state::cluster::Remote::shared(state, None).map_err(|e| e.to_string());
             std::sync::Arc::new(ClusterStore::new(remote))
         }
     }
@@ -222,7 +220,7 @@ pub fn approval_store(
 pub fn identity(workflow: &Workflow) -> Result<crate::state::approvals::Identity, CliError> {
     match &workflow.state {
         None => Ok(crate::state::approvals::local_identity()),
-        Some(state) => crate::state::cluster::Remote::connect(state, None)
+        Some(state) => crate::state::cluster::Remote::shared(state, None)
             .map_err(|e| e.to_string())
             .and_then(|remote| crate::state::approvals::cluster_identity(&remote))
             .map_err(|message| CliError::Preflight { message }),

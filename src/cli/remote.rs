@@ -16,14 +16,13 @@ use crate::ui::errln;
 const LOCKING: &[&str] = &["apply", "resume", "verify", "rollback", "unlock", "state push", "state pull"];
 
 fn connect(workflow: &Workflow, state: &ClusterState) -> Result<Arc<Remote>, CliError> {
-    Remote::connect(state, workflow.kubernetes.context.as_deref())
-        .map(Arc::new)
-        .map_err(|e| CliError::Preflight { message: e.to_string() })
+    Remote::shared(state, workflow.kubernetes.context.as_deref()).map_err(state_error)
 }
 
 fn state_error(e: RemoteError) -> CliError {
     match e {
         held @ RemoteError::Held { .. } => CliError::Locked { message: held.to_string() },
+        RemoteError::Connect(message) => CliError::Preflight { message },
         other => CliError::State { message: other.to_string() },
     }
 }
@@ -37,12 +36,7 @@ pub fn folder(workflow: &Workflow, local: PathBuf, command: &str) -> Result<Path
     if LOCKING.contains(&command) {
         return Ok(local);
     }
-    cluster::view(state, &local).map_err(|e| match e {
-        RemoteError::Api(message) if message.starts_with("the rollout's state is in the cluster") => {
-            CliError::Preflight { message }
-        }
-        other => state_error(other),
-    })
+    cluster::view(state, &local).map_err(state_error)
 }
 
 /// After the local lock: the cluster's lock, and the cluster's runs in the working copy.

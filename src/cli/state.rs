@@ -786,11 +786,11 @@ fn live_run(dir: &Path, journals: &Journals, workflow: &Workflow) -> Option<(Str
     let Some(Record::RunStart { run_id, pid, command, host, .. }) = records.first() else { return None };
     let holding = match &workflow.state {
         // In a cluster: the Lease names the run's process as its live holder.
-        Some(state) => crate::state::cluster::Remote::connect(state, None)
+        Some(state) => crate::state::cluster::Remote::shared(state, None)
             .and_then(|remote| remote.holder())
             .ok()
             .flatten()
-            .is_some_and(|(holder, _)| holder.contains(&format!("@{host} pid {pid} "))),
+            .is_some_and(|(holder, _)| crate::state::cluster::holder_is(&holder, host, *pid)),
         None => lock::holder(dir) == Some(*pid),
     };
     holding

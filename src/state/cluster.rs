@@ -66,6 +66,9 @@ pub enum RemoteError {
          holder is gone for good, `milepost unlock --force`"
     )]
     Held { namespace: String, name: String, holder: String, until: String, renewed: String },
+    /// The cluster that keeps the state could not be connected to: nothing was read.
+    #[error("{0}")]
+    Connect(String),
     /// This holder may not write any more: its lock was taken or could not be kept.
     #[error("{0}")]
     Fenced(String),
@@ -119,13 +122,13 @@ impl Remote {
     ///
     /// # Errors
     /// The kubeconfig or the API server, in words a person can act on.
-    pub fn connect(spec: &ClusterState, context: Option<&str>) -> Result<Self, RemoteError> {
+    fn connect(spec: &ClusterState, context: Option<&str>) -> Result<Self, RemoteError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("milepost-state")
             .enable_all()
             .build()
-            .map_err(|e| RemoteError::Api(format!("cannot start the cluster state's runtime: {e}")))?;
+            .map_err(|e| RemoteError::Connect(format!("cannot start the cluster state's runtime: {e}")))?;
         let settings = crate::cluster::Settings {
             context: spec.context.clone().or_else(|| context.map(String::from)),
             namespace: Some(spec.namespace.clone()),
@@ -136,14 +139,36 @@ impl Remote {
         });
         let cluster = rx
             .recv()
-            .map_err(|_| RemoteError::Api("the cluster state's runtime stopped".into()))?
-            .map_err(|e| RemoteError::Api(format!("the rollout's state is in the cluster: {e}")))?;
+            .map_err(|_| RemoteError::Connect("the cluster state's runtime stopped".into()))?
+            .map_err(|e| RemoteError::Connect(format!("the rollout's state is in the cluster: {e}")))?;
         let _entered = runtime.enter();
         let leases = Api::namespaced(cluster.client.clone(), &spec.namespace);
         let maps = Api::namespaced(cluster.client.clone(), &spec.namespace);
         let timeout = (spec.lease / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
         drop(_entered);
         Ok(Self { runtime: Some(runtime), leases, maps, spec: spec.clone(), server: cluster.server, timeout })
+    }
+
+    /// The connection to the cluster `spec` names, made once per process: a command that
+    /// pulls the runs, asks who holds the lock and reads the approvals connects (and asks the
+    /// server's version) once, not for each.
+    ///
+    /// # Errors
+    /// As [`Remote::connect`]; a failed connection is not kept.
+    pub fn shared(spec: &ClusterState, context: Option<&str>) -> Result<Arc<Self>, RemoteError> {
+        type Open = Vec<(ClusterState, Option<String>, Arc<Remote>)>;
+        static OPEN: Mutex<Open> = Mutex::new(Vec::new());
+        let context = spec.context.clone().or_else(|| context.map(String::from));
+        let known =
+            |open: &Open| open.iter().find(|(s, c, _)| s == spec && *c == context).map(|(.., r)| r.clone());
+        if let Some(remote) = OPEN.lock().ok().and_then(|open| known(&open)) {
+            return Ok(remote);
+        }
+        let remote = Arc::new(Self::connect(spec, context.as_deref())?);
+        if let Ok(mut open) = OPEN.lock() {
+            open.push((spec.clone(), context, remote.clone()));
+        }
+        Ok(remote)
     }
 
     /// Runs `future` on this connection's runtime and waits for it from any thread, a
@@ -1221,7 +1246,7 @@ impl Mirror {
 /// `local` (the rollout's own folder, which a rollout on this machine may be writing):
 /// what is read beside it (another environment's folder) is where it would be.
 pub fn view(state: &ClusterState, local: &Path) -> Result<PathBuf, RemoteError> {
-    let remote = Remote::connect(state, None)?;
+    let remote = Remote::shared(state, None)?;
     let beside = local.parent().unwrap_or(Path::new("."));
     let leaf = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = views::make(beside, &leaf)
@@ -1271,6 +1296,11 @@ pub mod views {
 /// Who holds the lock: user, host, process and command, as the Lease names them.
 pub fn holder_identity(command: &str) -> String {
     format!("{}@{} pid {} (milepost {command})", local_user(), super::lock::hostname(), std::process::id())
+}
+
+/// Whether a Lease's holder is the process `pid` on `host` ([`holder_identity`]'s format).
+pub fn holder_is(holder: &str, host: &str, pid: u32) -> bool {
+    holder.contains(&format!("@{host} pid {pid} "))
 }
 
 /// The user this process runs as, from the system's user database (not `$USER`).

@@ -293,6 +293,18 @@ impl History {
     }
 
     /// The node's current attempt goes on past `first_step` kept steps.
+    /// The attempt a step's end or skip of `node` belongs to, seen now: begun by `run` if the
+    /// journal has no start of it (a journal cut before its node-start).
+    fn seen(&mut self, node: &str, run: &RunRecord) -> &mut Attempt {
+        if !self.attempts.contains_key(node) {
+            self.begin(node, true, run);
+        }
+        let position = self.position;
+        let attempt = self.attempts.get_mut(node).expect("ensured above");
+        attempt.last_seen = position;
+        attempt
+    }
+
     fn resume(&mut self, node: &str, first_step: usize, run: &RunRecord) {
         let position = self.position;
         if !self.attempts.contains_key(node) {
@@ -455,12 +467,7 @@ impl History {
                 }
                 Record::StepEnd { node, step, index, outcome, step_hash, evidence, .. } => {
                     let Some(r) = run.as_ref() else { continue };
-                    if !self.attempts.contains_key(node) {
-                        self.begin(node, true, &r.clone());
-                    }
-                    let position = self.position;
-                    let attempt = self.attempts.get_mut(node).expect("ensured above");
-                    attempt.last_seen = position;
+                    let attempt = self.seen(node, &r.clone());
                     if outcome.passed() {
                         ran.entry(node.clone()).or_default().insert(*index, step_hash.clone());
                         attempt.steps.insert(*index, step_hash.clone());
@@ -480,13 +487,7 @@ impl History {
                 // decide it again, and the steps after it are kept too.
                 Record::StepSkipped { node, index, step_hash, .. } => {
                     let Some(r) = run.as_ref() else { continue };
-                    if !self.attempts.contains_key(node) {
-                        self.begin(node, true, &r.clone());
-                    }
-                    let position = self.position;
-                    let attempt = self.attempts.get_mut(node).expect("ensured above");
-                    attempt.last_seen = position;
-                    attempt.steps.insert(*index, step_hash.clone());
+                    self.seen(node, &r.clone()).steps.insert(*index, step_hash.clone());
                 }
                 Record::NodeEnd { node, outcome, took_ms, node_hash, source_hash, .. } => {
                     // Format 1 has no node-start: a node recorded without running a step
